@@ -1,0 +1,43 @@
+# Two commands for a fresh machine: `make run` and `make test`. Both build .venv from
+# requirements.lock (the whole pinned tree, with hashes) when it is missing or stale.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
+
+.PHONY: install run run-sim test sim bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	@touch $(STAMP)
+
+run: $(STAMP)  ## the collector on the real venues, in the foreground, until Ctrl-C
+	$(BIN)/collector run
+
+run-sim: $(STAMP)  ## the same against the local venue simulator
+	$(BIN)/collector run --sim
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+sim: $(STAMP)
+	$(BIN)/collector sim --port 8765
+
+bench: $(STAMP)
+	$(BIN)/python bench/poller_bench.py
+
+# Re-pin the whole tree after editing pyproject.toml dependencies (needs `uv` on PATH).
+lock:
+	uv pip compile pyproject.toml --extra test --python-version 3.11 --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,131 @@
+"""Instruments and the records we write. Field meanings are documented in docs/schema.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from collector.decimals import mid_text, spread_text
+
+SCHEMA_VERSION = 1
+
+Level = tuple[str, str]  # (price, size) as canonical decimal text
+
+
+class Instrument(BaseModel):
+    """One pollable book: a Polymarket outcome token, or a Limitless market slug (its YES book)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    venue: str
+    poll_key: str
+    instrument_id: str = ""
+    market_id: str
+    outcome: str | None = None
+    title: str = ""
+    slug: str = ""
+    expires_at_ms: int | None = None
+    tick_size: str | None = None
+    # Discovery metadata (what selection rules look at).
+    event_slug: str | None = None
+    series_slug: str | None = None
+    recurrence: str | None = None
+    tags: tuple[str, ...] = ()
+    volume_24h: float | None = None
+    liquidity: float | None = None
+    starts_at_ms: int | None = None
+    # Limitless sizes are integers in 10^-size_decimals units; None when sizes are in shares.
+    size_decimals: int | None = None
+    meta: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("instrument_id"):
+            data = {**data, "instrument_id": f"{data.get('venue')}:{data.get('poll_key')}"}
+        return data
+
+    @model_validator(mode="after")
+    def _check_id(self) -> "Instrument":
+        if self.instrument_id != f"{self.venue}:{self.poll_key}":
+            raise ValueError("instrument_id must be '<venue>:<poll_key>'")
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (used by snapshots and market records)."""
+        return self.model_dump(mode="json")
+
+
+def _levels_json(levels: list[Level]) -> orjson.Fragment:
+    return orjson.Fragment(("[" + ",".join(f"[{p},{s}]" for p, s in levels) + "]").encode())
+
+
+def _num(text: str | None) -> orjson.Fragment | None:
+    return None if text is None else orjson.Fragment(text.encode())
+
+
+@dataclass(slots=True)
+class BookRecord:
+    """A normalized order book. ``bids`` best-first descending, ``asks`` best-first ascending."""
+
+    venue: str
+    instrument_id: str
+    poll_key: str
+    market_id: str
+    outcome: str | None
+    ts_ms: int
+    bids: list[Level]
+    asks: list[Level]
+    latency_ms: float
+    ob_ts_ms: int | None = None
+    hash: str | None = None
+    tick_size: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_bid(self) -> str | None:
+        return self.bids[0][0] if self.bids else None
+
+    @property
+    def best_ask(self) -> str | None:
+        return self.asks[0][0] if self.asks else None
+
+    def to_json(self) -> bytes:
+        bb, ba = self.best_bid, self.best_ask
+        both = bb is not None and ba is not None
+        rec: dict[str, Any] = {
+            "record_type": "orderbook",
+            "schema_version": SCHEMA_VERSION,
+            "venue": self.venue,
+            "instrument_id": self.instrument_id,
+            "poll_key": self.poll_key,
+            "market_id": self.market_id,
+            "outcome": self.outcome,
+            "ts_ms": self.ts_ms,
+        }
+        if self.ob_ts_ms is not None:
+            rec["ob_ts_ms"] = self.ob_ts_ms
+        rec["bids"] = _levels_json(self.bids)
+        rec["asks"] = _levels_json(self.asks)
+        rec["best_bid"] = _num(bb)
+        rec["best_ask"] = _num(ba)
+        rec["mid"] = _num(mid_text(bb, ba)) if both else None
+        rec["spread"] = _num(spread_text(bb, ba)) if both else None
+        if self.hash is not None:
+            rec["hash"] = self.hash
+        if self.tick_size is not None:
+            rec["tick_size"] = _num(self.tick_size)
+        rec["latency_ms"] = round(self.latency_ms, 3)
+        rec["source"] = "rest"
+        for k, v in self.extra.items():
+            rec[k] = _num(v) if isinstance(v, DecText) else v
+        return orjson.dumps(rec)
+
+
+class DecText(str):
+    """Marks an ``extra`` value that is decimal text and must be written as a JSON number."""
+
+    __slots__ = ()

@@ -1,0 +1,270 @@
+"""All configuration, in one pydantic-settings model.
+
+Sources, highest priority first: environment variables ``COLLECTOR_*`` (``__`` separates
+nested fields, e.g. ``COLLECTOR_POLYMARKET__CLOB_URL``), then the TOML file named by
+``COLLECTOR_CONFIG``, then the defaults below. Every tunable is listed with its default in
+docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from collector.errors import ConfigError
+
+VenueName = Literal["polymarket", "limitless"]
+ALL_VENUES: tuple[str, ...] = ("polymarket", "limitless")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Rule(_Strict):
+    """One selection rule; an instrument is selected when any rule of its venue matches.
+
+    Every criterion is optional; a rule with none matches every open order-book market.
+    """
+
+    name: str = "all"
+    slug_prefixes: list[str] = []
+    event_slug_prefixes: list[str] = []  # Polymarket event or series slug; Limitless group slug
+    tags: list[str] = []  # Polymarket event tags / Limitless categories and tags (any match)
+    recurrence: list[str] = []  # Polymarket series recurrence: 5m, 15m, hourly, daily, weekly...
+    min_minutes_to_expiry: float | None = None
+    max_minutes_to_expiry: float | None = None
+    min_volume_24h: float | None = None
+    min_liquidity: float | None = None
+    max_markets: int | None = Field(default=None, ge=1)  # keep the top N by 24 h volume
+
+
+def _polymarket_default_rules() -> list[Rule]:
+    # The original collector's crypto intraday set.
+    return [
+        Rule(
+            name="btc-eth-up-or-down",
+            event_slug_prefixes=["btc-up-or-down-", "eth-up-or-down-"],
+            recurrence=["15m", "hourly", "daily"],
+            min_minutes_to_expiry=0,
+            max_minutes_to_expiry=1440,
+        )
+    ]
+
+
+def _limitless_default_rules() -> list[Rule]:
+    return [Rule(name="btc-eth", slug_prefixes=["btc-", "eth-", "bitcoin-", "ethereum-"])]
+
+
+class VenueSettings(_Strict):
+    """Tunables every venue has. Defaults follow the venue docs and the original collector."""
+
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    read_timeout_s: float = Field(default=2.0, gt=0)
+    discovery_timeout_s: float = Field(default=10.0, gt=0)  # per discovery page request
+    user_agent: str = "pm-orderbook-collector/0.1 (+https://github.com/)"
+    interval_s: float = Field(default=1.0, gt=0)  # target poll interval per instrument
+    max_workers: int = Field(default=16, ge=1, le=256)  # fetch threads
+    inflight_start: int = Field(default=4, ge=1)  # AIMD starting in-flight cap
+    inflight_ceiling: int = Field(default=32, ge=1)  # AIMD hard ceiling
+    rate_requests: int = Field(default=500, ge=1)  # at most this many requests ...
+    rate_window_s: float = Field(default=10.0, gt=0)  # ... per this sliding window
+    min_spacing_s: float = Field(default=0.0, ge=0)  # minimum gap between two requests
+    discovery_rate_requests: int = Field(default=300, ge=1)
+    discovery_rate_window_s: float = Field(default=10.0, gt=0)
+    cooldown_429_s: float = Field(default=30.0, ge=0)  # used when no Retry-After is sent
+    rules: list[Rule] = []
+
+
+class PolymarketSettings(VenueSettings):
+    gamma_url: str = "https://gamma-api.polymarket.com"
+    clob_url: str = "https://clob.polymarket.com"
+    books_batch_size: int = Field(default=100, ge=1, le=500)  # POST /books items per request
+    gamma_page_limit: int = Field(default=100, ge=1, le=100)
+    max_workers: int = Field(default=16, ge=1, le=256)
+    inflight_start: int = Field(default=4, ge=1)
+    inflight_ceiling: int = Field(default=32, ge=1)
+    rate_requests: int = Field(default=500, ge=1)  # /books: 500 per 10 s
+    rules: list[Rule] = Field(default_factory=_polymarket_default_rules)
+
+    @field_validator("gamma_url", "clob_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v)
+
+
+class LimitlessSettings(VenueSettings):
+    api_url: str = "https://api.limitless.exchange"
+    read_timeout_s: float = Field(default=2.5, gt=0)
+    page_size: int = Field(default=25, ge=1, le=25)
+    max_workers: int = Field(default=2, ge=1, le=64)
+    inflight_start: int = Field(default=1, ge=1)
+    inflight_ceiling: int = Field(default=2, ge=1)  # docs: at most 2 concurrent requests
+    rate_requests: int = Field(default=30, ge=1)
+    rate_window_s: float = Field(default=10.0, gt=0)
+    min_spacing_s: float = Field(default=0.3, ge=0)  # docs: at least 300 ms between calls
+    discovery_rate_requests: int = Field(default=30, ge=1)
+    api_key: SecretStr | None = None  # optional; public endpoints need none
+    rules: list[Rule] = Field(default_factory=_limitless_default_rules)
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v)
+
+
+def _check_url(v: str) -> str:
+    if not (v.startswith("http://") or v.startswith("https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return v.rstrip("/")
+
+
+class PollerSettings(_Strict):
+    snapshot_check_s: float = Field(default=1.0, gt=0)  # how often snapshot mtimes are checked
+    stats_interval_s: float = Field(default=10.0, gt=0)  # poll_stats record cadence
+    heartbeat_interval_s: float = Field(default=30.0, gt=0)  # Prefect heartbeat event cadence
+    error_sample_every: int = Field(default=10, ge=1)  # log every Nth consecutive failure
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_factor: float = Field(default=2.0, ge=1)
+    backoff_cap_s: float = Field(default=60.0, gt=0)
+    backoff_jitter: float = Field(default=0.0, ge=0, le=1)  # seeded by instrument id
+    failure_cooldown_fraction: float = Field(default=0.5, gt=0, le=1)
+    failure_cooldown_min_requests: int = Field(default=10, ge=1)
+    failure_cooldown_window_s: float = Field(default=10.0, gt=0)
+    failure_cooldown_s: float = Field(default=15.0, ge=0)
+    aimd_p95_latency_ms: float = Field(default=1500.0, gt=0)  # "high" latency
+    aimd_failure_rate: float = Field(default=0.2, gt=0, le=1)  # "high" failure rate
+    aimd_stable_window_s: float = Field(default=900.0, gt=0)  # +1 after this long stable
+    shard: str = "0/1"  # k/n: poll only instruments whose id hashes to shard k of n
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, v: str) -> str:
+        try:
+            k, n = (int(x) for x in v.split("/"))
+        except ValueError:
+            raise ValueError("must look like k/n, e.g. 0/2") from None
+        if not (n >= 1 and 0 <= k < n):
+            raise ValueError("needs 0 <= k < n")
+        return v
+
+
+class WriterSettings(_Strict):
+    rotate_minutes: int = Field(default=10, ge=1, le=1440)
+    fsync_interval_s: float = Field(default=1.0, gt=0)
+    compress_closed: bool = False  # zstd-compress files once rotated out
+
+
+class DiscoverySettings(_Strict):
+    interval_s: float = Field(default=60.0, gt=0)  # cadence of `collector run` without Prefect
+    empty_is_suspect: bool = True  # an empty answer from a venue that had instruments is an error
+    task_retries: int = Field(default=3, ge=0)
+    task_timeout_s: float = Field(default=600.0, gt=0)
+
+
+class PrefectSettings(_Strict):
+    webhook_url: SecretStr | None = None  # alerts go here when set
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COLLECTOR_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    config: Path | None = None  # path of the TOML file (COLLECTOR_CONFIG); informational
+    data_dir: Path = Path("./data")
+    venues: Annotated[list[VenueName], NoDecode] = Field(default_factory=lambda: list(ALL_VENUES))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    polymarket: PolymarketSettings = Field(default_factory=PolymarketSettings)
+    limitless: LimitlessSettings = Field(default_factory=LimitlessSettings)
+    poller: PollerSettings = Field(default_factory=PollerSettings)
+    writer: WriterSettings = Field(default_factory=WriterSettings)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+
+    @field_validator("venues", mode="before")
+    @classmethod
+    def _split_venues(cls, v: Any) -> Any:
+        if isinstance(v, str):  # COLLECTOR_VENUES=polymarket,limitless
+            v = v.strip()
+            if v.startswith("["):
+                return v
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    def venue(self, name: str) -> VenueSettings:
+        return getattr(self, name)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by COLLECTOR_CONFIG (if any)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("COLLECTOR_CONFIG")
+        if not path:
+            return {}
+        try:
+            with open(path, "rb") as f:
+                return tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config: file {path!r} (COLLECTOR_CONFIG) does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config: {path!r} is not valid TOML: {e}") from None
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings or raise ConfigError naming every bad field."""
+    unknown = sorted(
+        k
+        for k in os.environ
+        if k.startswith("COLLECTOR_")
+        and k[len("COLLECTOR_") :].split("__")[0].lower() not in Settings.model_fields
+    )
+    if unknown:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {k}: unknown setting" for k in unknown))
+    try:
+        s = Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from None
+    except SettingsError as e:  # e.g. a nested env value that is not valid JSON
+        raise ConfigError(f"invalid configuration:\n  {e}") from None
+    for name in ALL_VENUES:
+        v = s.venue(name)
+        if v.inflight_start > v.inflight_ceiling:
+            raise ConfigError(
+                f"invalid configuration:\n  {name}.inflight_start: must be <= inflight_ceiling"
+            )
+    if not s.venues:
+        raise ConfigError("invalid configuration:\n  venues: enable at least one venue")
+    return s

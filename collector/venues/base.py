@@ -1,0 +1,158 @@
+"""The one small protocol every venue client implements, plus shared HTTP plumbing."""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from collector.errors import (
+    BadPayload,
+    ClientError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    VenueError,
+)
+from collector.models import BookRecord, Instrument
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """Outcome of one book request (one HTTP call, one or many poll keys)."""
+
+    books: dict[str, Any]  # poll_key -> raw book payload (parsed JSON)
+    errors: dict[str, VenueError]  # poll_key -> per-key failure (e.g. left out of a batch)
+    ts_ms: int  # capture time: wall clock when the answer arrived
+    latency_ms: float  # request round trip
+
+
+@dataclass(slots=True)
+class DiscoveryResult:
+    instruments: list[Instrument]
+    pages: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count of markets left out
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+class VenueClient(Protocol):
+    """Discover instruments, fetch raw books, normalize a raw book into a record.
+
+    ``fetch_books`` runs on worker threads; it raises a VenueError when the whole request
+    failed and reports per-key failures in ``FetchResult.errors``. ``normalize`` runs on the
+    poller's single loop thread and raises BadPayload for a book it cannot trust.
+    """
+
+    name: ClassVar[str]
+    batch_size: int  # poll keys per fetch_books call (1 when the venue has no batch endpoint)
+
+    def discover(self) -> DiscoveryResult: ...
+
+    def fetch_books(self, poll_keys: Sequence[str]) -> FetchResult: ...
+
+    def normalize(self, inst: Instrument, raw: Any, ts_ms: int, latency_ms: float) -> BookRecord: ...
+
+    def close(self) -> None: ...
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds or HTTP-date); None when absent or junk."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    return body[:limit].decode("utf-8", "replace").replace("\n", " ")
+
+
+def raise_for_status(status: int, headers: Any, body: bytes, venue: str) -> None:
+    """Map a non-2xx answer to a typed error. ``headers`` is any case-insensitive mapping."""
+    if 200 <= status < 300:
+        return
+    msg = f"HTTP {status}: {_snippet(body)}"
+    if status == 404:
+        raise NotFound(msg, status=status, venue=venue)
+    if status == 429:
+        raise RateLimited(
+            msg, status=status, venue=venue, retry_after_s=parse_retry_after(headers.get("retry-after"))
+        )
+    if status >= 500 or status == 425:
+        raise ServerError(msg, status=status, venue=venue)
+    raise ClientError(msg, status=status, venue=venue)
+
+
+def parse_json(body: bytes, venue: str) -> Any:
+    """Parse a 2xx body; an HTML page or malformed JSON is a BadPayload, never a crash."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        kind = "HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
+        raise BadPayload(f"{kind}: {_snippet(body)}", venue=venue) from None
+
+
+class Pacer:
+    """Spaces calls at least ``min_interval_s`` apart (thread-safe). Used for discovery paging."""
+
+    def __init__(self, requests: int, window_s: float, min_spacing_s: float = 0.0):
+        self.min_interval_s = max(window_s / requests, min_spacing_s)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.min_interval_s
+        if start > now:
+            time.sleep(start - now)
+
+
+class ThreadLocal:
+    """One HTTP session per thread (connection pools are not shared across threads)."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    def get(self):
+        s = getattr(self._local, "s", None)
+        if s is None:
+            s = self._factory()
+            self._local.s = s
+            with self._lock:
+                self._all.append(s)
+        return s
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions, self._all = self._all, []
+        for s in sessions:
+            try:
+                s.close()
+            except Exception:  # closing must never raise during shutdown
+                pass
