@@ -76,3 +76,7 @@ class BadPayload(VenueError):
     """The venue answered 200 but the body is not what the API documents."""
 
     kind = "bad_payload"
+
+
+class WriteError(CollectorError):
+    """A data file could not be written (disk full, read-only, permission denied)."""
