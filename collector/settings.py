@@ -79,6 +79,7 @@ class VenueSettings(_Strict):
     discovery_rate_requests: int = Field(default=300, ge=1)
     discovery_rate_window_s: float = Field(default=10.0, gt=0)
     cooldown_429_s: float = Field(default=30.0, ge=0)  # used when no Retry-After is sent
+    batch_linger_s: float = Field(default=0.1, ge=0)  # wait this long to fill a batch request
     rules: list[Rule] = []
 
 

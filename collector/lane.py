@@ -1,0 +1,372 @@
+"""Per-venue polling state: schedule, backoff, cooldown, rate budget, AIMD, stats.
+
+A Lane is only touched by the poller's loop thread. It decides which instruments to fetch next,
+hands batches to its thread pool, and turns finished fetches into records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from collector.errors import BadPayload, NotFound, RateLimited, VenueError
+from collector.models import SCHEMA_VERSION, BookRecord, Instrument
+from collector.scheduling import (
+    Aimd,
+    BackoffPolicy,
+    DueQueue,
+    IntervalTracker,
+    LatencyWindow,
+    RateBudget,
+    VenueCooldown,
+)
+from collector.settings import PollerSettings, VenueSettings
+from collector.venues import VenueClient
+from collector.venues.base import now_ms
+from collector.writer import WriterSet
+
+if TYPE_CHECKING:
+    from collector.poller import Done
+
+log = logging.getLogger(__name__)
+
+_MSG_MAX = 300
+
+
+class InternalError(VenueError):
+    """A client raised something that is not a VenueError (a bug): counted, never fatal."""
+
+    kind = "internal"
+
+
+@dataclass(slots=True)
+class InstState:
+    inst: Instrument
+    due: float  # monotonic time this instrument was (or is) scheduled for
+    added: float  # monotonic time it joined the active set
+    failures: int = 0
+    last_ok: float | None = None  # monotonic
+    last_ok_ts_ms: int | None = None  # capture time of the last good book
+    last_error: str | None = None
+    inflight: bool = False
+
+
+def _pct(sorted_vals: list[float], q: float) -> float | None:
+    if not sorted_vals:
+        return None
+    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
+
+
+class Lane:
+    def __init__(
+        self,
+        name: str,
+        client: VenueClient,
+        vs: VenueSettings,
+        ps: PollerSettings,
+        pool: ThreadPoolExecutor,
+        writers: WriterSet,
+    ):
+        self.name = name
+        self.client = client
+        self.vs = vs
+        self.ps = ps
+        self.pool = pool
+        self.interval = vs.interval_s
+        self.batch_size = max(1, int(getattr(client, "batch_size", 1)))
+        self.linger = vs.batch_linger_s if self.batch_size > 1 else 0.0
+        self.queue = DueQueue()
+        self.state: dict[str, InstState] = {}
+        self.backoff = BackoffPolicy(ps.backoff_base_s, ps.backoff_factor, ps.backoff_cap_s, ps.backoff_jitter)
+        self.budget = RateBudget(vs.rate_requests, vs.rate_window_s, vs.min_spacing_s)
+        self.cooldown = VenueCooldown(
+            window_s=ps.failure_cooldown_window_s,
+            min_requests=ps.failure_cooldown_min_requests,
+            threshold=ps.failure_cooldown_fraction,
+            failure_cooldown_s=ps.failure_cooldown_s,
+        )
+        self.aimd = Aimd(
+            start=vs.inflight_start,
+            ceiling=vs.inflight_ceiling,
+            failure_rate=ps.aimd_failure_rate,
+            p95_latency_ms=ps.aimd_p95_latency_ms,
+            stable_window_s=ps.aimd_stable_window_s,
+        )
+        self.latency = LatencyWindow()
+        self.intervals = IntervalTracker()
+        self.inflight = 0
+        self.snapshot_asof_ms: int | None = None
+        self.snapshot_error: str | None = None
+        self._cooldown_from_ms: int | None = None
+        self.books = writers.get(name, "orderbooks")
+        self.stats_out = writers.get(name, "poll_stats")
+        self.errors_out = writers.get(name, "poll_errors")
+        self.c: Counter[str] = Counter()  # counters since the last stats record
+        self.total: Counter[str] = Counter()  # counters since start
+
+    # -- membership -------------------------------------------------------------------------
+    def set_instruments(self, insts: Sequence[Instrument], asof_ms: int, now: float) -> None:
+        self.snapshot_asof_ms = asof_ms
+        new = {i.poll_key: i for i in insts}
+        for key in [k for k in self.state if k not in new]:
+            self._drop(key)
+        for key, inst in new.items():
+            st = self.state.get(key)
+            if st is None:
+                self.state[key] = InstState(inst=inst, due=now, added=now)
+                self.queue.add(key, now)
+            else:
+                st.inst = inst
+
+    def prune_expired(self, wall_ms: int) -> None:
+        """Drop instruments past expiry, unless a snapshot written after it still lists them."""
+        asof = self.snapshot_asof_ms or 0
+        for key in [
+            k
+            for k, st in self.state.items()
+            if st.inst.expires_at_ms is not None and st.inst.expires_at_ms < wall_ms and asof <= st.inst.expires_at_ms
+        ]:
+            self._drop(key)
+            self.c["expired_dropped"] += 1
+
+    def _drop(self, key: str) -> None:
+        self.state.pop(key, None)
+        self.queue.remove(key)
+
+    # -- scheduling ---------------------------------------------------------------------------
+    def submit_due(self, now: float, fetch: Callable[["Lane", Sequence[str]], None]) -> None:
+        if self.cooldown.active(now):
+            return
+        self._maybe_close_cooldown_gap(now)
+        while self.inflight < self.aimd.cap:
+            due = self.queue.next_due()
+            if due is None or due > now - self.linger:
+                return
+            if not self.budget.try_acquire(now):
+                return
+            keys = self.queue.pop_due(now, self.batch_size)
+            if not keys:
+                return
+            for k in keys:
+                self.state[k].inflight = True
+            self.inflight += 1
+            self.c["requests"] += 1
+            self.c["polls_submitted"] += len(keys)
+            self.pool.submit(fetch, self, keys)
+
+    def next_wake(self, now: float) -> float:
+        """Earliest monotonic time at which submit_due could do something new."""
+        if self.cooldown.active(now):
+            return now + self.cooldown.remaining(now)
+        if self.inflight >= self.aimd.cap:
+            return now + 0.1  # a completion will wake the loop first
+        due = self.queue.next_due()
+        if due is None:
+            return now + 0.1
+        return max(due + self.linger, self.budget.next_allowed(now))
+
+    # -- completions --------------------------------------------------------------------------
+    def complete(self, done: "Done", now: float) -> None:
+        self.inflight -= 1
+        if done.error is not None:
+            self._request_failed(done.keys, _as_venue_error(done.error), now, (now - done.started) * 1000)
+            return
+        res = done.result
+        self.latency.add(res.latency_ms)
+        self.cooldown.record(now, True)
+        self.c["requests_ok"] += 1
+        normalize = self.client.normalize
+        for key in done.keys:
+            st = self.state.get(key)
+            if st is None:  # left the active set while in flight
+                continue
+            st.inflight = False
+            raw = res.books.get(key)
+            if raw is None:
+                self._instrument_failed(key, st, res.errors.get(key) or NotFound("missing from reply"), now, res.latency_ms)
+                continue
+            try:
+                rec = normalize(st.inst, raw, res.ts_ms, res.latency_ms)
+            except BadPayload as e:
+                self._instrument_failed(key, st, e, now, res.latency_ms)
+                continue
+            except Exception as e:  # a normalizer bug must cost one book, not the loop
+                self._instrument_failed(key, st, BadPayload(f"{type(e).__name__}: {e}"), now, res.latency_ms)
+                continue
+            self._instrument_ok(key, st, rec, now)
+
+    def _instrument_ok(self, key: str, st: InstState, rec: BookRecord, now: float) -> None:
+        if st.failures:
+            self._write_gap(st.inst.instrument_id, st.last_ok_ts_ms, rec.ts_ms, st.last_error or "unknown", st.failures)
+        if st.last_ok is not None:
+            self.intervals.add(now - st.last_ok)
+        st.failures = 0
+        st.last_ok = now
+        st.last_ok_ts_ms = rec.ts_ms
+        self.c["polls_ok"] += 1
+        if self.books.write(rec.to_json()):
+            self.c["books_written"] += 1
+        nxt = st.due + self.interval
+        st.due = nxt if nxt >= now - self.interval else now  # never bank more than one interval of debt
+        self.queue.add(key, st.due)
+
+    def _instrument_failed(self, key: str, st: InstState, err: VenueError, now: float, latency_ms: float) -> None:
+        st.inflight = False
+        st.failures += 1
+        st.last_error = err.kind
+        self.c["polls_failed"] += 1
+        self.c[f"err_{err.kind}"] += 1
+        if st.failures == 1 or st.failures % self.ps.error_sample_every == 0:
+            self._write_error(st, err, latency_ms)
+        st.due = now + self.backoff.delay(st.inst.instrument_id, st.failures)
+        self.queue.add(key, st.due)
+
+    def _request_failed(self, keys: Sequence[str], err: VenueError, now: float, latency_ms: float) -> None:
+        self.c["requests_failed"] += 1
+        self._count_http(err)
+        if isinstance(err, RateLimited):
+            # The venue's limit, not the instruments' fault: cool the venue, keep their turn.
+            if not self.cooldown.active(now):
+                self._cooldown_from_ms = now_ms()
+            self.cooldown.on_rate_limited(now, err.retry_after_s, self.vs.cooldown_429_s)
+            self.aimd.on_rate_limited()
+            for key in keys:
+                st = self.state.get(key)
+                if st is not None:
+                    st.inflight = False
+                    self.queue.add(key, st.due)
+            return
+        was_active = self.cooldown.active(now)
+        self.cooldown.record(now, False)
+        if not was_active and self.cooldown.active(now):
+            self._cooldown_from_ms = now_ms()
+            log.warning("%s: cooling down %.1fs after repeated failures (%s)", self.name, self.cooldown.remaining(now), err)
+        for key in keys:
+            st = self.state.get(key)
+            if st is not None:
+                self._instrument_failed(key, st, err, now, latency_ms)
+
+    def _count_http(self, err: VenueError) -> None:
+        s = err.status
+        if s == 429:
+            self.c["http_429"] += 1
+        elif s is not None and 400 <= s < 500:
+            self.c["http_4xx"] += 1
+        elif s is not None and s >= 500:
+            self.c["http_5xx"] += 1
+        if err.kind == "timeout":
+            self.c["timeouts"] += 1
+
+    def _maybe_close_cooldown_gap(self, now: float) -> None:
+        end = self.cooldown.ended(now)
+        if end is not None and self._cooldown_from_ms is not None:
+            self._write_gap(None, self._cooldown_from_ms, now_ms(), f"cooldown:{end.reason}", None)
+            self._cooldown_from_ms = None
+
+    # -- records ------------------------------------------------------------------------------
+    def _write_gap(self, instrument_id: str | None, from_ms: int | None, to_ms: int, reason: str, failures: int | None) -> None:
+        rec = {
+            "record_type": "gap",
+            "schema_version": SCHEMA_VERSION,
+            "venue": self.name,
+            "instrument_id": instrument_id,
+            "ts_ms": to_ms,
+            "from_ts_ms": from_ms,
+            "to_ts_ms": to_ms,
+            "reason": reason,
+        }
+        if failures is not None:
+            rec["failures"] = failures
+        self.books.write(orjson.dumps(rec))
+        self.c["gaps"] += 1
+
+    def _write_error(self, st: InstState, err: VenueError, latency_ms: float) -> None:
+        inst = st.inst
+        self.errors_out.write(
+            orjson.dumps(
+                {
+                    "record_type": "poll_error",
+                    "schema_version": SCHEMA_VERSION,
+                    "ts_ms": now_ms(),
+                    "venue": self.name,
+                    "market_id": inst.market_id,
+                    "slug": inst.slug,
+                    "instrument_id": inst.instrument_id,
+                    "http_status": err.status,
+                    "latency_ms": round(latency_ms, 3),
+                    "error_type": err.kind,
+                    "consecutive_failures": st.failures,
+                    "message": str(err)[:_MSG_MAX],
+                }
+            )
+        )
+
+    def write_stats(self, now: float) -> dict[str, Any]:
+        ages = sorted(now - (st.last_ok if st.last_ok is not None else st.added) for st in self.state.values())
+        lat = self.latency.percentiles()
+        iv = self.intervals.summary()
+        c = self.c
+        attempted = c["polls_ok"] + c["polls_failed"]
+        fail_rate = c["polls_failed"] / attempted if attempted else 0.0
+        self.aimd.evaluate(now, fail_rate, lat.get("p95") or 0.0)
+        stale_after = 5 * self.interval
+        rec = {
+            "record_type": "poll_stats",
+            "schema_version": SCHEMA_VERSION,
+            "ts_ms": now_ms(),
+            "venue": self.name,
+            "active_instruments": len(self.state),
+            "requests": c["requests"],
+            "requests_ok": c["requests_ok"],
+            "requests_failed": c["requests_failed"],
+            "submitted": c["polls_submitted"],
+            "ok": c["polls_ok"],
+            "failed": c["polls_failed"],
+            "books_written": c["books_written"],
+            "gaps": c["gaps"],
+            "http_4xx": c["http_4xx"],
+            "http_5xx": c["http_5xx"],
+            "http_429": c["http_429"],
+            "timeouts": c["timeouts"],
+            "errors": {k[4:]: v for k, v in c.items() if k.startswith("err_")},
+            "latency_p50_ms": lat.get("p50"),
+            "latency_p95_ms": lat.get("p95"),
+            "latency_p99_ms": lat.get("p99"),
+            "cooldown_remaining_s": round(self.cooldown.remaining(now), 3),
+            "cooldown_reason": self.cooldown.reason if self.cooldown.active(now) else None,
+            "workers": self.vs.max_workers,
+            "inflight_cap": self.aimd.cap,
+            "inflight": self.inflight,
+            "target_interval_s": self.interval,
+            "achieved_interval_mean_s": iv.get("mean"),
+            "achieved_interval_p50_s": iv.get("p50"),
+            "achieved_interval_p99_s": iv.get("p99"),
+            "book_age_p50_s": _round(_pct(ages, 0.50)),
+            "book_age_p99_s": _round(_pct(ages, 0.99)),
+            "stale_instruments": sum(1 for a in ages if a > stale_after),
+            "expired_dropped": c["expired_dropped"],
+            "snapshot_error": self.snapshot_error,
+            "writer_errors": self.books.stats.last_error,
+            "records_dropped": self.books.stats.records_dropped,
+        }
+        self.stats_out.write(orjson.dumps(rec))
+        self.total.update(c)
+        self.c = Counter()
+        return rec
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def _as_venue_error(e: BaseException) -> VenueError:
+    if isinstance(e, VenueError):
+        return e
+    log.warning("fetch raised %s: %s", type(e).__name__, e)
+    return InternalError(f"{type(e).__name__}: {e}")

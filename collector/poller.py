@@ -1,0 +1,167 @@
+"""The hot path: poll every active book about once per interval and write it.
+
+One loop thread owns all state (schedule, backoff, cooldown, normalization, writes). Only the
+blocking HTTP fetch runs on per-venue thread pools; finished fetches come back through one
+queue. Time for scheduling is monotonic; wall clock is only stamped onto records.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collector.lane import Lane
+from collector.settings import Settings
+from collector.snapshot import SnapshotWatcher, snapshot_path
+from collector.venues import VenueClient, make_client
+from collector.venues.base import FetchResult, now_ms
+from collector.writer import WriterSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Done:
+    """A finished fetch, handed from a worker thread to the loop thread."""
+
+    lane: Lane
+    keys: Sequence[str]
+    result: FetchResult | None
+    error: BaseException | None
+    started: float  # monotonic
+
+
+def in_shard(instrument_id: str, shard: str) -> bool:
+    k, n = (int(x) for x in shard.split("/"))
+    return n == 1 or zlib.crc32(instrument_id.encode()) % n == k
+
+
+class Poller:
+    """Multi-venue poller. ``run()`` blocks until ``stop()`` (or an exception in the caller)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clients: dict[str, VenueClient] | None = None,
+        on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        self.settings = settings
+        self.on_heartbeat = on_heartbeat
+        self._stop = threading.Event()
+        self._done: queue.SimpleQueue[Done] = queue.SimpleQueue()
+        self.writers = WriterSet(Path(settings.data_dir), settings.writer)
+        self.lanes: dict[str, Lane] = {}
+        for name in settings.venues:
+            client = (clients or {}).get(name) or make_client(name, settings)
+            vs = settings.venue(name)
+            pool = ThreadPoolExecutor(max_workers=vs.max_workers, thread_name_prefix=f"fetch-{name}")
+            self.lanes[name] = Lane(name, client, vs, settings.poller, pool, self.writers)
+        self.watchers = {
+            name: SnapshotWatcher(snapshot_path(Path(settings.data_dir), name)) for name in self.lanes
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, duration_s: float | None = None) -> None:
+        p = self.settings.poller
+        mono = time.monotonic
+        start = mono()
+        deadline = start + duration_s if duration_s is not None else float("inf")
+        next_snapshot = next_stats = next_heartbeat = start
+        try:
+            while not self._stop.is_set() and mono() < deadline:
+                now = mono()
+                if now >= next_snapshot:
+                    self._reload_snapshots()
+                    next_snapshot = now + p.snapshot_check_s
+                for lane in self.lanes.values():
+                    lane.submit_due(now, self._fetch)
+                self._drain(timeout=self._wait_time(now))
+                self.writers.tick()
+                now = mono()
+                if now >= next_stats:
+                    stats = [lane.write_stats(now) for lane in self.lanes.values()]
+                    next_stats = now + p.stats_interval_s
+                    if now >= next_heartbeat and self.on_heartbeat is not None:
+                        self._heartbeat(stats)
+                        next_heartbeat = now + p.heartbeat_interval_s
+        finally:
+            self.close()
+
+    def _wait_time(self, now: float) -> float:
+        wake = min((lane.next_wake(now) for lane in self.lanes.values()), default=now + 0.1)
+        return min(0.1, max(0.0005, wake - now))
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            done = self._done.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            done.lane.complete(done, time.monotonic())
+            try:
+                done = self._done.get_nowait()
+            except queue.Empty:
+                return
+
+    def _fetch(self, lane: Lane, keys: Sequence[str]) -> None:
+        """Submitted to the lane's pool: the only code that runs off the loop thread."""
+        started = time.monotonic()
+        try:
+            result = lane.client.fetch_books(keys)
+            self._done.put(Done(lane, keys, result, None, started))
+        except BaseException as e:  # handed to the loop thread, which classifies it
+            self._done.put(Done(lane, keys, None, e, started))
+
+    def _reload_snapshots(self) -> None:
+        wall = now_ms()
+        shard = self.settings.poller.shard
+        for name, watcher in self.watchers.items():
+            snap = watcher.poll()
+            lane = self.lanes[name]
+            if snap is not None:
+                insts = [i for i in snap.instruments if in_shard(i.instrument_id, shard)]
+                lane.set_instruments(insts, snap.asof_ms, time.monotonic())
+            lane.snapshot_error = watcher.last_error
+            lane.prune_expired(wall)
+
+    def _heartbeat(self, stats: list[dict[str, Any]]) -> None:
+        try:
+            self.on_heartbeat({"venues": stats, "ts_ms": now_ms()})
+        except Exception as e:  # the orchestrator being down must never stop collection
+            log.warning("heartbeat callback failed: %s", e)
+
+    def close(self) -> None:
+        """Flush and close every file first, then let the pools go (never join blocked threads)."""
+        self.writers.close()
+        for lane in self.lanes.values():
+            lane.pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                lane.client.close()
+            except Exception:
+                pass
+
+
+def cli_poll(settings: Settings, duration_s: float | None = None) -> int:
+    """`collector poll`: run the loop in the foreground; SIGTERM / Ctrl-C flush and exit."""
+    poller = Poller(settings)
+
+    def _term(signum, frame):
+        poller.stop()
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    log.info("polling %s into %s", ", ".join(poller.lanes), settings.data_dir)
+    poller.run(duration_s=duration_s)
+    return 0
