@@ -50,6 +50,8 @@ def _slow(text: str) -> str:
         raise ValueError(f"not a number: {text!r}") from None
     if not d.is_finite() or d < 0:
         raise ValueError(f"not a finite non-negative number: {text!r}")
+    if d and not -40 <= d.adjusted() <= 40:  # "1e999999999" would expand to a billion digits
+        raise ValueError(f"number out of range: {text[:40]!r}")
     return fmt(d)
 
 

@@ -29,7 +29,7 @@ def test_dec_text(raw, text):
     assert dec_text(raw) == text
 
 
-@pytest.mark.parametrize("junk", ["", "abc", "NaN", "inf", "-1", -0.5, None, True, [], "1.2.3"])
+@pytest.mark.parametrize("junk", ["", "abc", "NaN", "inf", "-1", -0.5, None, True, [], "1.2.3", "1e999999999", 1e300])
 def test_dec_text_rejects(junk):
     with pytest.raises(ValueError):
         dec_text(junk)
