@@ -25,6 +25,7 @@ from collector.scheduling import (
     LatencyWindow,
     RateBudget,
     VenueCooldown,
+    advance_due,
 )
 from collector.settings import PollerSettings, VenueSettings
 from collector.venues import VenueClient
@@ -83,23 +84,12 @@ class Lane:
         self.linger = vs.batch_linger_s if self.batch_size > 1 else 0.0
         self.queue = DueQueue()
         self.state: dict[str, InstState] = {}
-        self.backoff = BackoffPolicy(ps.backoff_base_s, ps.backoff_factor, ps.backoff_cap_s, ps.backoff_jitter)
-        self.budget = RateBudget(vs.rate_requests, vs.rate_window_s, vs.min_spacing_s)
-        self.cooldown = VenueCooldown(
-            window_s=ps.failure_cooldown_window_s,
-            min_requests=ps.failure_cooldown_min_requests,
-            threshold=ps.failure_cooldown_fraction,
-            failure_cooldown_s=ps.failure_cooldown_s,
-        )
-        self.aimd = Aimd(
-            start=vs.inflight_start,
-            ceiling=vs.inflight_ceiling,
-            failure_rate=ps.aimd_failure_rate,
-            p95_latency_ms=ps.aimd_p95_latency_ms,
-            stable_window_s=ps.aimd_stable_window_s,
-        )
-        self.latency = LatencyWindow()
-        self.intervals = IntervalTracker()
+        self.backoff = BackoffPolicy.from_settings(ps)
+        self.budget = RateBudget.from_settings(vs)
+        self.cooldown = VenueCooldown.from_settings(vs, ps)
+        self.aimd = Aimd.from_settings(vs, ps)
+        self.latency = LatencyWindow(maxlen=2000, max_age_s=60.0)
+        self.intervals = IntervalTracker(window_s=ps.stats_interval_s)
         self.inflight = 0
         self.snapshot_asof_ms: int | None = None
         self.snapshot_error: str | None = None
@@ -120,7 +110,7 @@ class Lane:
             st = self.state.get(key)
             if st is None:
                 self.state[key] = InstState(inst=inst, due=now, added=now)
-                self.queue.add(key, now)
+                self.queue.reschedule(key, now)
             else:
                 st.inst = inst
 
@@ -138,6 +128,7 @@ class Lane:
     def _drop(self, key: str) -> None:
         self.state.pop(key, None)
         self.queue.remove(key)
+        self.intervals.forget(key)
 
     # -- scheduling ---------------------------------------------------------------------------
     def submit_due(self, now: float, fetch: Callable[["Lane", Sequence[str]], None]) -> None:
@@ -175,10 +166,10 @@ class Lane:
     def complete(self, done: "Done", now: float) -> None:
         self.inflight -= 1
         if done.error is not None:
-            self._request_failed(done.keys, _as_venue_error(done.error), now, (now - done.started) * 1000)
+            self._request_failed(done.keys, _as_venue_error(done.error), now, done.started)
             return
         res = done.result
-        self.latency.add(res.latency_ms)
+        self.latency.add(now, res.latency_ms)
         self.cooldown.record(now, True)
         self.c["requests_ok"] += 1
         normalize = self.client.normalize
@@ -204,17 +195,17 @@ class Lane:
     def _instrument_ok(self, key: str, st: InstState, rec: BookRecord, now: float) -> None:
         if st.failures:
             self._write_gap(st.inst.instrument_id, st.last_ok_ts_ms, rec.ts_ms, st.last_error or "unknown", st.failures)
-        if st.last_ok is not None:
-            self.intervals.add(now - st.last_ok)
+        self.intervals.record(key, now)
         st.failures = 0
         st.last_ok = now
         st.last_ok_ts_ms = rec.ts_ms
         self.c["polls_ok"] += 1
         if self.books.write(rec.to_json()):
             self.c["books_written"] += 1
-        nxt = st.due + self.interval
-        st.due = nxt if nxt >= now - self.interval else now  # never bank more than one interval of debt
-        self.queue.add(key, st.due)
+        # Keep the instrument on its interval grid; under overload this keeps the longest-waiting
+        # instruments first in line (round robin) without bursting to catch up on missed slots.
+        st.due = advance_due(st.due, self.interval, now)
+        self.queue.reschedule(key, st.due)
 
     def _instrument_failed(self, key: str, st: InstState, err: VenueError, now: float, latency_ms: float) -> None:
         st.inflight = False
@@ -224,10 +215,11 @@ class Lane:
         self.c[f"err_{err.kind}"] += 1
         if st.failures == 1 or st.failures % self.ps.error_sample_every == 0:
             self._write_error(st, err, latency_ms)
-        st.due = now + self.backoff.delay(st.inst.instrument_id, st.failures)
-        self.queue.add(key, st.due)
+        st.due = now + max(self.interval, self.backoff.delay(st.inst.instrument_id, st.failures))
+        self.queue.reschedule(key, st.due)
 
-    def _request_failed(self, keys: Sequence[str], err: VenueError, now: float, latency_ms: float) -> None:
+    def _request_failed(self, keys: Sequence[str], err: VenueError, now: float, started: float) -> None:
+        latency_ms = (now - started) * 1000
         self.c["requests_failed"] += 1
         self._count_http(err)
         if isinstance(err, RateLimited):
@@ -235,12 +227,12 @@ class Lane:
             if not self.cooldown.active(now):
                 self._cooldown_from_ms = now_ms()
             self.cooldown.on_rate_limited(now, err.retry_after_s, self.vs.cooldown_429_s)
-            self.aimd.on_rate_limited()
+            self.aimd.on_rate_limited(now, sent_at=started)
             for key in keys:
                 st = self.state.get(key)
                 if st is not None:
                     st.inflight = False
-                    self.queue.add(key, st.due)
+                    self.queue.reschedule(key, st.due)
             return
         was_active = self.cooldown.active(now)
         self.cooldown.record(now, False)
@@ -264,10 +256,10 @@ class Lane:
             self.c["timeouts"] += 1
 
     def _maybe_close_cooldown_gap(self, now: float) -> None:
-        end = self.cooldown.ended(now)
-        if end is not None and self._cooldown_from_ms is not None:
-            self._write_gap(None, self._cooldown_from_ms, now_ms(), f"cooldown:{end.reason}", None)
-            self._cooldown_from_ms = None
+        while (end := self.cooldown.ended(now)) is not None:
+            if self._cooldown_from_ms is not None:
+                self._write_gap(None, self._cooldown_from_ms, now_ms(), f"cooldown:{end.reason}", None)
+                self._cooldown_from_ms = None
 
     # -- records ------------------------------------------------------------------------------
     def _write_gap(self, instrument_id: str | None, from_ms: int | None, to_ms: int, reason: str, failures: int | None) -> None:
@@ -309,12 +301,12 @@ class Lane:
 
     def write_stats(self, now: float) -> dict[str, Any]:
         ages = sorted(now - (st.last_ok if st.last_ok is not None else st.added) for st in self.state.values())
-        lat = self.latency.percentiles()
-        iv = self.intervals.summary()
+        p50, p95, p99 = self.latency.percentiles((50, 95, 99), now)
+        iv = self.intervals.summary(now)
         c = self.c
         attempted = c["polls_ok"] + c["polls_failed"]
         fail_rate = c["polls_failed"] / attempted if attempted else 0.0
-        self.aimd.evaluate(now, fail_rate, lat.get("p95") or 0.0)
+        self.aimd.evaluate(now, fail_rate, p95)
         stale_after = 5 * self.interval
         rec = {
             "record_type": "poll_stats",
@@ -335,18 +327,18 @@ class Lane:
             "http_429": c["http_429"],
             "timeouts": c["timeouts"],
             "errors": {k[4:]: v for k, v in c.items() if k.startswith("err_")},
-            "latency_p50_ms": lat.get("p50"),
-            "latency_p95_ms": lat.get("p95"),
-            "latency_p99_ms": lat.get("p99"),
+            "latency_p50_ms": _round(p50),
+            "latency_p95_ms": _round(p95),
+            "latency_p99_ms": _round(p99),
             "cooldown_remaining_s": round(self.cooldown.remaining(now), 3),
             "cooldown_reason": self.cooldown.reason if self.cooldown.active(now) else None,
             "workers": self.vs.max_workers,
             "inflight_cap": self.aimd.cap,
             "inflight": self.inflight,
             "target_interval_s": self.interval,
-            "achieved_interval_mean_s": iv.get("mean"),
-            "achieved_interval_p50_s": iv.get("p50"),
-            "achieved_interval_p99_s": iv.get("p99"),
+            "achieved_interval_mean_s": _round(iv.mean),
+            "achieved_interval_p50_s": _round(iv.p50),
+            "achieved_interval_p99_s": _round(iv.p99),
             "book_age_p50_s": _round(_pct(ages, 0.50)),
             "book_age_p99_s": _round(_pct(ages, 0.99)),
             "stale_instruments": sum(1 for a in ages if a > stale_after),

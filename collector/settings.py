@@ -107,7 +107,7 @@ class LimitlessSettings(VenueSettings):
     max_workers: int = Field(default=2, ge=1, le=64)
     inflight_start: int = Field(default=1, ge=1)
     inflight_ceiling: int = Field(default=2, ge=1)  # docs: at most 2 concurrent requests
-    rate_requests: int = Field(default=30, ge=1)
+    rate_requests: int = Field(default=27, ge=1)  # ~10% below the venue limit, left for discovery
     rate_window_s: float = Field(default=10.0, gt=0)
     min_spacing_s: float = Field(default=0.3, ge=0)  # docs: at least 300 ms between calls
     discovery_rate_requests: int = Field(default=30, ge=1)
