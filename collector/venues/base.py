@@ -138,18 +138,22 @@ class ThreadLocal:
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._gen = 0
 
     def get(self):
         s = getattr(self._local, "s", None)
-        if s is None:
+        if s is None or getattr(self._local, "gen", -1) != self._gen:
             s = self._factory()
             self._local.s = s
+            self._local.gen = self._gen
             with self._lock:
                 self._all.append(s)
         return s
 
     def close_all(self) -> None:
+        """Close every session; a thread that makes a request afterwards gets a fresh one."""
         with self._lock:
+            self._gen += 1
             sessions, self._all = self._all, []
         for s in sessions:
             try:
