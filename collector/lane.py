@@ -344,7 +344,7 @@ class Lane:
             "stale_instruments": sum(1 for a in ages if a > stale_after),
             "expired_dropped": c["expired_dropped"],
             "snapshot_error": self.snapshot_error,
-            "writer_errors": self.books.stats.last_error,
+            "writer_error": self.books.stats.last_error if self.books.stats.failing else None,
             "records_dropped": self.books.stats.records_dropped,
         }
         self.stats_out.write(orjson.dumps(rec))

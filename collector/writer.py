@@ -1,0 +1,633 @@
+"""Append-only JSONL writers with time-based rotation, periodic fsync and no exceptions on I/O errors.
+
+Layout::
+
+    <data_dir>/<venue>/<stream>/date=YYYY-MM-DD/<stream>.<start>.<uniq>.jsonl[.zst]
+
+* ``date`` is the UTC date of the file's period, ``<start>`` the UTC period start
+  (``20261125T1010Z``). Periods are ``rotate_minutes`` long, aligned to the hour when
+  ``rotate_minutes <= 60`` and to UTC midnight otherwise, and always end at UTC midnight
+  (see :func:`period_bounds`).
+* ``<uniq>`` is ``HHMMSSmmm-<pid>-<random hex>``: the UTC time the file was opened, then a
+  tie-breaker. Files are created with ``O_EXCL`` and a new name is drawn on collision, so a
+  name is never reused by a restarted or second process, and names sort by time within a
+  directory (period start, then opening time).
+
+Durability: records are appended to an in-memory buffer (no per-record flush) that is
+written to the OS when it is full, on every :meth:`StreamWriter.tick`, on rotation and on
+close; the file is fsync'ed every ``fsync_interval_s`` (monotonic), on rotation and on
+close. Only whole lines are ever handed to the OS, so a crash can tear at most the last
+line of a file; :func:`iter_jsonl_lines` skips such a torn line.
+
+Errors: an ``OSError`` (ENOSPC, EROFS, EACCES, EIO...) never propagates out of a writer.
+It is recorded in :class:`WriterStats` (``last_error``, ``error_count``, ``failing``), the
+records it cost are counted in ``records_dropped``, the broken file is closed (cut back to
+its last complete line, or removed when it holds nothing) and a warning is logged at most
+once a minute per writer. While failing, :meth:`StreamWriter.write` drops records at once
+and returns ``False``; at most every :data:`RETRY_INTERVAL_S` the next ``write()`` tries
+again with a *new* file (never appending to a file that may end with a partial line).
+
+A writer is not thread-safe: it belongs to the poller's single loop thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import math
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import zstandard
+
+from collector.errors import WriteError
+from collector.settings import WriterSettings
+
+__all__ = [
+    "RETRY_INTERVAL_S",
+    "StreamWriter",
+    "WriterSet",
+    "WriterStats",
+    "compress_file",
+    "iter_jsonl_lines",
+    "period_bounds",
+    "utc_date",
+]
+
+log = logging.getLogger(__name__)
+
+RETRY_INTERVAL_S = 1.0  # least time between two attempts to open a new file after an error
+LOG_INTERVAL_S = 60.0  # least time between two warnings of one failing writer
+DEFAULT_BUFFER_BYTES = 1 << 17  # the buffer is handed to the OS when it reaches this size
+ZSTD_LEVEL = 3
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_NAME_TRIES = 20
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def utc_date(ts_ms: int) -> str:
+    """``YYYY-MM-DD``, the UTC date of an epoch timestamp in milliseconds."""
+    return time.strftime("%Y-%m-%d", time.gmtime(ts_ms // 1000))
+
+
+def period_bounds(ts: float, rotate_minutes: int) -> tuple[int, int]:
+    """The rotation period ``[start, end)`` (epoch seconds, UTC) that contains ``ts``.
+
+    Periods are ``rotate_minutes`` long, counted from the start of the hour when
+    ``rotate_minutes <= 60`` and from UTC midnight otherwise; the last period of an hour
+    (resp. day) is cut short at the hour (resp. midnight) when the length does not divide it.
+    Every UTC midnight is therefore a boundary.
+    """
+    if not 1 <= rotate_minutes <= 1440:
+        raise ValueError("rotate_minutes must be within 1..1440")
+    sec = math.floor(ts)
+    span = 3600 if rotate_minutes <= 60 else 86400
+    base = sec - sec % span
+    step = rotate_minutes * 60
+    start = base + (sec - base) // step * step
+    return start, min(start + step, base + span)
+
+
+def _token() -> str:
+    return secrets.token_hex(3)
+
+
+def _file_name(stream: str, start: int, now: float) -> str:
+    """``<stream>.<start>.<HHMMSSmmm>-<pid>-<random>.jsonl``; ``now`` lies within the period."""
+    sec, ms = divmod(math.floor(now * 1000), 1000)
+    opened = time.strftime("%H%M%S", time.gmtime(sec))
+    begin = time.strftime("%Y%m%dT%H%MZ", time.gmtime(start))
+    return f"{stream}.{begin}.{opened}{ms:03d}-{os.getpid()}-{_token()}.jsonl"
+
+
+def _describe(exc: BaseException, op: str, where: object) -> str:
+    """``OSError ENOSPC: No space left on device (write /data/...)``."""
+    if isinstance(exc, OSError) and exc.errno:
+        code = errno.errorcode.get(exc.errno, str(exc.errno))
+        text = f"{type(exc).__name__} {code}: {exc.strerror or exc}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return f"{text} ({op} {where})"
+
+
+def _fsync_dir(path: Path) -> None:
+    """Best effort: make a directory entry (new file, rename, unlink) durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _check_name(what: str, value: str) -> None:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise ValueError(f"{what} must match [A-Za-z0-9_-]+, got {value!r}")
+
+
+# --------------------------------------------------------------------------- compression
+
+
+def compress_file(path: Path, *, level: int = ZSTD_LEVEL) -> Path:
+    """Compress a closed ``X.jsonl`` into ``X.jsonl.zst`` and delete ``X.jsonl``; return the new path.
+
+    Crash-safe: the frame (with content size and checksum) goes to a hidden temp file in the
+    same directory, which is fsync'ed and renamed; only then is the source removed. At any
+    moment either the source or a complete ``.zst`` (or, after a crash between rename and
+    unlink, both) exists. Self-contained so it can run on another thread. Raises
+    :class:`WriteError` (source left untouched, temp file removed) on any failure.
+    """
+    path = Path(path)
+    dst = path.with_name(path.name + ".zst")
+    tmp = path.with_name(f".{path.name}.zst.{os.getpid()}-{_token()}.tmp")
+    renamed = False
+    try:
+        if dst.exists():
+            raise FileExistsError(errno.EEXIST, "compressed file already exists", str(dst))
+        with open(path, "rb") as src, open(tmp, "xb") as out:
+            size = os.fstat(src.fileno()).st_size
+            cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+            read, _ = cctx.copy_stream(src, out, size=size)
+            if read != size:
+                raise OSError(errno.EIO, f"read {read} of {size} bytes")
+            out.flush()
+            os.fsync(out.fileno())
+        os.rename(tmp, dst)
+        renamed = True
+        _fsync_dir(dst.parent)
+        os.unlink(path)
+        _fsync_dir(dst.parent)
+    except (OSError, zstandard.ZstdError) as e:
+        with contextlib.suppress(OSError):
+            os.unlink(dst if renamed else tmp)  # never leave both copies behind
+        raise WriteError(f"compress failed: {_describe(e, 'compress', path)}") from e
+    return dst
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def iter_jsonl_lines(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Yield the complete lines of a ``.jsonl`` or ``.jsonl.zst`` file, without their ``\\n``.
+
+    A last line without a trailing newline (torn by a crash, or still being written) is
+    skipped, as are empty lines. Lines are not parsed. A truncated ``.zst`` frame is
+    treated the same way: its complete lines are yielded and a warning is logged.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        chunks = _zst_chunks(f, chunk_size, path) if path.name.endswith(".zst") else _raw_chunks(f, chunk_size)
+        rest = b""
+        for chunk in chunks:
+            data = rest + chunk if rest else chunk
+            lines = data.split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if line:
+                    yield line
+        # `rest` is the torn last line (or b""): skipped.
+
+
+def _raw_chunks(f: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    while chunk := f.read(chunk_size):
+        yield chunk
+
+
+def _zst_chunks(f: BinaryIO, chunk_size: int, path: Path) -> Iterator[bytes]:
+    dctx = zstandard.ZstdDecompressor()
+    obj = dctx.decompressobj()
+    in_frame = False
+    while raw := f.read(chunk_size):
+        while raw:
+            out = obj.decompress(raw)
+            in_frame = True
+            if out:
+                yield out
+            if obj.eof:  # frame complete; the rest of `raw` starts the next frame
+                raw = obj.unused_data
+                obj = dctx.decompressobj()
+                in_frame = False
+            else:
+                raw = b""
+    if in_frame:
+        log.warning("%s: truncated zstd frame; its incomplete tail is skipped", path)
+
+
+# --------------------------------------------------------------------------- writer
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters of one writer (cumulative since it was created)."""
+
+    records_written: int = 0  # records handed to the OS (in a file; fsync'ed at the next sync)
+    bytes_written: int = 0  # bytes handed to the OS, newlines included
+    records_dropped: int = 0  # refused by write() or lost from the buffer by an I/O error
+    files_opened: int = 0
+    rotations: int = 0  # files closed because their period ended
+    fsyncs: int = 0
+    fsync_seconds_total: float = 0.0
+    last_error: str | None = None  # e.g. "OSError ENOSPC: No space left on device (write /...)"
+    error_count: int = 0
+    failing: bool = False  # the last I/O attempt failed; cleared by the next successful write
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StreamWriter:
+    """Appends JSONL records of one ``(venue, stream)`` to rotating files.
+
+    ``clock`` (epoch seconds) decides periods and names; ``mono`` (monotonic seconds) paces
+    fsyncs and error retries. Both are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        venue: str,
+        stream: str,
+        *,
+        rotate_minutes: int = 10,
+        fsync_interval_s: float = 1.0,
+        compress_closed: bool = False,
+        clock: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+    ) -> None:
+        _check_name("venue", venue)
+        _check_name("stream", stream)
+        if not 1 <= rotate_minutes <= 1440:
+            raise ValueError("rotate_minutes must be within 1..1440")
+        if not fsync_interval_s > 0:
+            raise ValueError("fsync_interval_s must be > 0")
+        self.data_dir = Path(data_dir)
+        self.venue = venue
+        self.stream = stream
+        self.rotate_minutes = rotate_minutes
+        self.fsync_interval_s = fsync_interval_s
+        self.compress_closed = compress_closed
+        self.stats = WriterStats()
+        self._clock = clock
+        self._mono = mono
+        self._buf_limit = max(1, buffer_bytes)
+        self._buf = bytearray()
+        self._pending = 0  # records in _buf
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._pstart = 0  # period of the open file: [_pstart, _pend)
+        self._pend = 0
+        self._size = 0  # bytes in the open file (all complete lines)
+        self._unsynced = False
+        self._last_sync = 0.0
+        self._retry_at: float | None = None  # set while failing: earliest next attempt
+        self._probe = False  # after an error: hand the first record to the OS at once
+        self._closed = False
+        self._warned_closed = False
+        self._last_log = -math.inf
+        self._episode_dropped = 0  # records_dropped when the current failure began
+
+    # ---------------------------------------------------------------- public API
+
+    @property
+    def path(self) -> Path | None:
+        """The file currently open, or ``None`` (nothing written yet in this period, or failing)."""
+        return self._path
+
+    def write(self, line: bytes) -> bool:
+        """Append ``line + b"\\n"`` (``line`` is one serialized record without newline).
+
+        Returns ``False`` (and counts a dropped record) when the record could not be
+        accepted: the file system refused, the writer is waiting to retry after an error,
+        or it is closed. ``True`` means buffered; a later I/O error can still drop it (it is
+        then counted in ``records_dropped``). Never raises ``OSError``.
+        """
+        now = self._clock()
+        if self._fd is None or not (self._pstart <= now < self._pend):
+            if not self._prepare(now):
+                self.stats.records_dropped += 1
+                return False
+        buf = self._buf
+        buf += line
+        buf += b"\n"
+        self._pending += 1
+        if len(buf) >= self._buf_limit or self._probe:
+            return self._drain()
+        return True
+
+    def tick(self) -> None:
+        """Housekeeping, to call at least once a second.
+
+        Closes (flush + fsync, then compress when enabled) the file whose period has ended,
+        even when no data arrives; fsyncs when ``fsync_interval_s`` has passed since the last
+        sync; otherwise hands buffered records to the OS. After an error the next
+        ``write()`` (at most every :data:`RETRY_INTERVAL_S`) opens a new file.
+        """
+        if self._fd is None:
+            return
+        now = self._clock()
+        if not (self._pstart <= now < self._pend):
+            self._rotate()
+        elif self._mono() - self._last_sync >= self.fsync_interval_s:
+            self.flush(fsync=True)
+        elif self._buf:
+            self._drain()
+
+    def flush(self, fsync: bool = True) -> None:
+        """Hand buffered records to the OS, then fsync if ``fsync`` and anything is unsynced."""
+        if self._fd is None:
+            return
+        if self._drain() and fsync and self._unsynced:
+            self._sync()
+
+    def close(self) -> None:
+        """Flush, fsync and close the open file. Idempotent; later writes return ``False``.
+
+        The last file is not compressed (a later job or process can do it).
+        """
+        if self._closed:
+            return
+        if self._fd is not None:
+            self._close_file()
+        self._closed = True
+
+    def __enter__(self) -> StreamWriter:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"StreamWriter({self.venue}/{self.stream}, path={self._path})"
+
+    # ---------------------------------------------------------------- internals
+
+    def _prepare(self, now: float) -> bool:
+        """Slow path of write(): rotate and/or open a file. False: drop the record."""
+        if self._closed:
+            if not self._warned_closed:
+                self._warned_closed = True
+                log.warning("writer %s/%s: write after close; records are dropped", self.venue, self.stream)
+            return False
+        if self._fd is not None:  # the period has changed
+            self._rotate()
+        if self._retry_at is not None and self._mono() < self._retry_at:
+            return False
+        return self._open(now)
+
+    def _open(self, now: float) -> bool:
+        start, end = period_bounds(now, self.rotate_minutes)
+        d = self.data_dir / self.venue / self.stream / f"date={utc_date(start * 1000)}"
+        try:
+            new_dir = not d.is_dir()
+            if new_dir:
+                os.makedirs(d, exist_ok=True)
+            for _ in range(_NAME_TRIES):
+                p = d / _file_name(self.stream, start, now)
+                try:
+                    fd = os.open(p, _OPEN_FLAGS, 0o644)
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise FileExistsError(errno.EEXIST, "no unused file name found", str(d))
+        except OSError as e:
+            self._fail("open", e, d)
+            return False
+        self._fd, self._path = fd, p
+        self._pstart, self._pend = start, end
+        self._size = 0
+        self._unsynced = False
+        self._last_sync = self._mono()
+        self._retry_at = None
+        self.stats.files_opened += 1
+        _fsync_dir(d)
+        if new_dir:
+            _fsync_dir(d.parent)
+        return True
+
+    def _drain(self) -> bool:
+        """Write the whole buffer to the open file. False on error (buffer dropped, file closed)."""
+        buf = self._buf
+        n = len(buf)
+        if not n:
+            return True
+        st = self.stats
+        off = 0
+        try:
+            off = os.write(self._fd, buf)  # type: ignore[arg-type]
+            while off < n:  # partial write (rare): copy the rest, never export the buffer
+                w = os.write(self._fd, buf[off:])  # type: ignore[arg-type]
+                if w <= 0:
+                    raise OSError(errno.EIO, "write made no progress")
+                off += w
+        except OSError as e:
+            good = buf.rfind(b"\n", 0, off) + 1  # bytes of the complete records that made it
+            ok = buf.count(b"\n", 0, good)
+            self._size += good
+            st.records_written += ok
+            st.bytes_written += good
+            self._fail("write", e, self._path, lost=self._pending - ok, cut=off != good)
+            return False
+        self._size += n
+        st.records_written += self._pending
+        st.bytes_written += n
+        self._pending = 0
+        buf.clear()
+        self._unsynced = True
+        if self._probe:
+            self._probe = False
+            if st.failing:
+                st.failing = False
+                log.warning(
+                    "writer %s/%s: recovered, writing to %s (%d records dropped during the failure)",
+                    self.venue,
+                    self.stream,
+                    self._path,
+                    st.records_dropped - self._episode_dropped,
+                )
+        return True
+
+    def _sync(self) -> bool:
+        t0 = time.perf_counter()
+        try:
+            os.fsync(self._fd)  # type: ignore[arg-type]
+        except OSError as e:
+            self._fail("fsync", e, self._path)
+            return False
+        st = self.stats
+        st.fsyncs += 1
+        st.fsync_seconds_total += time.perf_counter() - t0
+        self._unsynced = False
+        self._last_sync = self._mono()
+        return True
+
+    def _close_file(self) -> bool:
+        """Flush, fsync and close the open file. False on error (already handled)."""
+        if not self._drain():
+            return False
+        if self._unsynced and not self._sync():
+            return False
+        fd, path = self._fd, self._path
+        self._fd = self._path = None
+        try:
+            os.close(fd)  # type: ignore[arg-type]
+        except OSError as e:  # e.g. EIO on a network file system; the fd is released anyway
+            self._fail("close", e, path)
+            return False
+        return True
+
+    def _rotate(self) -> None:
+        old = self._path
+        if not self._close_file():
+            return
+        self.stats.rotations += 1
+        if self.compress_closed and old is not None:
+            try:
+                compress_file(old)
+            except WriteError as e:
+                self.stats.last_error = str(e)
+                self.stats.error_count += 1
+                log.warning("writer %s/%s: %s; the file is kept uncompressed", self.venue, self.stream, e)
+
+    def _fail(self, op: str, exc: OSError, where: object, *, lost: int = 0, cut: bool = False) -> None:
+        """Record an I/O error, drop the buffer, abandon the file and schedule a retry."""
+        st = self.stats
+        msg = _describe(exc, op, where)
+        entering = not st.failing
+        if entering:
+            self._episode_dropped = st.records_dropped
+        st.last_error = msg
+        st.error_count += 1
+        st.records_dropped += lost
+        st.failing = True
+        if self._fd is not None:
+            self._abandon(cut)
+        self._buf.clear()
+        self._pending = 0
+        now = self._mono()
+        self._retry_at = now + RETRY_INTERVAL_S
+        self._probe = True
+        if entering or now - self._last_log >= LOG_INTERVAL_S:
+            self._last_log = now
+            log.warning(
+                "writer %s/%s: %s; %d records dropped so far in this failure, %d errors in total; "
+                "retrying with a new file at most every %.0f s",
+                self.venue,
+                self.stream,
+                msg,
+                st.records_dropped - self._episode_dropped,
+                st.error_count,
+                RETRY_INTERVAL_S,
+            )
+
+    def _abandon(self, cut: bool) -> None:
+        """Close a broken file, best effort, keeping only its complete lines."""
+        fd, path = self._fd, self._path
+        self._fd = self._path = None
+        assert fd is not None and path is not None
+        if cut:  # a partial record reached the file: cut it off so the file ends with b"\n"
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        if self._size == 0:  # nothing valid in it: do not leave an empty file behind
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+# --------------------------------------------------------------------------- writer set
+
+
+class WriterSet:
+    """One lazily created :class:`StreamWriter` per ``(venue, stream)``, sharing settings."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: WriterSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        *,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.settings = settings or WriterSettings()
+        self._clock = clock
+        self._mono = mono
+        self._buffer_bytes = buffer_bytes
+        self._writers: dict[tuple[str, str], StreamWriter] = {}
+        self._closed = False
+
+    def get(self, venue: str, stream: str) -> StreamWriter:
+        """The writer of ``(venue, stream)``, created on first use (closed if the set is closed)."""
+        w = self._writers.get((venue, stream))
+        if w is None:
+            s = self.settings
+            w = StreamWriter(
+                self.data_dir,
+                venue,
+                stream,
+                rotate_minutes=s.rotate_minutes,
+                fsync_interval_s=s.fsync_interval_s,
+                compress_closed=s.compress_closed,
+                clock=self._clock,
+                mono=self._mono,
+                buffer_bytes=self._buffer_bytes,
+            )
+            if self._closed:
+                w.close()
+            self._writers[(venue, stream)] = w
+        return w
+
+    def write(self, venue: str, stream: str, line: bytes) -> bool:
+        return self.get(venue, stream).write(line)
+
+    def tick(self) -> None:
+        for w in list(self._writers.values()):
+            w.tick()
+
+    def flush(self, fsync: bool = True) -> None:
+        for w in list(self._writers.values()):
+            w.flush(fsync)
+
+    def close(self) -> None:
+        self._closed = True
+        for w in list(self._writers.values()):
+            w.close()
+
+    def stats(self) -> dict[tuple[str, str], WriterStats]:
+        """``{(venue, stream): stats}`` of every writer created so far."""
+        return {k: w.stats for k, w in self._writers.items()}
+
+    def __iter__(self) -> Iterator[StreamWriter]:
+        return iter(list(self._writers.values()))
+
+    def __len__(self) -> int:
+        return len(self._writers)
+
+    def __enter__(self) -> WriterSet:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
