@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--no-rate-limit", action="store_true", help="disable the 429 limiter")
     sp.add_argument("--churn-s", type=float, default=0.0, help="seconds between market births/deaths")
+    sp.add_argument("--epoch", type=float, default=None, help="unix time the catalogue is built around (default: now)")
+    sp.add_argument("--tick-s", type=float, default=1.0, help="book clock tick: books may change once per tick")
+    sp.add_argument("--change-prob", type=float, default=0.3, help="chance that a book changes in one tick")
+    sp.add_argument("--log-size", type=int, default=5000, help="recent requests kept for /_sim/requests")
     sp.set_defaults(func=cmd_sim)
 
     sp = sub.add_parser("discover", help="run discovery without a Prefect server")

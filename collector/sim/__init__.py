@@ -1,0 +1,8 @@
+"""Local venue simulator: Polymarket Gamma + CLOB and Limitless, in one process.
+
+``python -m collector sim --port 0`` serves all three APIs on 127.0.0.1 under the path
+prefixes ``/gamma``, ``/clob`` and ``/limitless`` and prints the three ``COLLECTOR_*`` base-URL
+variables on stdout. Books follow a seeded random walk advanced lazily by simulated time;
+faults, rate limits and the market lifecycle are driven by flags and by ``/_sim/*`` control
+endpoints. ``collector.sim.testing.run_sim`` starts one as a subprocess for tests.
+"""

@@ -1,0 +1,354 @@
+"""Fault injection, per-venue rate limiting and the request log of the simulator.
+
+One ``FaultEngine`` holds a config per venue ("polymarket" covers /gamma and /clob,
+"limitless" covers /limitless). All fault randomness comes from one seeded RNG.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+
+VENUES = ("polymarket", "limitless")
+
+# Documented limits. Polymarket: sliding windows (requests, seconds) per bucket.
+POLY_LIMITS = {
+    "gamma": [300, 10.0],
+    "clob.books": [500, 10.0],
+    "clob.book": [1500, 10.0],
+    "clob": [9000, 10.0],
+}
+# Limitless: at most 2 requests in flight and at least 300 ms between two requests.
+LIM_LIMITS = {"concurrency": 2, "min_spacing_s": 0.3}
+
+RATE_KEYS = ("error_rate", "timeout_rate", "malformed_rate", "html_rate", "throttle_rate")
+NUM_KEYS = ("latency_ms", "jitter_ms", "timeout_s")
+BOOL_KEYS = ("rate_limit", "down")
+CONTROL_KEYS = set(RATE_KEYS) | set(NUM_KEYS) | set(BOOL_KEYS) | {"retry_after_s", "throttle_for_s", "limits"}
+
+
+def default_config(venue: str, args: Any = None) -> dict[str, Any]:
+    g = (lambda k, d: getattr(args, k, d) if args is not None else d)  # noqa: E731
+    return {
+        "error_rate": float(g("error_rate", 0.0)),
+        "timeout_rate": float(g("timeout_rate", 0.0)),
+        "malformed_rate": float(g("malformed_rate", 0.0)),
+        "html_rate": float(g("html_rate", 0.0)),
+        "throttle_rate": 0.0,
+        "latency_ms": float(g("latency_ms", 0.0)),
+        "jitter_ms": float(g("jitter_ms", 0.0)),
+        "timeout_s": 60.0,
+        "rate_limit": not bool(g("no_rate_limit", False)),
+        "down": False,
+        "retry_after_s": "auto",
+        "limits": copy.deepcopy(POLY_LIMITS if venue == "polymarket" else LIM_LIMITS),
+    }
+
+
+class ControlError(ValueError):
+    pass
+
+
+CF_502 = """<!DOCTYPE html>
+<!--[if lt IE 7]> <html class="no-js ie6 oldie" lang="en-US"> <![endif]-->
+<html lang="en-US">
+<head><title>{host} | 502: Bad gateway</title>
+<meta charset="UTF-8" /><meta name="robots" content="noindex, nofollow" /></head>
+<body><div id="cf-wrapper"><div id="cf-error-details" class="p-0">
+<header><h1><span class="inline-block">Bad gateway</span> <span class="code-label">Error code 502</span></h1>
+<div>Visit <a href="https://www.cloudflare.com/5xx-error-landing/" target="_blank">cloudflare.com</a> for more information.</div>
+</header>
+<div class="cf-error-footer"><p>Cloudflare Ray ID: <strong>{ray}</strong> &bull; Performance &amp; security by Cloudflare</p></div>
+</div></div></body></html>
+"""
+
+CF_403 = """<!DOCTYPE html>
+<html lang="en-US">
+<head><title>Attention Required! | Cloudflare</title>
+<meta charset="UTF-8" /><meta name="robots" content="noindex, nofollow" /></head>
+<body><div id="cf-wrapper"><div id="cf-error-details" class="cf-error-details-wrapper">
+<h1 data-translate="block_headline">Sorry, you have been blocked</h1>
+<h2 class="cf-subheadline">You are unable to access {host}</h2>
+<p>This website is using a security service to protect itself from online attacks.</p>
+<div class="cf-error-footer"><p>Cloudflare Ray ID: <strong>{ray}</strong> &bull; Performance &amp; security by Cloudflare</p></div>
+</div></div></body></html>
+"""
+
+HOSTS = {"gamma": "gamma-api.polymarket.com", "clob": "clob.polymarket.com", "limitless": "api.limitless.exchange"}
+
+
+class Reply:
+    """A canned reply: status, body bytes, content type, extra headers."""
+
+    __slots__ = ("status", "body", "ctype", "headers")
+
+    def __init__(self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.ctype = ctype
+        self.headers = headers
+
+
+def json_reply(status: int, obj: Any, headers: dict | None = None) -> Reply:
+    return Reply(status, orjson.dumps(obj), "application/json", headers)
+
+
+class FaultEngine:
+    def __init__(self, seed: int, args: Any = None) -> None:
+        self.rng = random.Random(f"{seed}:faults")
+        self.args = args
+        self.cfg: dict[str, dict[str, Any]] = {v: default_config(v, args) for v in VENUES}
+        self.throttle_until: dict[str, float] = {v: 0.0 for v in VENUES}
+        self.windows: dict[str, deque] = {}
+        self.inflight: dict[str, int] = {v: 0 for v in VENUES}
+        self.last_start: dict[str, float] = {v: 0.0 for v in VENUES}
+
+    # ---------------- control
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.time()
+        out = {}
+        for v in VENUES:
+            c = copy.deepcopy(self.cfg[v])
+            c["throttle_remaining_s"] = round(max(0.0, self.throttle_until[v] - now), 3)
+            c["inflight"] = self.inflight[v]
+            out[v] = c
+        return out
+
+    def reset_limiter(self) -> None:
+        self.windows.clear()
+        self.last_start = {v: 0.0 for v in VENUES}
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ControlError("body must be a JSON object")
+        venue = body.get("venue")
+        if venue is not None and venue not in VENUES:
+            raise ControlError(f"venue must be one of {VENUES} or null")
+        unknown = set(body) - CONTROL_KEYS - {"venue", "reset"}
+        if unknown:
+            raise ControlError(f"unknown keys: {sorted(unknown)}")
+        targets = [venue] if venue else list(VENUES)
+        # validate everything first so a bad request changes nothing
+        for k in RATE_KEYS:
+            if k in body and not (isinstance(body[k], (int, float)) and 0 <= body[k] <= 1):
+                raise ControlError(f"{k} must be a number in [0, 1]")
+        for k in NUM_KEYS + ("throttle_for_s",):
+            if k in body and not (isinstance(body[k], (int, float)) and body[k] >= 0):
+                raise ControlError(f"{k} must be a number >= 0")
+        for k in BOOL_KEYS:
+            if k in body and not isinstance(body[k], bool):
+                raise ControlError(f"{k} must be true or false")
+        if "retry_after_s" in body:
+            ra = body["retry_after_s"]
+            if not (ra is None or ra == "auto" or (isinstance(ra, (int, float)) and not isinstance(ra, bool) and ra >= 0)):
+                raise ControlError('retry_after_s must be a number >= 0, "auto" or null')
+        if "limits" in body and not isinstance(body["limits"], dict):
+            raise ControlError("limits must be an object")
+        lim = body.get("limits") or {}
+        bad = set(lim) - set(POLY_LIMITS) - set(LIM_LIMITS)
+        if venue is not None:
+            bad |= set(lim) - set(POLY_LIMITS if venue == "polymarket" else LIM_LIMITS)
+        if bad:
+            raise ControlError(f"unknown limits: {sorted(bad)}")
+        for k, val in lim.items():
+            if k in POLY_LIMITS:
+                if not (isinstance(val, list) and len(val) == 2 and all(isinstance(x, (int, float)) for x in val)
+                        and val[0] >= 0 and val[1] > 0):
+                    raise ControlError(f"limits.{k} must be [requests, window_s]")
+            elif not (isinstance(val, (int, float)) and val >= 0):
+                raise ControlError(f"limits.{k} must be a number >= 0")
+        now = time.time()
+        touched_limits = False
+        for v in targets:
+            c = self.cfg[v]
+            if body.get("reset"):
+                self.cfg[v] = c = default_config(v, self.args)
+                self.throttle_until[v] = 0.0
+                touched_limits = True
+            for k in RATE_KEYS + NUM_KEYS + BOOL_KEYS + ("retry_after_s",):
+                if k in body:
+                    c[k] = body[k]
+            if "rate_limit" in body or "limits" in body:
+                touched_limits = True
+            for k, val in (body.get("limits") or {}).items():
+                if k not in c["limits"]:
+                    continue
+                if v == "polymarket":
+                    c["limits"][k] = [int(val[0]), float(val[1])]
+                else:
+                    c["limits"][k] = int(val) if k == "concurrency" else float(val)
+            if "throttle_for_s" in body:
+                self.throttle_until[v] = now + float(body["throttle_for_s"])
+        if touched_limits:
+            self.reset_limiter()
+        return self.snapshot()
+
+    # ---------------- per-request decisions
+
+    def _retry_after(self, cfg: dict[str, Any], auto_s: float) -> dict | None:
+        ra = cfg["retry_after_s"]
+        if ra is None:
+            return None
+        if ra == "auto":
+            ra = auto_s
+        return {"Retry-After": str(max(0, math.ceil(ra)))}
+
+    def throttled(self, venue: str, app: str, now: float) -> Reply | None:
+        cfg = self.cfg[venue]
+        until = self.throttle_until[venue]
+        if until > now:
+            return too_many(venue, self._retry_after(cfg, until - now))
+        if cfg["throttle_rate"] > 0 and self.rng.random() < cfg["throttle_rate"]:
+            return too_many(venue, self._retry_after(cfg, 1))
+        return None
+
+    def limit(self, venue: str, buckets: tuple[str, ...], now: float) -> Reply | None:
+        """Rate limiter; returns a 429 reply, or None when the request may proceed."""
+        cfg = self.cfg[venue]
+        if not cfg["rate_limit"]:
+            return None
+        if venue == "limitless":
+            lim = cfg["limits"]
+            if self.inflight[venue] >= lim["concurrency"] or now - self.last_start[venue] < lim["min_spacing_s"]:
+                return too_many(venue, self._retry_after(cfg, 1))
+            self.last_start[venue] = now
+            return None
+        wins = []
+        for b in buckets:
+            n, w = cfg["limits"][b]
+            dq = self.windows.get(b)
+            if dq is None:
+                dq = self.windows[b] = deque()
+            edge = now - w
+            while dq and dq[0] <= edge:
+                dq.popleft()
+            if len(dq) >= n:
+                wait = (dq[0] + w - now) if dq else w
+                return too_many(venue, self._retry_after(cfg, wait))
+            wins.append(dq)
+        for dq in wins:
+            dq.append(now)
+        return None
+
+    def delay_s(self, venue: str) -> float:
+        cfg = self.cfg[venue]
+        lat, jit = cfg["latency_ms"], cfg["jitter_ms"]
+        if lat <= 0 and jit <= 0:
+            return 0.0
+        d = lat + (self.rng.uniform(-jit, jit) if jit > 0 else 0.0)
+        return max(0.0, d) / 1000.0
+
+    def draw(self, venue: str) -> str | None:
+        """Which fault (if any) hits this request: timeout, error, html or malformed."""
+        cfg = self.cfg[venue]
+        t, e, h, m = cfg["timeout_rate"], cfg["error_rate"], cfg["html_rate"], cfg["malformed_rate"]
+        if t <= 0 and e <= 0 and h <= 0 and m <= 0:
+            return None
+        u = self.rng.random()
+        if u < t:
+            return "timeout"
+        u -= t
+        if u < e:
+            return "error"
+        u -= e
+        if u < h:
+            return "html"
+        u -= h
+        if u < m:
+            return "malformed"
+        return None
+
+    # ---------------- canned replies
+
+    def error_reply(self, venue: str, app: str) -> Reply:
+        status = self.rng.choice((500, 502, 503, 504)) if app != "gamma" else self.rng.choice((500, 500, 503))
+        if app == "gamma":
+            return json_reply(status, {"type": "internal error", "error": "cannot get the information"})
+        if app == "clob":
+            msg = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+            return json_reply(status, {"error": msg[status]})
+        msg = {500: "Internal server error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+        return json_reply(status, {"statusCode": status, "message": msg[status]})
+
+    def html_reply(self, app: str) -> Reply:
+        ray = "%016x" % self.rng.getrandbits(64)
+        if self.rng.random() < 0.5:
+            return Reply(502, CF_502.format(host=HOSTS[app], ray=ray).encode(), "text/html; charset=UTF-8")
+        return Reply(403, CF_403.format(host=HOSTS[app], ray=ray).encode(), "text/html; charset=UTF-8")
+
+    def truncate(self, body: bytes) -> bytes:
+        if len(body) <= 2:
+            return body[:1]
+        return body[: self.rng.randint(1, len(body) - 1)]
+
+
+def too_many(venue: str, headers: dict | None) -> Reply:
+    if venue == "limitless":
+        return json_reply(429, {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"}, headers)
+    return json_reply(429, {"error": "Too Many Requests"}, headers)
+
+
+def down_reply(venue: str) -> Reply:
+    if venue == "limitless":
+        return json_reply(503, {"statusCode": 503, "message": "Service Unavailable"})
+    return json_reply(503, {"error": "Service Unavailable"})
+
+
+class RequestLog:
+    """Counters plus a bounded list of recent requests (dicts mutated when the reply is sent)."""
+
+    def __init__(self, maxlen: int = 5000) -> None:
+        self.maxlen = maxlen
+        self.reset()
+
+    def reset(self) -> None:
+        self.recent: deque[dict[str, Any]] = deque(maxlen=self.maxlen)
+        self.by_venue: dict[str, int] = {v: 0 for v in VENUES}
+        self.by_endpoint: dict[str, int] = {}
+        self.by_status: dict[str, dict[str, int]] = {v: {} for v in VENUES}
+        self.books: dict[str, int] = {v: 0 for v in VENUES}
+        self.since = time.time()
+
+    def start(self, t: float, venue: str, endpoint: str, method: str, path: str) -> dict[str, Any]:
+        self.by_venue[venue] += 1
+        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
+        e = {"t": t, "venue": venue, "endpoint": endpoint, "method": method, "path": path, "status": None,
+             "fault": None, "ms": None}
+        self.recent.append(e)
+        return e
+
+    def finish(self, e: dict[str, Any], status: int, fault: str | None, t_end: float, books: int = 0) -> None:
+        e["status"] = status
+        e["fault"] = fault
+        e["ms"] = round((t_end - e["t"]) * 1000, 3)
+        st = self.by_status[e["venue"]]
+        k = str(status)
+        st[k] = st.get(k, 0) + 1
+        if books:
+            self.books[e["venue"]] += books
+
+    def report(self, since: float | None = None, venue: str | None = None, endpoint: str | None = None,
+               limit: int = 1000) -> dict[str, Any]:
+        rec = [
+            e for e in self.recent
+            if (since is None or e["t"] >= since) and (venue is None or e["venue"] == venue)
+            and (endpoint is None or e["endpoint"] == endpoint)
+        ]
+        if limit >= 0:
+            rec = rec[-limit:] if limit else []
+        return {
+            "since": self.since,
+            "now": time.time(),
+            "counts": dict(self.by_venue),
+            "endpoints": dict(self.by_endpoint),
+            "status": {v: dict(s) for v, s in self.by_status.items()},
+            "books_served": dict(self.books),
+            "recent": rec,
+        }

@@ -1,0 +1,177 @@
+"""Run the venue simulator as a real subprocess, for tests and benchmarks.
+
+    from collector.sim.testing import run_sim
+
+    with run_sim("--markets", "40", "--seed", "3") as sim:
+        os.environ.update(sim.env)           # or pass sim.env to a child process
+        httpx.get(sim.env["COLLECTOR_POLYMARKET__CLOB_URL"] + "/book", params={"token_id": ...})
+        sim.control(venue="limitless", error_rate=0.5)
+        sim.markets("add", venue="polymarket", kind="crypto")
+        assert sim.requests()["counts"]["limitless"] == 1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ENV_KEYS = ("COLLECTOR_POLYMARKET__GAMMA_URL", "COLLECTOR_POLYMARKET__CLOB_URL", "COLLECTOR_LIMITLESS__API_URL")
+_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class SimHandle:
+    """A running simulator. ``env`` holds the three COLLECTOR_* base URLs; ``base`` is http://127.0.0.1:P."""
+
+    def __init__(self, proc: subprocess.Popen, env: dict[str, str], base: str) -> None:
+        self.proc = proc
+        self.env = env
+        self.base = base
+        self.port = int(base.rsplit(":", 1)[1])
+        self.gamma_url = env["COLLECTOR_POLYMARKET__GAMMA_URL"]
+        self.clob_url = env["COLLECTOR_POLYMARKET__CLOB_URL"]
+        self.limitless_url = env["COLLECTOR_LIMITLESS__API_URL"]
+        self._http = httpx.Client(base_url=base, timeout=10.0, trust_env=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _ok(self, r: httpx.Response) -> Any:
+        if r.status_code != 200:
+            raise RuntimeError(f"sim {r.request.method} {r.request.url.path}: {r.status_code} {r.text}")
+        return r.json()
+
+    def health(self) -> dict[str, Any]:
+        return self._ok(self._http.get("/_sim/health"))
+
+    def control(self, venue: str | None = None, **kw: Any) -> dict[str, Any]:
+        """POST /_sim/control. ``venue`` None = both venues. No keywords = just read the config.
+
+        Keys: error_rate, timeout_rate, malformed_rate, html_rate, throttle_rate (fractions),
+        latency_ms, jitter_ms, timeout_s, rate_limit, down, retry_after_s (number, "auto" or None),
+        throttle_for_s, limits ({bucket: [n, window_s]} / {"concurrency": n, "min_spacing_s": s}),
+        reset (back to the start-up flags)."""
+        if venue is None and not kw:
+            return self._ok(self._http.get("/_sim/control"))
+        return self._ok(self._http.post("/_sim/control", json={"venue": venue, **kw}))
+
+    def reset_faults(self) -> dict[str, Any]:
+        return self.control(reset=True)
+
+    def markets(self, action: str | None = None, venue: str | None = None, **kw: Any) -> dict[str, Any]:
+        """No action: GET /_sim/markets (catalogue with has_book flags). Otherwise POST
+        {"venue", "action": add|close|expire|update|churn, ...selectors/options}."""
+        if action is None:
+            params = {"venue": venue} if venue else None
+            return self._ok(self._http.get("/_sim/markets", params=params))
+        return self._ok(self._http.post("/_sim/markets", json={"venue": venue, "action": action, **kw}))
+
+    def live_tokens(self) -> list[str]:
+        """Polymarket token ids that currently have a book."""
+        return [t for m in self.markets(venue="polymarket")["polymarket"] if m["has_book"] for t in m["tokens"]]
+
+    def live_slugs(self, listed_only: bool = True) -> list[str]:
+        """Limitless slugs that currently have an order book."""
+        return [m["slug"] for m in self.markets(venue="limitless")["limitless"]
+                if m["has_book"] and (m["listed"] or not listed_only)]
+
+    def requests(self, since: float | None = None, venue: str | None = None, endpoint: str | None = None,
+                 limit: int = 1000) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if since is not None:
+            params["since"] = repr(since)
+        if venue:
+            params["venue"] = venue
+        if endpoint:
+            params["endpoint"] = endpoint
+        return self._ok(self._http.get("/_sim/requests", params=params))
+
+    def reset_requests(self) -> dict[str, Any]:
+        return self._ok(self._http.post("/_sim/requests/reset"))
+
+    def close(self) -> None:
+        self._http.close()
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=5)
+    if proc.stdout:
+        with contextlib.suppress(Exception):
+            proc.stdout.close()
+
+
+@contextlib.contextmanager
+def run_sim(*extra_args: str, startup_timeout: float = 20.0, env: dict[str, str] | None = None,
+            stderr: Any = None) -> Iterator[SimHandle]:
+    """Start ``python -m collector sim --port 0 *extra_args``; yield a SimHandle; stop it on exit.
+
+    ``stderr`` is passed to Popen (default: inherit, so pytest captures it)."""
+    child_env = dict(os.environ if env is None else env)
+    child_env["PYTHONPATH"] = _REPO_ROOT + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    cmd = [sys.executable, "-m", "collector", "sim", "--port", "0", *map(str, extra_args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, env=child_env, cwd=_REPO_ROOT, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:  # keep draining stdout so the child can never block on it
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, name="sim-stdout", daemon=True).start()
+    handle: SimHandle | None = None
+    try:
+        deadline = time.monotonic() + startup_timeout
+        found: dict[str, str] = {}
+        while len(found) < len(ENV_KEYS):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"sim did not print its URLs within {startup_timeout}s")
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"sim exited early with code {proc.wait()}")
+            k, sep, v = line.partition("=")
+            if sep and k in ENV_KEYS:
+                found[k] = v
+        base = found["COLLECTOR_POLYMARKET__GAMMA_URL"].rsplit("/", 1)[0]
+        handle = SimHandle(proc, found, base)
+        while True:
+            try:
+                handle.health()
+                break
+            except (httpx.HTTPError, RuntimeError):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"sim exited early with code {proc.returncode}") from None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield handle
+    finally:
+        if handle is not None:
+            handle.close()
+        else:
+            stop_process(proc)
