@@ -166,6 +166,7 @@ class DiscoverySettings(_Strict):
     interval_s: float = Field(default=60.0, gt=0)  # cadence of `collector run` without Prefect
     empty_is_suspect: bool = True  # an empty answer from a venue that had instruments is an error
     task_retries: int = Field(default=3, ge=0)
+    task_retry_delays_s: list[float] = [2.0, 10.0, 30.0]  # backoff between task retries
     task_timeout_s: float = Field(default=600.0, gt=0)
 
 

@@ -1,0 +1,284 @@
+"""Per-venue active-set snapshot: the file discovery writes and the poller reads.
+
+``<data_dir>/<venue>/state/active_instruments.snapshot.json`` holds the full metadata of every
+instrument the poller must poll, when the set was computed (``asof_ms``), the rules used and a few
+counts. It is written atomically (unique temp file in the same directory, write, flush, fsync,
+``os.replace``, fsync of the directory), so a reader sees either the old or the new file, never a
+partial one, even when the writer is killed mid-write. Temp files left by a killed writer are
+removed by the next write.
+
+Readers: :func:`read_snapshot` raises :class:`~collector.errors.SnapshotError` for anything it
+cannot trust; :class:`SnapshotWatcher` is the poller's non-fatal hot-reload helper.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from collector.errors import SnapshotError
+from collector.models import Instrument
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_SCHEMA_VERSION = 1
+SNAPSHOT_NAME = "active_instruments.snapshot.json"
+# A temp file older than this is stale even when its writer pid is (again) alive.
+STALE_TMP_S = 3600.0
+
+
+def snapshot_path(data_dir: str | os.PathLike[str], venue: str) -> Path:
+    """``<data_dir>/<venue>/state/active_instruments.snapshot.json``."""
+    return Path(data_dir) / venue / "state" / SNAPSHOT_NAME
+
+
+class Snapshot(BaseModel):
+    """The active set of one venue. Unknown top-level keys are ignored (forward compatible)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = SNAPSHOT_SCHEMA_VERSION
+    venue: str
+    asof_ms: int  # when discovery computed this set (epoch ms UTC)
+    rules: list[dict[str, Any]] = Field(default_factory=list)  # the venue rules, as dumped
+    counts: dict[str, int] = Field(default_factory=dict)  # e.g. instruments, markets, candidates
+    instruments: list[Instrument] = Field(default_factory=list)
+
+    def instrument_ids(self) -> set[str]:
+        return {i.instrument_id for i in self.instruments}
+
+    def to_json(self) -> bytes:
+        doc = {
+            "schema_version": self.schema_version,
+            "venue": self.venue,
+            "asof_ms": self.asof_ms,
+            "rules": self.rules,
+            "counts": self.counts,
+            "instruments": [i.flat() for i in self.instruments],
+        }
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so a rename / create inside it is durable.
+
+    File systems that cannot fsync a directory (EINVAL / ENOTSUP, some network mounts) are
+    tolerated: the rename itself has already happened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def clean_stale_tmp(path: Path, *, older_than_s: float = STALE_TMP_S) -> int:
+    """Remove temp files of ``path`` left by dead writers (or older than ``older_than_s``).
+
+    Temp names are ``.<name>.tmp.<pid>.<random>``. A file of a live process other than us is
+    kept unless it is older than ``older_than_s`` (that process may be writing right now).
+    Returns how many files were removed. Never raises.
+    """
+    prefix = _tmp_prefix(path)
+    removed = 0
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return 0
+    now = time.time()
+    me = os.getpid()
+    for e in entries:
+        if not e.name.startswith(prefix):
+            continue
+        try:
+            pid = int(e.name[len(prefix) :].split(".", 1)[0])
+        except ValueError:
+            pid = -1
+        try:
+            age = now - e.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        dead = pid <= 0 or (pid != me and not _pid_alive(pid))
+        if dead or age > older_than_s:
+            try:
+                os.unlink(e.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def write_snapshot(path: str | os.PathLike[str], snap: Snapshot) -> None:
+    """Atomically replace ``path`` with ``snap``; creates the directory when needed.
+
+    Raises OSError on a write failure; the previous file is then left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(path)
+    data = snap.to_json()
+    tmp = path.parent / f"{_tmp_prefix(path)}{os.getpid()}.{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _validation_summary(err: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for e in err.errors()[:limit]:
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        parts.append(f"{loc}: {e['msg']}")
+    more = err.error_count() - limit
+    if more > 0:
+        parts.append(f"... {more} more")
+    return "; ".join(parts)
+
+
+def parse_snapshot(data: bytes, *, source: str = "snapshot", venue: str | None = None) -> Snapshot:
+    """Parse and validate snapshot bytes; SnapshotError for anything untrustworthy."""
+    if not data.strip():
+        raise SnapshotError(f"{source}: empty file")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise SnapshotError(f"{source}: not valid JSON (partial or truncated write?): {e}") from None
+    if not isinstance(doc, dict):
+        raise SnapshotError(f"{source}: expected a JSON object, got {type(doc).__name__}")
+    ver = doc.get("schema_version")
+    if ver != SNAPSHOT_SCHEMA_VERSION:
+        raise SnapshotError(
+            f"{source}: unsupported schema_version {ver!r} (this build reads {SNAPSHOT_SCHEMA_VERSION})"
+        )
+    try:
+        snap = Snapshot.model_validate(doc)
+    except ValidationError as e:
+        raise SnapshotError(f"{source}: wrong schema: {_validation_summary(e)}") from None
+    if venue is not None and snap.venue != venue:
+        raise SnapshotError(f"{source}: venue mismatch: file is for {snap.venue!r}, expected {venue!r}")
+    bad = [i.instrument_id for i in snap.instruments if i.venue != snap.venue]
+    if bad:
+        raise SnapshotError(
+            f"{source}: {len(bad)} instrument(s) of another venue than {snap.venue!r}, e.g. {bad[0]!r}"
+        )
+    return snap
+
+
+def read_snapshot(path: str | os.PathLike[str], venue: str | None = None) -> Snapshot:
+    """Read and validate a snapshot file.
+
+    Raises SnapshotError when the file is missing, unreadable, empty, not valid JSON (partial or
+    truncated), of another schema version or shape, or (``venue`` given) of another venue.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: no snapshot (file missing)") from None
+    except OSError as e:
+        raise SnapshotError(f"{path}: cannot read: {e}") from None
+    return parse_snapshot(data, source=str(path), venue=venue)
+
+
+class SnapshotWatcher:
+    """Hot-reload helper for the poller; ``poll()`` never raises.
+
+    ``poll()`` returns a new :class:`Snapshot` only when the file's identity
+    ``(st_mtime_ns, st_size, st_ino)`` changed since the last call AND the new file parses;
+    otherwise None. A bad file (missing, partial, corrupt, wrong venue) is logged once per change,
+    recorded in ``last_error``, and the last good snapshot stays in ``current``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], venue: str | None = None, logger: logging.Logger | None = None):
+        self.path = Path(path)
+        self.venue = venue
+        self.current: Snapshot | None = None
+        self.last_error: str | None = None
+        self.reloads = 0  # good snapshots loaded
+        self.errors = 0  # bad changes seen
+        self._key: tuple[int, int, int] | None = None
+        self._missing_logged = False
+        self._log = logger or log
+
+    def _bad(self, msg: str) -> None:
+        self.last_error = msg
+        self.errors += 1
+        if self.current is not None:
+            self._log.warning("snapshot %s unusable, keeping the one of asof_ms=%s: %s", self.path, self.current.asof_ms, msg)
+        else:
+            self._log.warning("snapshot %s unusable: %s", self.path, msg)
+
+    def poll(self) -> Snapshot | None:
+        try:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                if not self._missing_logged:
+                    self._missing_logged = True
+                    self._key = None
+                    self._bad(f"{self.path}: no snapshot (file missing)")
+                return None
+            self._missing_logged = False
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if key == self._key:
+                return None
+            self._key = key
+            try:
+                snap = read_snapshot(self.path, venue=self.venue)
+            except SnapshotError as e:
+                self._bad(str(e))
+                return None
+            self.current = snap
+            self.last_error = None
+            self.reloads += 1
+            return snap
+        except Exception as e:  # the poller must never die because of a snapshot
+            self._bad(f"{self.path}: unexpected {type(e).__name__}: {e}")
+            return None

@@ -1,0 +1,1 @@
+"""Prefect flows: thin wiring of the ``collector`` core into Prefect (no business logic here)."""
