@@ -97,7 +97,57 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="discovery once, then discovery loop + poller, until Ctrl-C")
     sp.add_argument("--sim", action="store_true", help="start and use the local simulator")
     sp.set_defaults(func=cmd_run)
+
+    # The Prefect stack (flows/up.py): server, pool, deployments, automations, worker, poller run.
+    sp = sub.add_parser("up", help="bring up the local Prefect stack in the foreground, until Ctrl-C")
+    sp.add_argument("--sim", action="store_true", help="point every venue at the local simulator")
+    sp.add_argument("--port", type=int, default=4200, help="Prefect server port on 127.0.0.1")
+    sp.add_argument("--no-poller", action="store_true", help="do not start a poller run")
+    sp.set_defaults(func=_lazy("flows.up", "cli_up", settings=False))
+
+    # Operator views over the data (collector/ops.py).
+    sp = sub.add_parser("status", help="per venue: active instruments, book age, cooldowns, files, disk")
+    sp.set_defaults(func=_lazy("collector.ops", "cli_status"))
+    sp = sub.add_parser("tail", help="follow books as they are written")
+    sp.add_argument("--venue", action="append", help="only this venue (repeatable)")
+    sp.add_argument("--instrument", action="append", help="only this instrument id or poll key (repeatable)")
+    sp.add_argument("--raw", action="store_true", help="print JSON lines instead of a table")
+    sp.add_argument("--lines", type=int, default=0, help="print the last N records first")
+    sp.set_defaults(func=_lazy("collector.ops", "cli_tail"))
+    sp = sub.add_parser("stats", help="summary of poll_stats over a period")
+    sp.add_argument("--venue", action="append")
+    sp.add_argument("--since", help="ISO time or relative like 1h, 30m (default 1h)", default="1h")
+    sp.add_argument("--until", help="ISO time (default now)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=_lazy("collector.ops", "cli_stats"))
+    sp = sub.add_parser("coverage", help="per instrument: seconds active vs seconds with a fresh book")
+    sp.add_argument("--date", required=True, help="UTC date YYYY-MM-DD")
+    sp.add_argument("--venue", action="append")
+    sp.add_argument("--fresh-s", type=float, default=None, help="a book is fresh this long (default 2x interval)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_lazy("collector.ops", "cli_coverage"))
+    sp = sub.add_parser("compact", help="turn one day of JSONL into verified Parquet")
+    sp.add_argument("--date", required=True, help="UTC date YYYY-MM-DD")
+    sp.add_argument("--venue", action="append")
+    sp.add_argument("--keep-jsonl", action="store_true", default=None, help="keep the JSONL after verification")
+    sp.set_defaults(func=_lazy("collector.compact", "cli_compact"))
     return p
+
+
+def _lazy(module: str, func: str, settings: bool = True):
+    """A subcommand whose code is imported only when it runs (keeps `collector --help` fast)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        fn = getattr(importlib.import_module(module), func)
+        if not settings:
+            return fn(args)
+        s = _settings()
+        _setup_logging(s.log_level)
+        return fn(s, args)
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ class Poller:
         self.settings = settings
         self.on_heartbeat = on_heartbeat
         self._stop = threading.Event()
+        self._closed = False
         self._done: queue.SimpleQueue[Done] = queue.SimpleQueue()
         self.writers = WriterSet(Path(settings.data_dir), settings.writer)
         self.lanes: dict[str, Lane] = {}
@@ -144,6 +145,15 @@ class Poller:
 
     def close(self) -> None:
         """Flush and close every file first, then let the pools go (never join blocked threads)."""
+        if self._closed:
+            return
+        self._closed = True
+        now = time.monotonic()
+        for lane in self.lanes.values():
+            try:
+                lane.write_stats(now)  # a final stats record, so totals on disk add up
+            except Exception:
+                log.exception("final stats for %s failed", lane.name)
         self.writers.close()
         for lane in self.lanes.values():
             lane.pool.shutdown(wait=False, cancel_futures=True)

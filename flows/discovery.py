@@ -37,9 +37,6 @@ from collector.settings import Settings, VenueName, load_settings
 ARTIFACT_KEY = "discovery-summary"
 EVENT_COMPLETED = "collector.discovery.completed"
 EVENT_FAILED = "collector.discovery.failed"
-# Backoff between retries; used until settings grow a `discovery.task_retry_delays_s`.
-DEFAULT_RETRY_DELAYS_S: list[float] = [2.0, 10.0, 30.0]
-
 # Makes the venue client for a task run; None = collector.venues.make_client. Tests set it.
 client_factory: ClientFactory | None = None
 
@@ -58,7 +55,7 @@ logging.getLogger("prefect.task_runs").addFilter(_WorkerThreadTimeoutNotice())
 
 def retry_delays(settings: Settings) -> list[float]:
     """One delay per retry; the last configured delay repeats when retries outnumber delays."""
-    delays = list(getattr(settings.discovery, "task_retry_delays_s", None) or DEFAULT_RETRY_DELAYS_S)
+    delays = settings.discovery.task_retry_delays_s or [0.0]
     n = settings.discovery.task_retries
     return [float(delays[min(i, len(delays) - 1)]) for i in range(n)]
 

@@ -1,0 +1,59 @@
+"""Prefect wrapper for the long-lived poller: one flow run, no task per poll.
+
+Cancellation and SIGTERM arrive as Prefect's TerminationSignal in the loop thread; the core
+closes every file in its ``finally`` before the exception propagates, well inside the 30 s grace.
+We do not install our own SIGTERM handler (it would turn a cancel into a crash).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.events import emit_event
+from prefect.exceptions import TerminationSignal
+
+from collector.poller import Poller
+from collector.settings import PollerSettings, load_settings
+
+
+def _emit_heartbeat(summary: dict[str, Any]) -> None:
+    venues = summary["venues"]
+    emit_event(
+        event="collector.poller.heartbeat",
+        resource={"prefect.resource.id": "collector.poller"},
+        payload={"ts_ms": summary["ts_ms"], "venues": {v["venue"]: _brief(v) for v in venues}},
+    )
+    for v in venues:
+        emit_event(
+            event="collector.poller.venue.heartbeat",
+            resource={"prefect.resource.id": f"collector.poller.{v['venue']}", "collector.venue": v["venue"]},
+            payload=_brief(v),
+        )
+
+
+def _brief(v: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "active_instruments", "books_written", "failed", "http_429", "cooldown_remaining_s",
+        "cooldown_reason", "book_age_p50_s", "book_age_p99_s", "stale_instruments",
+        "achieved_interval_p50_s", "inflight_cap",
+    )
+    out = {k: v.get(k) for k in keys}
+    n = v.get("active_instruments") or 0
+    out["coverage"] = round(1 - (v.get("stale_instruments") or 0) / n, 4) if n else None
+    return out
+
+
+@flow(name="poller", log_prints=True)
+def poller(venues: list[str] | None = None, shard: str = "0/1", duration_s: float | None = None) -> None:
+    """Poll every active book until cancelled (or for ``duration_s`` seconds)."""
+    logger = get_run_logger()
+    settings = load_settings(**({"venues": venues} if venues else {}))
+    settings.poller = PollerSettings.model_validate({**settings.poller.model_dump(), "shard": shard})
+    p = Poller(settings, on_heartbeat=_emit_heartbeat)
+    logger.info("polling %s (shard %s) into %s", ", ".join(p.lanes), shard, settings.data_dir)
+    try:
+        p.run(duration_s=duration_s)
+    except TerminationSignal:
+        logger.info("termination requested: files flushed and closed")
+        raise
