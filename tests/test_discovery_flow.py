@@ -23,7 +23,7 @@ def env(tmp_path, monkeypatch, prefect_harness):
     monkeypatch.setenv("COLLECTOR_DISCOVERY__TASK_RETRIES", "2")
     monkeypatch.setenv("COLLECTOR_POLYMARKET__RULES", json.dumps([{"name": "btc", "slug_prefixes": ["btc-"]}]))
     monkeypatch.setenv("COLLECTOR_LIMITLESS__RULES", json.dumps([{"name": "btc", "slug_prefixes": ["btc-"]}]))
-    monkeypatch.setattr(fd, "DEFAULT_RETRY_DELAYS_S", [0.0])
+    monkeypatch.setenv("COLLECTOR_DISCOVERY__TASK_RETRY_DELAYS_S", "[0]")
 
     calls: dict[str, int] = {"polymarket": 0, "limitless": 0}
     answers = {"polymarket": [pm_market("m1")], "limitless": [[ll("btc-1")]]}
