@@ -33,15 +33,15 @@ class Rule(_Strict):
     Every criterion is optional; a rule with none matches every open order-book market.
     """
 
-    name: str = "all"
-    slug_prefixes: list[str] = []
+    name: str = "all"  # shown in market records as reason "rule:<name>"
+    slug_prefixes: list[str] = []  # market slug starts with any of these
     event_slug_prefixes: list[str] = []  # Polymarket event or series slug; Limitless group slug
     tags: list[str] = []  # Polymarket event tags / Limitless categories and tags (any match)
     recurrence: list[str] = []  # Polymarket series recurrence: 5m, 15m, hourly, daily, weekly...
-    min_minutes_to_expiry: float | None = None
-    max_minutes_to_expiry: float | None = None
-    min_volume_24h: float | None = None
-    min_liquidity: float | None = None
+    min_minutes_to_expiry: float | None = None  # at least this long to expiry (no expiry passes)
+    max_minutes_to_expiry: float | None = None  # at most this long to expiry (no expiry fails)
+    min_volume_24h: float | None = None  # 24 h volume (Polymarket volume24hr); unknown fails
+    min_liquidity: float | None = None  # venue liquidity figure; unknown fails
     max_markets: int | None = Field(default=None, ge=1)  # keep the top N by 24 h volume
 
 
@@ -65,10 +65,10 @@ def _limitless_default_rules() -> list[Rule]:
 class VenueSettings(_Strict):
     """Tunables every venue has. Defaults follow the venue docs and the original collector."""
 
-    connect_timeout_s: float = Field(default=2.0, gt=0)
-    read_timeout_s: float = Field(default=2.0, gt=0)
+    connect_timeout_s: float = Field(default=2.0, gt=0)  # TCP/TLS connect timeout for book requests
+    read_timeout_s: float = Field(default=2.0, gt=0)  # read timeout for book requests (original: 2.0)
     discovery_timeout_s: float = Field(default=10.0, gt=0)  # per discovery page request
-    user_agent: str = "pm-orderbook-collector/0.1 (+https://github.com/)"
+    user_agent: str = "pm-orderbook-collector/0.1"  # explicit UA (default library UAs get blocked)
     interval_s: float = Field(default=1.0, gt=0)  # target poll interval per instrument
     max_workers: int = Field(default=16, ge=1, le=256)  # fetch threads
     inflight_start: int = Field(default=4, ge=1)  # AIMD starting in-flight cap
@@ -76,23 +76,26 @@ class VenueSettings(_Strict):
     rate_requests: int = Field(default=500, ge=1)  # at most this many requests ...
     rate_window_s: float = Field(default=10.0, gt=0)  # ... per this sliding window
     min_spacing_s: float = Field(default=0.0, ge=0)  # minimum gap between two requests
-    discovery_rate_requests: int = Field(default=300, ge=1)
-    discovery_rate_window_s: float = Field(default=10.0, gt=0)
+    discovery_rate_requests: int = Field(default=300, ge=1)  # discovery pages per window (Gamma /markets: 300/10 s)
+    discovery_rate_window_s: float = Field(default=10.0, gt=0)  # window of discovery_rate_requests
     cooldown_429_s: float = Field(default=30.0, ge=0)  # used when no Retry-After is sent
     batch_linger_s: float = Field(default=0.1, ge=0)  # wait this long to fill a batch request
-    rules: list[Rule] = []
+    rules: list[Rule] = []  # selection rules, see below
 
 
 class PolymarketSettings(VenueSettings):
-    gamma_url: str = "https://gamma-api.polymarket.com"
-    clob_url: str = "https://clob.polymarket.com"
+    gamma_url: str = "https://gamma-api.polymarket.com"  # Gamma API (discovery)
+    clob_url: str = "https://clob.polymarket.com"  # CLOB API (books)
     books_batch_size: int = Field(default=100, ge=1, le=500)  # POST /books items per request
-    gamma_page_limit: int = Field(default=100, ge=1, le=100)
-    max_workers: int = Field(default=16, ge=1, le=256)
-    inflight_start: int = Field(default=4, ge=1)
-    inflight_ceiling: int = Field(default=32, ge=1)
+    # "batch": POST /books with books_batch_size tokens per request. "single": one GET /book per
+    # token (the per-instrument baseline the benchmark compares against; /book is 1500 per 10 s).
+    books_endpoint: Literal["batch", "single"] = "batch"  # "single" = GET /book per token (baseline)
+    gamma_page_limit: int = Field(default=100, ge=1, le=100)  # keyset page size (venue caps at 100)
+    max_workers: int = Field(default=16, ge=1, le=256)  # fetch threads
+    inflight_start: int = Field(default=4, ge=1)  # AIMD starting in-flight cap
+    inflight_ceiling: int = Field(default=32, ge=1)  # AIMD hard ceiling
     rate_requests: int = Field(default=500, ge=1)  # /books: 500 per 10 s
-    rules: list[Rule] = Field(default_factory=_polymarket_default_rules)
+    rules: list[Rule] = Field(default_factory=_polymarket_default_rules)  # BTC/ETH up-or-down
 
     @field_validator("gamma_url", "clob_url")
     @classmethod
@@ -101,18 +104,18 @@ class PolymarketSettings(VenueSettings):
 
 
 class LimitlessSettings(VenueSettings):
-    api_url: str = "https://api.limitless.exchange"
-    read_timeout_s: float = Field(default=2.5, gt=0)
-    page_size: int = Field(default=25, ge=1, le=25)
-    max_workers: int = Field(default=2, ge=1, le=64)
-    inflight_start: int = Field(default=1, ge=1)
+    api_url: str = "https://api.limitless.exchange"  # REST base (no version prefix)
+    read_timeout_s: float = Field(default=2.5, gt=0)  # read timeout for book requests (original: 2.5)
+    page_size: int = Field(default=25, ge=1, le=25)  # /markets/active page size (venue max 25)
+    max_workers: int = Field(default=2, ge=1, le=64)  # fetch threads
+    inflight_start: int = Field(default=1, ge=1)  # AIMD starting in-flight cap
     inflight_ceiling: int = Field(default=2, ge=1)  # docs: at most 2 concurrent requests
     rate_requests: int = Field(default=27, ge=1)  # ~10% below the venue limit, left for discovery
-    rate_window_s: float = Field(default=10.0, gt=0)
+    rate_window_s: float = Field(default=10.0, gt=0)  # window of rate_requests
     min_spacing_s: float = Field(default=0.3, ge=0)  # docs: at least 300 ms between calls
-    discovery_rate_requests: int = Field(default=30, ge=1)
+    discovery_rate_requests: int = Field(default=30, ge=1)  # discovery pages per window
     api_key: SecretStr | None = None  # optional; public endpoints need none
-    rules: list[Rule] = Field(default_factory=_limitless_default_rules)
+    rules: list[Rule] = Field(default_factory=_limitless_default_rules)  # BTC and ETH markets
 
     @field_validator("api_url")
     @classmethod
@@ -131,14 +134,14 @@ class PollerSettings(_Strict):
     stats_interval_s: float = Field(default=10.0, gt=0)  # poll_stats record cadence
     heartbeat_interval_s: float = Field(default=30.0, gt=0)  # Prefect heartbeat event cadence
     error_sample_every: int = Field(default=10, ge=1)  # log every Nth consecutive failure
-    backoff_base_s: float = Field(default=1.0, gt=0)
-    backoff_factor: float = Field(default=2.0, ge=1)
-    backoff_cap_s: float = Field(default=60.0, gt=0)
+    backoff_base_s: float = Field(default=1.0, gt=0)  # first retry delay after a failed poll
+    backoff_factor: float = Field(default=2.0, ge=1)  # delay multiplier per consecutive failure
+    backoff_cap_s: float = Field(default=60.0, gt=0)  # longest retry delay
     backoff_jitter: float = Field(default=0.0, ge=0, le=1)  # seeded by instrument id
-    failure_cooldown_fraction: float = Field(default=0.5, gt=0, le=1)
-    failure_cooldown_min_requests: int = Field(default=10, ge=1)
-    failure_cooldown_window_s: float = Field(default=10.0, gt=0)
-    failure_cooldown_s: float = Field(default=15.0, ge=0)
+    failure_cooldown_fraction: float = Field(default=0.5, gt=0, le=1)  # venue cools down above this failed share
+    failure_cooldown_min_requests: int = Field(default=10, ge=1)  # ... once the window has this many requests
+    failure_cooldown_window_s: float = Field(default=10.0, gt=0)  # sliding window of that failure share
+    failure_cooldown_s: float = Field(default=15.0, ge=0)  # length of a failure cooldown
     aimd_p95_latency_ms: float = Field(default=1500.0, gt=0)  # "high" latency
     aimd_failure_rate: float = Field(default=0.2, gt=0, le=1)  # "high" failure rate
     aimd_stable_window_s: float = Field(default=900.0, gt=0)  # +1 after this long stable
@@ -157,17 +160,17 @@ class PollerSettings(_Strict):
 
 
 class WriterSettings(_Strict):
-    rotate_minutes: int = Field(default=10, ge=1, le=1440)
-    fsync_interval_s: float = Field(default=1.0, gt=0)
+    rotate_minutes: int = Field(default=10, ge=1, le=1440)  # new file every N minutes and at UTC midnight
+    fsync_interval_s: float = Field(default=1.0, gt=0)  # at most this much data is lost on a crash
     compress_closed: bool = False  # zstd-compress files once rotated out
 
 
 class DiscoverySettings(_Strict):
     interval_s: float = Field(default=60.0, gt=0)  # cadence of `collector run` without Prefect
     empty_is_suspect: bool = True  # an empty answer from a venue that had instruments is an error
-    task_retries: int = Field(default=3, ge=0)
+    task_retries: int = Field(default=3, ge=0)  # Prefect retries of a venue task on transport errors
     task_retry_delays_s: list[float] = [2.0, 10.0, 30.0]  # backoff between task retries
-    task_timeout_s: float = Field(default=600.0, gt=0)
+    task_timeout_s: float = Field(default=600.0, gt=0)  # Prefect task timeout per venue
 
 
 class PrefectSettings(_Strict):
@@ -183,9 +186,9 @@ class Settings(BaseSettings):
     )
 
     config: Path | None = None  # path of the TOML file (COLLECTOR_CONFIG); informational
-    data_dir: Path = Path("./data")
-    venues: Annotated[list[VenueName], NoDecode] = Field(default_factory=lambda: list(ALL_VENUES))
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    data_dir: Path = Path("./data")  # root of everything written
+    venues: Annotated[list[VenueName], NoDecode] = Field(default_factory=lambda: list(ALL_VENUES))  # enabled venues
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # console log level
     polymarket: PolymarketSettings = Field(default_factory=PolymarketSettings)
     limitless: LimitlessSettings = Field(default_factory=LimitlessSettings)
     poller: PollerSettings = Field(default_factory=PollerSettings)
