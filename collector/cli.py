@@ -23,6 +23,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("httpx", "httpcore", "urllib3"):  # one line per request is noise at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

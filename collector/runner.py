@@ -35,7 +35,7 @@ def cli_run(settings: Settings, sim: bool = False) -> int:
         if sim:
             from collector.sim.testing import run_sim
 
-            handle = stack.enter_context(run_sim("--markets", "200"))
+            handle = stack.enter_context(run_sim("--markets", "200", "--churn-s", "30"))
             os.environ.update(handle.env)
             os.environ.setdefault("COLLECTOR_DATA_DIR", str(settings.data_dir / "sim"))
             settings = load_settings()

@@ -593,6 +593,50 @@ def test_fetch_book_single(client):
 
 
 @respx.mock
+def test_books_endpoint_single_uses_get_book():
+    """books_endpoint="single": batch size 1, GET /book per token, a 404 is a per-key NotFound."""
+    c = PolymarketClient(_settings(books_endpoint="single", books_batch_size=100))
+    assert c.batch_size == 1
+    assert PolymarketClient(_settings()).batch_size == 100  # the default stays POST /books
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        tid = request.url.params["token_id"]
+        if tid == GONE:
+            return json_response({"error": "No orderbook exists for the requested token id"}, 404)
+        return json_response(book(tid))
+
+    route = respx.get(f"{CLOB}/book").mock(side_effect=answer)
+    batch = respx.post(f"{CLOB}/books")
+    try:
+        t0 = int(time.time() * 1000)
+        res = c.fetch_books([YES])
+        assert route.call_count == 1 and not batch.called
+        req = route.calls.last.request
+        assert req.url.params["token_id"] == YES and req.headers["user-agent"] == UA
+        assert set(res.books) == {YES} and res.errors == {}
+        assert res.ts_ms >= t0 and res.latency_ms >= 0
+        assert c.normalize(inst(), res.books[YES], res.ts_ms, res.latency_ms).best_bid == "0.414"
+
+        res = c.fetch_books([GONE])  # 404: a per-instrument failure, not a raised error
+        assert res.books == {} and set(res.errors) == {GONE}
+        assert isinstance(res.errors[GONE], errors.NotFound) and res.errors[GONE].status == 404
+
+        res = c.fetch_books([YES, GONE, YES])  # several keys (not sent by the lane): one GET each
+        assert set(res.books) == {YES} and set(res.errors) == {GONE}
+        assert route.call_count == 4
+
+        route.mock(return_value=httpx.Response(503, text="upstream down"))  # anything else raises
+        with pytest.raises(errors.ServerError):
+            c.fetch_books([YES])
+        route.mock(return_value=httpx.Response(429, text="Too Many Requests", headers={"Retry-After": "3"}))
+        with pytest.raises(errors.RateLimited) as ei:
+            c.fetch_books([YES])
+        assert ei.value.retry_after_s == 3.0
+    finally:
+        c.close()
+
+
+@respx.mock
 def test_fetch_book_wrong_type(client):
     respx.get(f"{CLOB}/book").mock(return_value=json_response([book(YES)]))
     with pytest.raises(errors.BadPayload):

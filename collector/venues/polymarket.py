@@ -264,7 +264,9 @@ class PolymarketClient:
 
     def __init__(self, settings: PolymarketSettings):
         self.settings = settings
-        self.batch_size: int = settings.books_batch_size
+        # "single" polls one token per GET /book (the per-instrument baseline): batch size 1.
+        self.single = settings.books_endpoint == "single"
+        self.batch_size: int = 1 if self.single else settings.books_batch_size
         self._gamma = settings.gamma_url.rstrip("/")
         self._clob = settings.clob_url.rstrip("/")
         self._book_timeout = httpx.Timeout(
@@ -457,7 +459,12 @@ class PolymarketClient:
     # ------------------------------------------------------------------ books
 
     def fetch_books(self, poll_keys: Sequence[str]) -> FetchResult:
-        """One ``POST /books``. Tokens left out of the reply land in ``errors`` as NotFound."""
+        """One ``POST /books``. Tokens left out of the reply land in ``errors`` as NotFound.
+
+        With ``books_endpoint="single"`` one ``GET /book`` per token instead (see _fetch_single).
+        """
+        if self.single:
+            return self._fetch_single(poll_keys)
         keys = list(dict.fromkeys(poll_keys))
         if len(keys) > MAX_BOOKS_PER_REQUEST:
             raise ValueError(f"at most {MAX_BOOKS_PER_REQUEST} tokens per /books request, got {len(keys)}")
@@ -489,6 +496,27 @@ class PolymarketClient:
         errs: dict[str, errors.VenueError] = {
             k: errors.NotFound("no book in /books reply", venue=self.name) for k in keys if k not in books
         }
+        return FetchResult(books=books, errors=errs, ts_ms=ts, latency_ms=latency)
+
+    def _fetch_single(self, poll_keys: Sequence[str]) -> FetchResult:
+        """``GET /book`` per token (the lane sends one at a time: batch_size is 1).
+
+        Same contract as the batch path: a 404 (no book for that token) is a per-key NotFound in
+        ``errors``; any other failure raises and fails the whole call. ``ts_ms`` is the arrival
+        of the last reply, ``latency_ms`` the sum of the round trips.
+        """
+        books: dict[str, Any] = {}
+        errs: dict[str, errors.VenueError] = {}
+        ts, latency = now_ms(), 0.0
+        for key in dict.fromkeys(poll_keys):
+            try:
+                res = self.fetch_book(key)
+            except errors.NotFound as e:
+                errs[key] = e
+                continue
+            books.update(res.books)
+            ts = res.ts_ms
+            latency += res.latency_ms
         return FetchResult(books=books, errors=errs, ts_ms=ts, latency_ms=latency)
 
     def fetch_book(self, poll_key: str) -> FetchResult:
