@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,7 @@ from collector.venues.base import now_ms
 from collector.writer import WriterSet
 
 if TYPE_CHECKING:
-    from collector.poller import Done
+    from collector.poller import Done, FetchPool
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class Lane:
         client: VenueClient,
         vs: VenueSettings,
         ps: PollerSettings,
-        pool: ThreadPoolExecutor,
+        pool: "FetchPool",
         writers: WriterSet,
     ):
         self.name = name
@@ -93,7 +92,6 @@ class Lane:
         self.inflight = 0
         self.snapshot_asof_ms: int | None = None
         self.snapshot_error: str | None = None
-        self._cooldown_from_ms: int | None = None
         self.books = writers.get(name, "orderbooks")
         self.stats_out = writers.get(name, "poll_stats")
         self.errors_out = writers.get(name, "poll_errors")
@@ -184,15 +182,16 @@ class Lane:
                 continue
             try:
                 rec = normalize(st.inst, raw, res.ts_ms, res.latency_ms)
+                line = rec.to_json()
             except BadPayload as e:
                 self._instrument_failed(key, st, e, now, res.latency_ms)
                 continue
-            except Exception as e:  # a normalizer bug must cost one book, not the loop
+            except Exception as e:  # a normalizer/serializer bug must cost one book, not the loop
                 self._instrument_failed(key, st, BadPayload(f"{type(e).__name__}: {e}"), now, res.latency_ms)
                 continue
-            self._instrument_ok(key, st, rec, now)
+            self._instrument_ok(key, st, rec, line, now)
 
-    def _instrument_ok(self, key: str, st: InstState, rec: BookRecord, now: float) -> None:
+    def _instrument_ok(self, key: str, st: InstState, rec: BookRecord, line: bytes, now: float) -> None:
         if st.failures:
             self._write_gap(st.inst.instrument_id, st.last_ok_ts_ms, rec.ts_ms, st.last_error or "unknown", st.failures)
         self.intervals.record(key, now)
@@ -200,7 +199,7 @@ class Lane:
         st.last_ok = now
         st.last_ok_ts_ms = rec.ts_ms
         self.c["polls_ok"] += 1
-        if self.books.write(rec.to_json()):
+        if self.books.write(line):
             self.c["books_written"] += 1
         # Keep the instrument on its interval grid; under overload this keeps the longest-waiting
         # instruments first in line (round robin) without bursting to catch up on missed slots.
@@ -224,8 +223,6 @@ class Lane:
         self._count_http(err)
         if isinstance(err, RateLimited):
             # The venue's limit, not the instruments' fault: cool the venue, keep their turn.
-            if not self.cooldown.active(now):
-                self._cooldown_from_ms = now_ms()
             self.cooldown.on_rate_limited(now, err.retry_after_s, self.vs.cooldown_429_s)
             self.aimd.on_rate_limited(now, sent_at=started)
             for key in keys:
@@ -235,9 +232,9 @@ class Lane:
                     self.queue.reschedule(key, st.due)
             return
         was_active = self.cooldown.active(now)
-        self.cooldown.record(now, False)
+        if not isinstance(err, NotFound):  # a closed market is its instrument's problem, not the venue's
+            self.cooldown.record(now, False)
         if not was_active and self.cooldown.active(now):
-            self._cooldown_from_ms = now_ms()
             log.warning("%s: cooling down %.1fs after repeated failures (%s)", self.name, self.cooldown.remaining(now), err)
         for key in keys:
             st = self.state.get(key)
@@ -256,10 +253,12 @@ class Lane:
             self.c["timeouts"] += 1
 
     def _maybe_close_cooldown_gap(self, now: float) -> None:
+        wall = now_ms()
         while (end := self.cooldown.ended(now)) is not None:
-            if self._cooldown_from_ms is not None:
-                self._write_gap(None, self._cooldown_from_ms, now_ms(), f"cooldown:{end.reason}", None)
-                self._cooldown_from_ms = None
+            # Wall times derived from the cooldown's own monotonic start and end.
+            from_ms = wall - round((now - end.started_at) * 1000)
+            to_ms = wall - round((now - end.ended_at) * 1000)
+            self._write_gap(None, from_ms, to_ms, f"cooldown:{end.reason}", None)
 
     # -- records ------------------------------------------------------------------------------
     def _write_gap(self, instrument_id: str | None, from_ms: int | None, to_ms: int, reason: str, failures: int | None) -> None:
@@ -305,7 +304,8 @@ class Lane:
         iv = self.intervals.summary(now)
         c = self.c
         attempted = c["polls_ok"] + c["polls_failed"]
-        fail_rate = c["polls_failed"] / attempted if attempted else 0.0
+        # Venue health for AIMD: books missing because their market closed are not congestion.
+        fail_rate = (c["polls_failed"] - c["err_not_found"]) / attempted if attempted else 0.0
         self.aimd.evaluate(now, fail_rate, p95)
         stale_after = 5 * self.interval
         rec = {

@@ -14,7 +14,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,42 @@ class Done:
     started: float  # monotonic
 
 
+class FetchPool:
+    """A venue's fetch threads: daemon workers fed by one queue.
+
+    Not a ThreadPoolExecutor on purpose: the interpreter joins an executor's workers at exit,
+    so one fetch blocked in a read would hold the process for up to its timeout after the
+    files are closed. A blocked daemon worker never delays shutdown.
+    """
+
+    def __init__(self, workers: int, name: str):
+        self._q: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._n = workers
+        for i in range(workers):
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True).start()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._q.put((fn, args))
+
+    def _work(self) -> None:
+        while (job := self._q.get()) is not None:
+            fn, args = job
+            try:
+                fn(*args)
+            except BaseException:  # Poller._fetch already hands errors over; never kill a worker
+                log.exception("fetch job failed")
+
+    def shutdown(self) -> None:
+        """Drop queued jobs and let idle workers exit; never waits for a running fetch."""
+        try:
+            while True:
+                self._q.get_nowait()
+        except queue.Empty:
+            pass
+        for _ in range(self._n):
+            self._q.put(None)
+
+
 def in_shard(instrument_id: str, shard: str) -> bool:
     k, n = (int(x) for x in shard.split("/"))
     return n == 1 or zlib.crc32(instrument_id.encode()) % n == k
@@ -53,18 +88,20 @@ class Poller:
         settings: Settings,
         clients: dict[str, VenueClient] | None = None,
         on_heartbeat: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ):
+        """``clock`` (epoch seconds) decides file rotation and names; tests inject a fake one."""
         self.settings = settings
         self.on_heartbeat = on_heartbeat
         self._stop = threading.Event()
         self._closed = False
         self._done: queue.SimpleQueue[Done] = queue.SimpleQueue()
-        self.writers = WriterSet(Path(settings.data_dir), settings.writer)
+        self.writers = WriterSet(Path(settings.data_dir), settings.writer, clock=clock)
         self.lanes: dict[str, Lane] = {}
         for name in settings.venues:
             client = (clients or {}).get(name) or make_client(name, settings)
             vs = settings.venue(name)
-            pool = ThreadPoolExecutor(max_workers=vs.max_workers, thread_name_prefix=f"fetch-{name}")
+            pool = FetchPool(vs.max_workers, f"fetch-{name}")
             self.lanes[name] = Lane(name, client, vs, settings.poller, pool, self.writers)
         self.watchers = {
             name: SnapshotWatcher(snapshot_path(Path(settings.data_dir), name)) for name in self.lanes
@@ -156,7 +193,7 @@ class Poller:
                 log.exception("final stats for %s failed", lane.name)
         self.writers.close()
         for lane in self.lanes.values():
-            lane.pool.shutdown(wait=False, cancel_futures=True)
+            lane.pool.shutdown()
             try:
                 lane.client.close()
             except Exception:

@@ -112,7 +112,7 @@ class LimitlessSettings(VenueSettings):
     inflight_ceiling: int = Field(default=2, ge=1)  # docs: at most 2 concurrent requests
     rate_requests: int = Field(default=27, ge=1)  # ~10% below the venue limit, left for discovery
     rate_window_s: float = Field(default=10.0, gt=0)  # window of rate_requests
-    min_spacing_s: float = Field(default=0.3, ge=0)  # docs: at least 300 ms between calls
+    min_spacing_s: float = Field(default=0.35, ge=0)  # docs: >= 300 ms between calls; margin for jitter
     discovery_rate_requests: int = Field(default=30, ge=1)  # discovery pages per window
     api_key: SecretStr | None = None  # optional; public endpoints need none
     rules: list[Rule] = Field(default_factory=_limitless_default_rules)  # BTC and ETH markets

@@ -18,7 +18,7 @@ def test_defaults():
     assert s.polymarket.clob_url == "https://clob.polymarket.com"
     assert s.limitless.api_url == "https://api.limitless.exchange"
     assert s.polymarket.books_batch_size == 100
-    assert s.limitless.min_spacing_s == 0.3
+    assert s.limitless.min_spacing_s == 0.35
     assert s.limitless.inflight_ceiling == 2
 
 
