@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: install run run-sim test sim bench lock clean
+.PHONY: install run run-sim run-local test sim bench lock clean
 
 install: $(STAMP)
 
@@ -20,11 +20,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
-run: $(STAMP)  ## the collector on the real venues, in the foreground, until Ctrl-C
-	$(BIN)/collector run
+run: $(STAMP)  ## the Prefect stack (server, worker, deployments, automations, poller) until Ctrl-C
+	$(BIN)/collector up
 
 run-sim: $(STAMP)  ## the same against the local venue simulator
-	$(BIN)/collector run --sim
+	$(BIN)/collector up --sim
+
+run-local: $(STAMP)  ## discovery loop + poller in one process, no Prefect
+	$(BIN)/collector run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

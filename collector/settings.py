@@ -174,7 +174,19 @@ class DiscoverySettings(_Strict):
 
 
 class PrefectSettings(_Strict):
+    """Alerting thresholds for the automations in flows/automations.py (seconds unless noted)."""
+
     webhook_url: SecretStr | None = None  # alerts go here when set
+    discovery_stale_s: int = Field(default=600, ge=60)  # alert: no Completed discovery run this long
+    poller_heartbeat_s: int = Field(default=120, ge=10)  # alert: no poller heartbeat event this long
+    zombie_s: int = Field(default=90, ge=90)  # mark a run Crashed after this long without flow heartbeats (>= 3 x 30 s)
+    restart_delay_s: int = Field(default=10, ge=0)  # a crashed poller is restarted this long after the crash
+    restart_window_s: int = Field(default=300, ge=10)  # at most one automatic poller restart per window
+    discovery_failed_window_s: int = Field(default=900, ge=0)  # a failing discovery alerts once per window
+    venue_cooldown_alert_s: float = Field(default=300.0, gt=0)  # alert: a venue in cooldown this long
+    venue_min_coverage: float = Field(default=0.9, ge=0, le=1)  # alert: fresh-book share of a venue below this
+    venue_coverage_grace_s: float = Field(default=120.0, ge=0)  # ... for at least this long
+    venue_repeat_s: float = Field(default=900.0, gt=0)  # repeat a venue alert at most this often
 
 
 class Settings(BaseSettings):

@@ -15,6 +15,7 @@ from prefect.exceptions import TerminationSignal
 
 from collector.poller import Poller
 from collector.settings import PollerSettings, load_settings
+from flows.venue_health import with_venue_alerts
 
 
 def _emit_heartbeat(summary: dict[str, Any]) -> None:
@@ -50,7 +51,7 @@ def poller(venues: list[str] | None = None, shard: str = "0/1", duration_s: floa
     logger = get_run_logger()
     settings = load_settings(**({"venues": venues} if venues else {}))
     settings.poller = PollerSettings.model_validate({**settings.poller.model_dump(), "shard": shard})
-    p = Poller(settings, on_heartbeat=_emit_heartbeat)
+    p = Poller(settings, on_heartbeat=with_venue_alerts(_emit_heartbeat, settings))
     logger.info("polling %s (shard %s) into %s", ", ".join(p.lanes), shard, settings.data_dir)
     try:
         p.run(duration_s=duration_s)
