@@ -173,6 +173,12 @@ class DiscoverySettings(_Strict):
     task_timeout_s: float = Field(default=600.0, gt=0)  # Prefect task timeout per venue
 
 
+class CompactSettings(_Strict):
+    keep_jsonl: bool = False  # keep a day's JSONL after its Parquet is verified
+    grace_s: float = Field(default=900.0, ge=0)  # compact a day only this long after its UTC end
+    max_rows: int = Field(default=100_000, ge=1000)  # books in memory per pass (~4.5 kB each)
+
+
 class PrefectSettings(_Strict):
     """Alerting thresholds for the automations in flows/automations.py (seconds unless noted)."""
 
@@ -206,6 +212,7 @@ class Settings(BaseSettings):
     poller: PollerSettings = Field(default_factory=PollerSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    compact: CompactSettings = Field(default_factory=CompactSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
 
     @field_validator("venues", mode="before")
