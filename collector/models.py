@@ -59,12 +59,40 @@ class Instrument(BaseModel):
         return self.model_dump(mode="json")
 
 
+_EMPTY_LEVELS = orjson.Fragment(b"[]")
+
+
 def _levels_json(levels: list[Level]) -> orjson.Fragment:
-    return orjson.Fragment(("[" + ",".join(f"[{p},{s}]" for p, s in levels) + "]").encode())
+    if not levels:
+        return _EMPTY_LEVELS
+    try:  # [[p,s],[p,s]] from C-level joins (levels are (str, str) pairs)
+        return orjson.Fragment("[[" + "],[".join(map(",".join, levels)) + "]]")
+    except TypeError:  # a level that is not all str: format each
+        return orjson.Fragment("[" + ",".join([f"[{p},{s}]" for p, s in levels]) + "]")
 
 
 def _num(text: str | None) -> orjson.Fragment | None:
-    return None if text is None else orjson.Fragment(text.encode())
+    if text is None:
+        return None
+    # orjson.Fragment takes exact str or bytes only (not DecText or other subclasses)
+    return orjson.Fragment(text if type(text) is str else text.encode())
+
+
+# (best bid, best ask) -> (mid, spread) fragments. The top of book repeats from poll to poll, so
+# a dict hit replaces two Decimal computations. Dropped when it grows past the bound.
+_MID_SPREAD: dict[tuple[str, str], tuple[orjson.Fragment, orjson.Fragment]] = {}
+_MID_SPREAD_MAX = 50_000
+
+
+def _mid_spread(bb: str, ba: str) -> tuple[orjson.Fragment, orjson.Fragment]:
+    key = (bb, ba)
+    v = _MID_SPREAD.get(key)
+    if v is None:
+        v = (orjson.Fragment(mid_text(bb, ba)), orjson.Fragment(spread_text(bb, ba)))
+        if len(_MID_SPREAD) >= _MID_SPREAD_MAX:
+            _MID_SPREAD.clear()
+        _MID_SPREAD[key] = v
+    return v
 
 
 @dataclass(slots=True)
@@ -112,8 +140,10 @@ class BookRecord:
         rec["asks"] = _levels_json(self.asks)
         rec["best_bid"] = _num(bb)
         rec["best_ask"] = _num(ba)
-        rec["mid"] = _num(mid_text(bb, ba)) if both else None
-        rec["spread"] = _num(spread_text(bb, ba)) if both else None
+        if both:
+            rec["mid"], rec["spread"] = _mid_spread(bb, ba)
+        else:
+            rec["mid"] = rec["spread"] = None
         if self.hash is not None:
             rec["hash"] = self.hash
         if self.tick_size is not None:

@@ -653,6 +653,8 @@ def test_thread_local_clients_and_close():
     t.join()
     assert other[0] is not mine
     assert mine.headers["user-agent"] == UA
+    # one TLS context (CA bundle loaded once) shared by every thread's client
+    assert mine._transport._pool._ssl_context is other[0]._transport._pool._ssl_context
     c.close()
     assert mine.is_closed and other[0].is_closed
     with respx.mock:  # still usable after close(): a fresh client is opened
@@ -930,3 +932,88 @@ def test_property_valid_books_keep_every_level(bids, asks, data):
     out = orjson.loads(rec.to_json())
     if rec.bids:
         assert Decimal(str(out["best_bid"])) == Decimal(str(float(rec.bids[0][0])))
+
+
+price_or_size = st.one_of(
+    st.sampled_from(["0", "1", "0.5", "0.50", "0.05", "0.500", "1.0", "0.1", "0.10", "0.09", "0.9", "0.99"]),
+    st.decimals(min_value=0, max_value=1, places=3).map(str),
+    st.decimals(min_value=0, max_value=3, places=2).map(str),  # some above 1: the general path
+    st.decimals(min_value=Decimal("0.1"), max_value=Decimal("0.1000000000000000009"), places=19).map(str),
+    st.sampled_from([0.41, 1, 0, 2.5]),  # JSON numbers
+)
+
+
+@PROP
+@given(
+    bids=st.lists(st.fixed_dictionaries({"price": price_or_size, "size": price_or_size}), max_size=12),
+    asks=st.lists(st.fixed_dictionaries({"price": price_or_size, "size": price_or_size}), max_size=12),
+)
+def test_property_levels_equal_stable_decimal_sort(bids, asks):
+    """The cached / string-keyed sort gives exactly the stable Decimal sort of the canonical
+    levels (same order, ties in arrival order) whether or not a price lies above 1, and the
+    text caches never change an answer (same book twice, then with a fresh cache)."""
+    from collector.decimals import dec_text
+    from collector.venues import polymarket as pm
+
+    def want(levels, desc):
+        canon = [(dec_text(lv["price"]), dec_text(lv["size"])) for lv in levels]
+        return sorted(canon, key=lambda lv: Decimal(lv[0]), reverse=desc)
+
+    c = PolymarketClient(_settings())
+    for clear in (False, False, True):
+        if clear:
+            pm._TEXT_CACHE.clear()
+            pm._PRICE_CACHE.clear()
+        rec = c.normalize(inst(), book(YES, bids=copy.deepcopy(bids), asks=copy.deepcopy(asks)), 1, 1.0)
+        assert rec.bids == want(bids, True)
+        assert rec.asks == want(asks, False)
+
+
+def _reference_to_json(rec: BookRecord) -> bytes:
+    """BookRecord.to_json as first written (no caches, per-level formatting): the bytes to match."""
+    from collector.decimals import mid_text, spread_text
+    from collector.models import DecText
+
+    def levels(lv):
+        return orjson.Fragment(("[" + ",".join(f"[{p},{s}]" for p, s in lv) + "]").encode())
+
+    def num(t):
+        return None if t is None else orjson.Fragment(t.encode())
+
+    bb, ba = rec.best_bid, rec.best_ask
+    both = bb is not None and ba is not None
+    d: dict[str, Any] = {
+        "record_type": "orderbook", "schema_version": 1, "venue": rec.venue, "instrument_id": rec.instrument_id,
+        "poll_key": rec.poll_key, "market_id": rec.market_id, "outcome": rec.outcome, "ts_ms": rec.ts_ms,
+    }
+    if rec.ob_ts_ms is not None:
+        d["ob_ts_ms"] = rec.ob_ts_ms
+    d["bids"], d["asks"] = levels(rec.bids), levels(rec.asks)
+    d["best_bid"], d["best_ask"] = num(bb), num(ba)
+    d["mid"] = num(mid_text(bb, ba)) if both else None
+    d["spread"] = num(spread_text(bb, ba)) if both else None
+    if rec.hash is not None:
+        d["hash"] = rec.hash
+    if rec.tick_size is not None:
+        d["tick_size"] = num(rec.tick_size)
+    d["latency_ms"] = round(rec.latency_ms, 3)
+    d["source"] = "rest"
+    for k, v in rec.extra.items():
+        d[k] = num(v) if isinstance(v, DecText) else v
+    return orjson.dumps(d)
+
+
+@PROP
+@given(
+    bids=st.lists(valid_level, max_size=8),
+    asks=st.lists(valid_level, max_size=8),
+    latency=st.floats(min_value=0, max_value=1e6),
+    extra=st.dictionaries(st.sampled_from(["last_trade_price", "min_order_size", "neg_risk", "tick_size"]),
+                          st.one_of(st.booleans(), st.sampled_from(["0.5", "5", "0.001"])), max_size=3),
+)
+def test_property_to_json_bytes_unchanged(bids, asks, latency, extra):
+    raw = book(YES, bids=bids, asks=asks, **extra)
+    c = PolymarketClient(_settings())
+    for _ in range(2):  # second time through the mid/spread and text caches
+        rec = c.normalize(inst(), copy.deepcopy(raw), 1781712345999, latency)
+        assert rec.to_json() == _reference_to_json(rec)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import re
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -69,8 +71,8 @@ def _num_text(value: Any) -> str:
     canonical (exponent-free) form would otherwise be enormous.
     """
     if type(value) is str:
-        if _FAST_NUM.fullmatch(value):
-            return dec_text(value)
+        if _FAST_NUM.fullmatch(value):  # dec_text's fast path without its second regex match
+            return value.rstrip("0").rstrip(".") if "." in value else value
         text = value.strip()
         if len(text) > _MAX_NUM_CHARS:
             raise ValueError("number text too long")
@@ -91,10 +93,37 @@ def _num_text(value: Any) -> str:
 
 
 # Raw venue text -> canonical text. Prices and sizes repeat heavily from poll to poll, so a
-# dict hit replaces two regex matches per number. Only valid text is cached; the cache is
-# simply dropped when it grows past the bound (dict get/set are atomic under the GIL).
+# dict hit replaces two regex matches per number. Only valid text is cached, and only str keys
+# (a float/bool key would alias: True == 1 == 1.0), so a lookup with any other value simply
+# misses. The caches are dropped when they grow past the bound (dict get/set are atomic under
+# the GIL). _PRICE_CACHE holds only prices whose canonical text is "0", "1" or "0.<digits>":
+# for those, plain string order is numeric order (no exponent, no trailing zeros), so levels
+# whose prices all come from it sort with a C-level key instead of float() per level.
 _TEXT_CACHE: dict[str, str] = {}
 _TEXT_CACHE_MAX = 100_000
+_PRICE_CACHE: dict[str, str] = {}
+_price_of = operator.itemgetter(0)
+
+
+class _NotUnit(Exception):
+    """A valid price outside [0, 1]: the level list takes the general path (_levels_any)."""
+
+
+def _unit_price(value: Any) -> str:
+    """Canonical text of a price in [0, 1] (cached when it came as text); ValueError on junk."""
+    t = _num_text(value)
+    if not (t[:2] == "0." or t == "0" or t == "1"):
+        raise _NotUnit
+    if type(value) is str:
+        _PRICE_CACHE[value] = t
+    return t
+
+
+def _size_text(value: Any) -> str:
+    t = _num_text(value)
+    if type(value) is str:
+        _TEXT_CACHE[value] = t
+    return t
 
 
 def _sort_key(levels: list[Level]):
@@ -107,9 +136,36 @@ def _sort_key(levels: list[Level]):
     return lambda lv: float(lv[0])
 
 
-def _levels(side: Any, name: str) -> list[Level]:
+def _levels(side: Any, name: str, descending: bool) -> list[Level]:
+    """One book side as canonical (price, size) levels, sorted best first; BadPayload on junk.
+
+    The hot path: one comprehension of two dict hits per level, then a sort on the price text
+    (valid because every price came from _PRICE_CACHE / _unit_price, i.e. lies in [0, 1]).
+    Anything else (a price above 1, junk) is handled by _levels_any with the same result.
+    """
     if type(side) is not list:
         raise errors.BadPayload(f"book {name} is not a list", venue=PolymarketClient.name)
+    pget = _PRICE_CACHE.get
+    sget = _TEXT_CACHE.get
+    try:
+        out = [
+            (pget(lv["price"]) or _unit_price(lv["price"]), sget(lv["size"]) or _size_text(lv["size"]))
+            for lv in side
+        ]
+    except _NotUnit:
+        out = _levels_any(side, name)
+        if len(out) > 1:
+            out.sort(key=_sort_key(out), reverse=descending)
+        return out
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise errors.BadPayload(f"bad {name} level: {e}", venue=PolymarketClient.name) from None
+    if len(out) > 1:
+        out.sort(key=_price_of, reverse=descending)
+    return out
+
+
+def _levels_any(side: list[Any], name: str) -> list[Level]:
+    """The general path of _levels (any valid price), unsorted."""
     out: list[Level] = []
     append = out.append
     cache = _TEXT_CACHE
@@ -139,10 +195,17 @@ def _opt_dec(value: Any) -> str | None:
     """Optional decimal text (tick size, last trade, min size); None when absent/""/junk."""
     if value is None or value == "":
         return None
+    if type(value) is str:
+        t = _TEXT_CACHE.get(value)
+        if t is not None:
+            return t
     try:
-        return _num_text(value)
+        t = _num_text(value)
     except ValueError:
         return None
+    if type(value) is str:
+        _TEXT_CACHE[value] = t
+    return t
 
 
 def _ob_ts(value: Any) -> int | None:
@@ -280,6 +343,7 @@ class PolymarketClient:
         self._pacer = Pacer(settings.discovery_rate_requests, settings.discovery_rate_window_s)
         self.max_pages = MAX_DISCOVERY_PAGES
         self._lock = threading.Lock()
+        self._ssl: ssl.SSLContext | None = None
         self.unusable_books = 0  # /books elements that were not a dict with an asset_id
         self.unrequested_books = 0  # /books elements for tokens we did not ask for
 
@@ -288,7 +352,16 @@ class PolymarketClient:
             headers={"User-Agent": self.settings.user_agent, "Accept": "application/json"},
             timeout=self._book_timeout,
             follow_redirects=False,
+            verify=self._ssl_context(),
         )
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """One TLS context for every thread's client (thread-safe to share). A context per
+        client loads the CA bundle each time: ~1 MB RSS and ~20 ms CPU per fetch thread."""
+        with self._lock:
+            if self._ssl is None:
+                self._ssl = httpx.create_ssl_context()
+            return self._ssl
 
     # ------------------------------------------------------------------ HTTP
 
@@ -542,14 +615,12 @@ class PolymarketClient:
             raise errors.BadPayload(
                 f"book asset_id {raw.get('asset_id')!r} != requested {inst.poll_key!r}", venue=self.name
             )
-        bids = _levels(raw.get("bids"), "bids")
-        asks = _levels(raw.get("asks"), "asks")
+        bids = _levels(raw.get("bids"), "bids", True)
+        asks = _levels(raw.get("asks"), "asks", False)
         if len(_TEXT_CACHE) > _TEXT_CACHE_MAX:
             _TEXT_CACHE.clear()
-        if len(bids) > 1:
-            bids.sort(key=_sort_key(bids), reverse=True)
-        if len(asks) > 1:
-            asks.sort(key=_sort_key(asks))
+        if len(_PRICE_CACHE) > _TEXT_CACHE_MAX:
+            _PRICE_CACHE.clear()
         h = raw.get("hash")
         extra: dict[str, Any] = {}
         ltp = _opt_dec(raw.get("last_trade_price"))
