@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: install run run-sim run-local test sim bench lock clean
+.PHONY: install run run-sim run-local test sim bench soak lock clean
 
 install: $(STAMP)
 
@@ -35,8 +35,12 @@ test: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/collector sim --port 8765
 
-bench: $(STAMP)
+bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; batched vs per-instrument
 	$(BIN)/python bench/poller_bench.py
+
+soak: $(STAMP)  ## 30 min at ~2,000 instruments with 2% injected errors (SOAK_SECONDS to change)
+	$(BIN)/python bench/soak.py
+	$(BIN)/python -m pytest -m soak tests/reliability
 
 # Re-pin the whole tree after editing pyproject.toml dependencies (needs `uv` on PATH).
 lock:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
-import orjson
 
 from collector.errors import ConfigError
 
@@ -29,7 +29,8 @@ def _setup_logging(level: str) -> None:
 
 def cmd_config(args: argparse.Namespace) -> int:
     s = _settings()
-    sys.stdout.write(orjson.dumps(s.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
+    # stdlib json: any int a setting accepts prints (orjson stops at 64 bits)
+    sys.stdout.write(json.dumps(s.model_dump(mode="json"), indent=2) + "\n")
     return 0
 
 

@@ -100,7 +100,7 @@ REORDER_MS = 10_000  # lines inside one file may be out of ts_ms order by this m
 
 _PERIOD_RE = re.compile(r"^[A-Za-z0-9_-]+\.(\d{8}T\d{4}Z)\.")
 IID_RE = re.compile(rb'"instrument_id":"([^"\\]*)"')  # pre-filter on raw lines (no parse)
-_TS_RE = re.compile(rb'"ts_ms":(\d+)')
+_TS_RE = re.compile(rb'"ts_ms":(\d{1,19})\b')  # int64 at most; longer is junk, left to the parser
 _REL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)\s*$")
 
 # Parquet book columns (see collector.compact): the level lists and the fields they replace.
@@ -406,7 +406,10 @@ def _loader(exact: bool) -> Callable[[bytes], Any]:
         return orjson.loads
 
     def loads(b: bytes) -> Any:
-        return json.loads(b, parse_float=Decimal)
+        try:
+            return json.loads(b, parse_float=Decimal)
+        except RecursionError:  # a deeply nested junk line: skipped like any invalid line
+            raise ValueError("line nested too deeply") from None
 
     return loads
 
@@ -449,7 +452,7 @@ def _iter_jsonl(
             continue
         if ids is not None:
             m = iid_re(line)
-            if m is not None and m.group(1).decode() not in ids:
+            if m is not None and m.group(1).decode("utf-8", "replace") not in ids:
                 continue
         if not inside:
             m = ts_re(line)
@@ -781,7 +784,7 @@ def book_times(
                         if m1 is not None and m2 is not None:
                             ts = int(m2.group(1))
                             if keep(ts):
-                                times.setdefault(m1.group(1).decode(), []).append(ts)
+                                times.setdefault(m1.group(1).decode("utf-8", "replace"), []).append(ts)
                             continue
                     elif b'"gap"' not in line and b'"orderbook"' not in line:
                         continue

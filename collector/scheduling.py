@@ -319,7 +319,8 @@ class VenueCooldown:
         if not ok:
             self._fails += 1
         n = len(times)
-        if n >= self.failure_min_requests and self._fails / n >= self.failure_fraction:
+        # Only a failure can start a failure cooldown (a success must never pause the venue).
+        if not ok and n >= self.failure_min_requests and self._fails / n >= self.failure_fraction:
             times.clear()
             oks.clear()
             self._fails = 0

@@ -267,6 +267,17 @@ def _describe(err: ValidationError) -> str:
     return "invalid configuration:\n" + "\n".join(lines)
 
 
+def _huge_ints(v: Any, path: str) -> list[str]:
+    """Paths of integers no 64-bit consumer (orjson, Prefect, the OS) can take."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return [path] if not -(2**63) <= v < 2**63 else []
+    if isinstance(v, dict):
+        return [p for k, x in v.items() for p in _huge_ints(x, f"{path}.{k}" if path else k)]
+    if isinstance(v, list):
+        return [p for i, x in enumerate(v) for p in _huge_ints(x, f"{path}.{i}")]
+    return []
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings or raise ConfigError naming every bad field."""
     unknown = sorted(
@@ -283,6 +294,9 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(_describe(e)) from None
     except SettingsError as e:  # e.g. a nested env value that is not valid JSON
         raise ConfigError(f"invalid configuration:\n  {e}") from None
+    huge = _huge_ints(s.model_dump(mode="json"), "")
+    if huge:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {k}: number out of range" for k in huge))
     for name in ALL_VENUES:
         v = s.venue(name)
         if v.inflight_start > v.inflight_ceiling:

@@ -215,7 +215,11 @@ def _zst_chunks(f: BinaryIO, chunk_size: int, path: Path) -> Iterator[bytes]:
     in_frame = False
     while raw := f.read(chunk_size):
         while raw:
-            out = obj.decompress(raw)
+            try:
+                out = obj.decompress(raw)
+            except zstandard.ZstdError as e:  # a corrupt frame: keep what was read, skip the rest
+                log.warning("%s: corrupt zstd data (%s); the rest of the file is skipped", path, e)
+                return
             in_frame = True
             if out:
                 yield out

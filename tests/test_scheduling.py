@@ -248,11 +248,14 @@ def test_cooldown_fraction_exact_threshold():
     assert c.record(1.0, False)  # exactly 3/10 >= 0.3 (no float slip)
 
 
-def test_cooldown_triggered_by_an_ok_that_reaches_min_requests():
+def test_a_success_never_starts_a_cooldown_the_next_failure_does():
     c = _cd()
     for _ in range(9):
         c.record(1.0, False)
-    assert c.record(1.0, True)  # 9/10 failed once the guard is met
+    assert not c.record(1.0, True)  # 9/10 failed, but a success must not pause the venue
+    assert not c.active(1.0)
+    assert c.record(1.0, False)  # 10/11 failed: the failure starts it
+    assert c.active(1.0)
 
 
 def test_cooldown_failures_slide_out_of_window():

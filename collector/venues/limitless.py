@@ -411,6 +411,8 @@ def _expiry_ms(v: Any) -> int | None:
         raise _BadMarket("expirationTimestamp is not a finite non-negative number")
     if d < Decimal(10) ** 12:
         d *= 1000
+    if d >= Decimal(10) ** 15:  # past year 33,000: junk, and too big for int64 consumers
+        raise _BadMarket("expirationTimestamp out of range")
     return int(d)
 
 
