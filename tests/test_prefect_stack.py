@@ -156,6 +156,9 @@ def stack(tmp_path_factory):
             COLLECTOR_POLLER__STATS_INTERVAL_S="1",
             COLLECTOR_POLLER__HEARTBEAT_INTERVAL_S="1",
             COLLECTOR_DISCOVERY__TASK_RETRIES="0",  # a failing discovery fails now, not after 42 s of retries
+            # Rules that always select something: the default intraday rule depends on the clock.
+            COLLECTOR_POLYMARKET__RULES='[{"name": "top", "max_markets": 5}]',
+            COLLECTOR_LIMITLESS__RULES='[{"name": "top", "max_markets": 3}]',
             COLLECTOR_PREFECT__WEBHOOK_URL=receiver.url,
         )
         port, home = free_port(), tmp / ".prefect"

@@ -113,6 +113,14 @@ def test_secrets_never_logged_or_written_by_a_run(tmp_path, monkeypatch, caplog)
     faults on both venues (error paths log too), then a `collector poll` child at DEBUG: no
     secret in any log line, data file or snapshot."""
     caplog.set_level(logging.DEBUG)
+    # Earlier tests may have raised library loggers to WARNING (the CLI quiets httpx) or disabled
+    # loggers (Prefect's logging config): open them all up for this test only.
+    for name in ("collector", "httpx", "httpcore", "urllib3"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    for name, lg in list(logging.root.manager.loggerDict.items()):
+        if isinstance(lg, logging.Logger) and name.split(".")[0] in ("collector", "httpx", "httpcore", "urllib3"):
+            monkeypatch.setattr(lg, "disabled", False)
+            monkeypatch.setattr(lg, "propagate", True)
     with run_sim("--markets", "6", "--seed", "91") as sim:
         env = h.sim_env(sim, tmp_path, **{k[len("COLLECTOR_"):]: v for k, v in _secret_env().items()},
                         LOG_LEVEL="DEBUG")
