@@ -95,7 +95,7 @@ class Poller:
         self.on_heartbeat = on_heartbeat
         self._stop = threading.Event()
         self._closed = False
-        self._done: queue.SimpleQueue[Done] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[Done | None] = queue.SimpleQueue()
         self.writers = WriterSet(Path(settings.data_dir), settings.writer, clock=clock)
         self.lanes: dict[str, Lane] = {}
         for name in settings.venues:
@@ -109,6 +109,9 @@ class Poller:
 
     def stop(self) -> None:
         self._stop.set()
+        # Wake the loop: on CPython 3.11 a signal landing in SimpleQueue.get(timeout) after the
+        # deadline can leave it waiting forever, so a stop must also put something in the queue.
+        self._done.put(None)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, duration_s: float | None = None) -> None:
@@ -147,7 +150,8 @@ class Poller:
         except queue.Empty:
             return
         while True:
-            done.lane.complete(done, time.monotonic())
+            if done is not None:  # None is stop()'s wake-up
+                done.lane.complete(done, time.monotonic())
             try:
                 done = self._done.get_nowait()
             except queue.Empty:
