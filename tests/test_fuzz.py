@@ -14,8 +14,11 @@
 * Reader input: arbitrary bytes as data files -> ``collector.read`` and
   ``writer.iter_jsonl_lines`` never raise.
 
-Known crashes found here are pinned by small ``xfail(strict=True)`` tests named BUG-...; the
-generic fuzz tests carry those inputs as explicit examples, so they xfail until every one is fixed.
+Crashes these fuzzers found (all fixed in 5915c76) are pinned by small regression tests below:
+a Limitless expiry beyond int64, a config integer beyond int64, and four reader crashes (invalid
+UTF-8 in an instrument id, a > 4300-digit ts_ms, deep nesting with ``exact=True``, a corrupt
+``.zst``). A new finding: pin it with an ``xfail(strict=True)`` test and add its signature to
+``KNOWN_BUGS`` so the generic fuzzers keep exploring past it until it is fixed.
 """
 
 from __future__ import annotations
@@ -355,8 +358,8 @@ lim_page = st.one_of(
     json_value,
 )
 
-# BUG-LIMITLESS-EXPIRY-RANGE: an expirationTimestamp beyond 64 bits becomes an int the snapshot
-# cannot serialize (orjson: "Integer exceeds 64-bit range"), so discovery of the venue fails.
+# BUG-LIMITLESS-EXPIRY-RANGE (fixed): an expirationTimestamp beyond 64 bits became an int the
+# snapshot could not serialize (orjson: "Integer exceeds 64-bit range"): discovery of the venue failed.
 HUGE_EXPIRY_PAGE = (200, {}, orjson.dumps({"data": [{"slug": "btc-x", "tradeType": "clob", "expirationTimestamp": "1" + "0" * 25}]}))
 
 
@@ -375,15 +378,17 @@ def test_limitless_discovery_pages_on_the_wire(pages):
             raise
 
 
-def test_limitless_huge_expiry_breaks_the_snapshot(tmp_path):
+def test_limitless_huge_expiry_is_a_bad_market_not_a_broken_discovery(tmp_path):
+    """Regression (BUG-LIMITLESS-EXPIRY-RANGE): an expirationTimestamp beyond int64 used to be
+    accepted, and the snapshot could then not be written (discovery of the venue failed every run)."""
     c = lim_client([HUGE_EXPIRY_PAGE])
-    res = c.discover()  # the market is accepted with expires_at_ms = 10**25
+    res = c.discover()
+    assert res.instruments == [] and res.skipped.get("bad_market", 0) >= 1
     from collector.discovery import discover_venue
 
     s = Settings(data_dir=tmp_path, venues=["limitless"])
-    rep = discover_venue(s, "limitless", client=c)
-    assert rep.ok, rep.error  # today: TypeError: Integer exceeds 64-bit range
-    assert all(i.expires_at_ms is None or i.expires_at_ms < 2**63 for i in res.instruments)
+    rep = discover_venue(s, "limitless", client=lim_client([HUGE_EXPIRY_PAGE]))
+    assert rep.ok, rep.error
 
 
 # --------------------------------------------------------------------------- snapshots
@@ -553,12 +558,14 @@ def test_config_toml_text(text):
             _load()
 
 
-def test_config_with_a_huge_integer_cannot_be_printed(capsys):
+def test_config_huge_integer_is_a_config_error(capsys):
+    """Regression (BUG-CONFIG-BIGINT): an integer setting beyond int64 used to be accepted and
+    `collector config` then died with an uncaught TypeError."""
     from collector.cli import main
 
     with _environ({"COLLECTOR_POLLER__ERROR_SAMPLE_EVERY": "1" + "0" * 25}):
-        rc = main(["config"])  # today: an uncaught TypeError (not ConfigError/exit 2)
-    assert rc in (0, 2)
+        rc = main(["config"])
+    assert rc == 2 and "poller.error_sample_every" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- reader input
@@ -575,7 +582,7 @@ line_fragment = st.one_of(
 )
 file_bytes = st.lists(line_fragment, max_size=12).map(b"".join)
 
-# The known crashers (each pinned below by its own xfail test).
+# The crashers found by test_reader_never_crashes_on_arbitrary_bytes (pinned by regression tests).
 BAD_UTF8_IID = b'{"record_type":"orderbook","instrument_id":"\xff","ts_ms":1768003200000}\n'
 HUGE_TS = b'{"record_type":"orderbook","instrument_id":"polymarket:1","ts_ms":' + b"9" * 5000 + b"}\n"
 DEEP = b'{"record_type":"orderbook","instrument_id":"polymarket:1","ts_ms":1768003200000,"x":' + b"[" * 100_000 + b"\n"
@@ -631,21 +638,28 @@ def _one_file(tmp_path: Path, blob: bytes, name: str = "orderbooks.20260110T0000
     return d / name
 
 
-def test_reader_bug_invalid_utf8_instrument_id(tmp_path):
+# Regressions (BUG-READER-*): each of these lines used to crash a reader.
+
+
+def test_reader_survives_invalid_utf8_in_an_instrument_id(tmp_path):
     _one_file(tmp_path, BAD_UTF8_IID)
+    read.book_times(tmp_path, "polymarket")
+    assert list(read.iter_books(tmp_path, "polymarket", instruments=["polymarket:1"])) == []
+    read.books_at(tmp_path, "polymarket", ["polymarket:1"], "2026-01-10T01:00Z")
+
+
+def test_reader_survives_a_huge_ts_ms(tmp_path):
+    _one_file(tmp_path, HUGE_TS)
+    assert list(read.iter_books(tmp_path, "polymarket", start="2026-01-10T00:30Z", end="2026-01-10T01:30Z")) == []
     read.book_times(tmp_path, "polymarket")
 
 
-def test_reader_bug_huge_ts_digits(tmp_path):
-    _one_file(tmp_path, HUGE_TS)
-    list(read.iter_books(tmp_path, "polymarket", start="2026-01-10T00:30Z", end="2026-01-10T01:30Z"))
-
-
-def test_reader_bug_deep_nesting_exact(tmp_path):
+def test_reader_survives_deep_nesting_with_exact_numbers(tmp_path):
     _one_file(tmp_path, DEEP)
-    list(read.iter_books(tmp_path, "polymarket", exact=True))
+    assert list(read.iter_books(tmp_path, "polymarket", exact=True)) == []
 
 
-def test_reader_bug_corrupt_zst(tmp_path):
+def test_reader_survives_a_corrupt_zst(tmp_path):
     f = _one_file(tmp_path, ZST_GARBAGE, "orderbooks.20260110T0000Z.000000000-1-abcdef.jsonl.zst")
-    list(iter_jsonl_lines(f))
+    assert list(iter_jsonl_lines(f)) == []
+    assert list(read.iter_books(tmp_path, "polymarket")) == []

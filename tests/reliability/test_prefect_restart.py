@@ -28,7 +28,8 @@ from tests.reliability import harness as H
 from tests.reliability import schema
 from tests.test_prefect_stack import free_port
 
-pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+# ~40 s (two server starts): in `make soak`, out of the default run's time budget
+pytestmark = [pytest.mark.prefect, pytest.mark.slow, pytest.mark.soak]
 
 POLY, LIM = H.POLY, H.LIM
 OUTAGE_S = float(os.environ.get("PREFECT_OUTAGE_S", "8"))
@@ -64,7 +65,7 @@ def test_poller_flow_keeps_collecting_through_a_prefect_server_restart(tmp_path,
     server = flow = None
     with run_sim("--markets", "8", "--seed", "81") as sim:
         H.prepare(sim, data, monkeypatch, POLLER__HEARTBEAT_INTERVAL_S="1")
-        ids = {v: H.instrument_ids(data, v) for v in (POLY, LIM)}
+        ids = {v: H.instrument_ids(data, v, sim) for v in (POLY, LIM)}
         base = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTOR_", "PREFECT_"))}
         base.update(H.env_for(sim, data, POLLER__HEARTBEAT_INTERVAL_S="1"))
         env = prefect_env(local_api(port), home, base)

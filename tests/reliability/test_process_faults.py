@@ -51,15 +51,15 @@ def test_sigterm_under_faults_loses_nothing(tmp_path, monkeypatch):
     records lost), and the data reaches up to the signal."""
     with run_sim("--markets", "8", "--seed", "51") as sim:
         H.prepare(sim, tmp_path, monkeypatch)
-        ids = {v: H.instrument_ids(tmp_path, v) for v in (POLY, LIM)}
+        ids = {v: H.instrument_ids(tmp_path, v, sim) for v in (POLY, LIM)}
         env = H.env_for(sim, tmp_path, POLYMARKET__BOOKS_BATCH_SIZE="2")
         proc = h.start_poll_process(env, tmp_path / "poll.log")
         try:
             _wait_books(tmp_path)
             t0 = time.time()
-            sim.control(venue=POLY, malformed_rate=0.1, error_rate=0.15)
-            sim.control(venue=LIM, throttle_rate=0.4, retry_after_s=1)
-            time.sleep(4.0)
+            sim.control(venue=POLY, malformed_rate=0.08, error_rate=0.12)
+            sim.control(venue=LIM, throttle_rate=0.3, retry_after_s=1, throttle_for_s=0.5)  # a sure 429 first
+            time.sleep(5.0)
             t_sig = time.time()
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(timeout=20)
@@ -80,10 +80,10 @@ def test_sigterm_under_faults_loses_nothing(tmp_path, monkeypatch):
         assert t_sig - last < 2.0, f"{v}: last book {t_sig - last:.2f} s before SIGTERM"
         c = H.cov(ds, v, ids[v], t0, t_sig)
         figures.update({f"{v}_books": n, f"{v}_cov_under_faults": c})
-        assert c.ratio >= 0.6, (v, c)
-    figures["poly_5xx"] = sum(r["http_5xx"] for r in ds.stats(POLY))
+        assert c.ratio >= 0.7, (v, c)
+    figures["poly_failed_requests"] = sum(r["requests_failed"] for r in ds.stats(POLY))
     figures["lim_429"] = sum(r["http_429"] for r in ds.stats(LIM))
-    assert figures["poly_5xx"] > 0 and figures["lim_429"] > 0, figures
+    assert figures["poly_failed_requests"] > 0 and figures["lim_429"] > 0, figures
     H.report("sigterm_under_faults", **figures)
 
 
@@ -98,7 +98,7 @@ def test_sigkill_cycles_lose_at_most_the_fsync_interval(tmp_path, monkeypatch):
     fsync_s = 1.0
     with run_sim("--markets", "8", "--seed", "52") as sim:
         H.prepare(sim, tmp_path, monkeypatch)
-        ids = {v: H.instrument_ids(tmp_path, v) for v in (POLY, LIM)}
+        ids = {v: H.instrument_ids(tmp_path, v, sim) for v in (POLY, LIM)}
         env = H.env_for(sim, tmp_path, WRITER__FSYNC_INTERVAL_S=str(fsync_s), POLYMARKET__BOOKS_BATCH_SIZE="2")
         sim.control(venue=POLY, error_rate=0.05)  # faults keep the lanes busy with retries and gaps
         kills: list[tuple[int, float]] = []  # (pid, kill time)
@@ -112,7 +112,7 @@ def test_sigkill_cycles_lose_at_most_the_fsync_interval(tmp_path, monkeypatch):
             try:
                 assert h.wait_for(lambda: any(_pid_of(f) == proc.pid for f in
                                               set(h.stream_files(tmp_path, POLY, "orderbooks")) - before), 20)
-                time.sleep(rng.uniform(1.5, 3.5))
+                time.sleep(rng.uniform(1.0, 2.5))
                 t_kill = time.time()
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=10)
@@ -254,7 +254,7 @@ def test_sigkill_of_discovery_mid_write_never_exposes_a_partial_snapshot(tmp_pat
         try:
             with h.poller_thread(poller):
                 t_start = time.time()
-                for i in range(14):
+                for i in range(10):
                     sim.markets("churn")  # so every run has membership changes to write
                     proc = subprocess.Popen([sys.executable, "-m", "collector", "discover", "--once"], env=child,
                                             cwd=h.REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -288,7 +288,7 @@ def test_sigkill_of_discovery_mid_write_never_exposes_a_partial_snapshot(tmp_pat
     H.report("discovery_sigkill", kills=kills, mid_write=mid_write, completed=completed, reads=reads[0],
              snapshots_seen=len(seen_asof))
     assert bad == [], bad[:3]
-    assert kills >= 8 and mid_write >= 5, "not enough kills landed mid-write: the case proved little"
+    assert kills >= 6 and mid_write >= 4, "not enough kills landed mid-write: the case proved little"
     assert len(seen_asof) >= 2, "the snapshot never changed"
     assert _tmp_files(state) == [], "the clean run did not remove the killed writers' temp files"
 

@@ -96,17 +96,17 @@ def test_disk_full_then_space_returns(tmpfs, tmp_path, monkeypatch, caplog):
     beats: list[dict] = []
     with run_sim("--markets", "8", "--seed", "61") as sim:
         settings = H.prepare(sim, data, monkeypatch, POLLER__HEARTBEAT_INTERVAL_S="1")
-        ids = {v: H.instrument_ids(data, v) for v in (POLY, LIM)}
+        ids = {v: H.instrument_ids(data, v, sim) for v in (POLY, LIM)}
         disk = DiskFull(root, tmpfs, monkeypatch)
         m = H.Marks()
         poller = Poller(settings, on_heartbeat=beats.append)
         with h.poller_thread(poller):
             m("start")
-            time.sleep(2.5)
+            time.sleep(2.0)
             before = {f: f.read_bytes() for f in schema.data_files(data)}
             disk.fill()
             m("full")
-            time.sleep(4.0)
+            time.sleep(3.5)
             disk.free()
             m("free")
             time.sleep(6.0)  # a long enough window that one late Limitless book (0.35 s spacing) does not swing coverage
@@ -171,7 +171,7 @@ def test_unwritable_data_directory_keeps_running_and_says_why(tmp_path, monkeypa
         log = tmp_path / "enotdir.log"
         proc = h.start_poll_process(env, log)
         try:
-            time.sleep(4.0)
+            time.sleep(3.0)
             assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()[-2000:]}"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0
@@ -193,14 +193,14 @@ def test_unwritable_data_directory_keeps_running_and_says_why(tmp_path, monkeypa
                 return
             data = fs.path / "data"
             H.prepare(sim, data, monkeypatch)
-            ids = {v: H.instrument_ids(data, v) for v in (POLY, LIM)}
+            ids = {v: H.instrument_ids(data, v, sim) for v in (POLY, LIM)}
             fs.remount("ro")
             log = tmp_path / "erofs.log"
             proc = h.start_poll_process(H.env_for(sim, data), log)
             try:
                 m = H.Marks()
                 m("start")
-                time.sleep(4.0)
+                time.sleep(3.0)
                 assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()[-2000:]}"
                 assert schema.data_files(data) == [] or all(
                     f.stat().st_mtime < m["start"] for f in schema.data_files(data))
