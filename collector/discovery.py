@@ -86,6 +86,7 @@ class VenueDiscoveryReport:
     selected: int = 0  # candidates a rule selects (before stickiness)
     markets: int = 0  # distinct market_id among members
     pages: int = 0
+    page_retries: int = 0  # page requests tried again (429 / 5xx / timeout / bad body)
     duration_s: float = 0.0
     error: str | None = None  # "<ErrorClass>: <message>"
     error_type: str | None = None  # the error class name, e.g. "Timeout", "SuspectEmpty"
@@ -123,6 +124,7 @@ class VenueDiscoveryReport:
             retryable=self.retryable,
             selected=self.selected,
             markets=self.markets,
+            page_retries=self.page_retries,
             skipped=dict(self.skipped),
             removed_reasons=dict(self.removed_reasons),
             asof_ms=self.asof_ms,
@@ -163,7 +165,9 @@ class VenueDiscoveryReport:
             tail = f"snapshot untouched; {self.error}"
         return (
             f"discovery {self.venue}: {status} instruments={self.instruments} +{self.added} -{self.removed} "
-            f"candidates={self.candidates} pages={self.pages} {self.duration_s:.2f}s {tail}"
+            f"candidates={self.candidates} pages={self.pages}"
+            + (f" page_retries={self.page_retries}" if self.page_retries else "")
+            + f" {self.duration_s:.2f}s {tail}"
         )
 
 
@@ -303,6 +307,7 @@ def _discover_venue(
     now = _now_ms() if now_ms is None else now_ms
     rep.asof_ms = now
     rep.pages = result.pages
+    rep.page_retries = result.retries
     rep.skipped = dict(result.skipped)
 
     candidates: list[Instrument] = []

@@ -84,7 +84,7 @@ class Lane:
         self.queue = DueQueue()
         self.state: dict[str, InstState] = {}
         self.backoff = BackoffPolicy.from_settings(ps)
-        self.budget = RateBudget.from_settings(vs)
+        self.budget = RateBudget.from_settings(vs, getattr(client, "shared_spacing", None))
         self.cooldown = VenueCooldown.from_settings(vs, ps)
         self.aimd = Aimd.from_settings(vs, ps)
         self.latency = LatencyWindow(maxlen=2000, max_age_s=60.0)

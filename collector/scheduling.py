@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # only for annotations; this module has no runtime dependency on pydantic
     from collector.settings import PollerSettings, VenueSettings
+    from collector.spacing import SharedSpacing
 
 __all__ = [
     "Aimd",
@@ -365,23 +366,29 @@ class RateBudget:
     Saturated throughput is ``min(requests / window_s, 1 / min_spacing_s)`` per second on
     average (Limitless defaults: 30 per 10 s and 300 ms -> 3/s; spacing alone -> 3.33/s).
     Memory: at most ``requests`` timestamps.
+
+    ``shared`` (optional, a :class:`collector.spacing.SharedSpacing`) is a spacing other
+    processes use too (Limitless: discovery next to the poller); a start also needs it free.
     """
 
-    __slots__ = ("requests", "window_s", "min_spacing_s", "_starts", "_last")
+    __slots__ = ("requests", "window_s", "min_spacing_s", "shared", "_starts", "_last")
 
-    def __init__(self, requests: int, window_s: float, min_spacing_s: float = 0.0) -> None:
+    def __init__(
+        self, requests: int, window_s: float, min_spacing_s: float = 0.0, shared: SharedSpacing | None = None
+    ) -> None:
         if requests < 1 or not window_s > 0 or min_spacing_s < 0:
             raise ValueError("need requests >= 1, window_s > 0, min_spacing_s >= 0")
         self.requests = int(requests)
         self.window_s = float(window_s)
         self.min_spacing_s = float(min_spacing_s)
+        self.shared = shared
         self._starts: deque[float] = deque()
         self._last = -math.inf
 
     @classmethod
-    def from_settings(cls, venue: VenueSettings) -> RateBudget:
+    def from_settings(cls, venue: VenueSettings, shared: SharedSpacing | None = None) -> RateBudget:
         """The order-book polling budget of a venue."""
-        return cls(venue.rate_requests, venue.rate_window_s, venue.min_spacing_s)
+        return cls(venue.rate_requests, venue.rate_window_s, venue.min_spacing_s, shared)
 
     @classmethod
     def discovery_from_settings(cls, venue: VenueSettings) -> RateBudget:
@@ -401,6 +408,8 @@ class RateBudget:
             w = self._starts[0] + self.window_s
             if w > t:
                 t = w
+        if self.shared is not None:
+            t = max(t, self.shared.next_allowed(now))
         return t if t > now else now
 
     def try_acquire(self, now: float) -> bool:
@@ -409,6 +418,8 @@ class RateBudget:
             return False
         self._evict(now)
         if len(self._starts) >= self.requests:
+            return False
+        if self.shared is not None and not self.shared.try_acquire(now):
             return False
         self._starts.append(now)
         self._last = now

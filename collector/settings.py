@@ -78,6 +78,8 @@ class VenueSettings(_Strict):
     min_spacing_s: float = Field(default=0.0, ge=0)  # minimum gap between two requests
     discovery_rate_requests: int = Field(default=300, ge=1)  # discovery pages per window (Gamma /markets: 300/10 s)
     discovery_rate_window_s: float = Field(default=10.0, gt=0)  # window of discovery_rate_requests
+    discovery_page_attempts: int = Field(default=4, ge=1, le=20)  # tries per discovery page on 429 / 5xx / timeout / bad body
+    discovery_retry_max_s: float = Field(default=30.0, ge=0)  # longest wait between those tries (Retry-After up to this)
     cooldown_429_s: float = Field(default=30.0, ge=0)  # used when no Retry-After is sent
     batch_linger_s: float = Field(default=0.1, ge=0)  # wait this long to fill a batch request
     rules: list[Rule] = []  # selection rules, see below
@@ -113,7 +115,8 @@ class LimitlessSettings(VenueSettings):
     rate_requests: int = Field(default=27, ge=1)  # ~10% below the venue limit, left for discovery
     rate_window_s: float = Field(default=10.0, gt=0)  # window of rate_requests
     min_spacing_s: float = Field(default=0.35, ge=0)  # docs: >= 300 ms between calls; margin for jitter
-    discovery_rate_requests: int = Field(default=30, ge=1)  # discovery pages per window
+    discovery_rate_requests: int = Field(default=15, ge=1)  # discovery pages per window: every other slot, the rest for the poller
+    share_spacing: bool = True  # processes on one data_dir share min_spacing_s (file data_dir/limitless/state/request_spacing)
     api_key: SecretStr | None = None  # optional; public endpoints need none
     rules: list[Rule] = Field(default_factory=_limitless_default_rules)  # BTC and ETH markets
 

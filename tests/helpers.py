@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from collector.discovery import run_discovery
+from collector.settings import load_settings
 from collector.sim.testing import SimHandle
 from collector.writer import iter_jsonl_lines
 
@@ -150,6 +153,39 @@ def start_poll_process(env: dict[str, str], log_path: Path, *args: str) -> subpr
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+@contextlib.contextmanager
+def poll_process(env: dict[str, str], log_path: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """``start_poll_process`` that is killed and reaped on exit if the test left it running."""
+    proc = start_poll_process(env, log_path, *args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def sigterm(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
+    """SIGTERM ``proc`` and wait: (exit code, seconds it took to exit)."""
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=timeout)
+    return rc, time.monotonic() - t
+
+
+def prepare(sim: SimHandle, data_dir: Path, monkeypatch, **extra: Any):
+    """Point the settings at ``sim`` and ``data_dir`` (``sim_env`` + ``extra``), run discovery
+    once (real snapshots), clear the simulator's request log; return the settings."""
+    apply_env(monkeypatch, sim_env(sim, data_dir, **extra))
+    settings = load_settings()
+    for rep in run_discovery(settings):
+        assert rep.ok and rep.instruments > 0, rep
+    if "limitless" in settings.venues:
+        time.sleep(0.4)  # keep the first Limitless book request clear of discovery's last page
+    sim.reset_requests()
+    return settings
 
 
 def wait_for(pred, timeout: float, step: float = 0.05) -> bool:

@@ -31,7 +31,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 import requests
 import zstandard
 from hypothesis import HealthCheck, event, example, given, settings as hsettings, strategies as st
@@ -153,7 +152,8 @@ def poly_books_body(keys: list[str]) -> st.SearchStrategy[bytes]:
 
 def poly_client(replies: list[tuple[int, dict[str, str], bytes]]) -> PolymarketClient:
     """A PolymarketClient whose HTTP answers come from ``replies`` (cycled), through httpx."""
-    c = PolymarketClient(PolymarketSettings(gamma_url="http://fuzz.invalid/gamma", clob_url="http://fuzz.invalid/clob"))
+    c = PolymarketClient(PolymarketSettings(gamma_url="http://fuzz.invalid/gamma", clob_url="http://fuzz.invalid/clob",
+                                            discovery_retry_max_s=0))  # page retries without waiting
     it = iter(range(10**9))
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -185,7 +185,7 @@ class _Adapter(requests.adapters.BaseAdapter):
 
 
 def lim_client(replies: list[tuple[int, dict[str, str], bytes]]) -> LimitlessClient:
-    c = LimitlessClient(LimitlessSettings(api_url="http://fuzz.invalid/limitless"))
+    c = LimitlessClient(LimitlessSettings(api_url="http://fuzz.invalid/limitless", discovery_retry_max_s=0))
     session = requests.Session()
     session.mount("http://", _Adapter(replies))
     c._sessions = ThreadLocal(lambda: session)

@@ -163,6 +163,7 @@ def make_settings(**kw) -> LimitlessSettings:
         min_spacing_s=0.0,
         discovery_rate_requests=100_000,
         discovery_rate_window_s=1.0,
+        discovery_retry_max_s=0.0,  # page retries without waiting
         connect_timeout_s=1.5,
         read_timeout_s=2.5,
         discovery_timeout_s=9.0,
@@ -465,6 +466,22 @@ def test_discovery_page_failures_raise(client, rsps, kw, exc):
     rsps.get(ACTIVE, **kw)
     with pytest.raises(exc):
         client.discover()
+    # a failed request is tried discovery_page_attempts times; a wrong envelope is not retried
+    assert len(rsps.calls) == (1 if "json" in kw and kw.get("status", 200) == 200 else 4)
+
+
+def test_discovery_retries_a_throttled_page(client, rsps):
+    """A 429 on one page (the poller shares the venue's 300 ms spacing) is tried again, not the
+    end of the pass."""
+    serve = [market(f"btc-{i}") for i in range(25)]
+    rsps.get(ACTIVE, json={"data": serve, "totalMarketsCount": 26})
+    rsps.get(ACTIVE, json={"statusCode": 429}, status=429, headers={"Retry-After": "0"})
+    rsps.get(ACTIVE, json={"data": [market("btc-z")], "totalMarketsCount": 26})
+    rsps.get(ACTIVE, json={"data": [], "totalMarketsCount": 0})  # tradeType=group
+    res = client.discover()
+    assert res.retries == 1 and res.pages == 3
+    assert len(res.instruments) == 26
+    assert [c.request.params["page"] for c in rsps.calls] == ["1", "2", "2", "1"]
 
 
 # -------------------------------------------------------------------------------- books

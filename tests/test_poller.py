@@ -9,7 +9,6 @@ the assertions are about data and request patterns, not wall-clock precision.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections import Counter
 from decimal import Decimal
@@ -19,9 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from collector.discovery import run_discovery
 from collector.poller import Poller
-from collector.settings import load_settings
 from collector.sim.testing import run_sim
 from collector.snapshot import read_snapshot, snapshot_path, write_snapshot
 from collector.venues import make_client
@@ -29,19 +26,6 @@ from collector.writer import iter_jsonl_lines
 from tests import helpers as h
 
 POLY, LIM = "polymarket", "limitless"
-
-
-def _prepare(sim, tmp_path: Path, monkeypatch, **extra):
-    """Point the settings at ``sim``, run discovery once (real snapshots), return the settings."""
-    env = h.sim_env(sim, tmp_path, **extra)
-    h.apply_env(monkeypatch, env)
-    settings = load_settings()
-    for rep in run_discovery(settings):
-        assert rep.ok and rep.instruments > 0, rep
-    if LIM in settings.venues:
-        time.sleep(0.4)  # keep the first Limitless book request clear of discovery's last page
-    sim.reset_requests()
-    return settings
 
 
 def _dec_line(line: bytes) -> dict:
@@ -65,7 +49,7 @@ def happy(tmp_path_factory):
     """One 6 s run over both venues; tests 1 and 7 read its output."""
     data = tmp_path_factory.mktemp("happy")
     with run_sim("--markets", "8", "--seed", "11") as sim, pytest.MonkeyPatch.context() as mp:
-        settings = _prepare(sim, data, mp)
+        settings = h.prepare(sim, data, mp)
         slugs = _poll_keys(data, LIM)
         frozen = slugs[0]
         # Freeze one Limitless book so the raw payload can be compared with what was recorded.
@@ -189,7 +173,7 @@ def test_backoff_on_failing_instruments(tmp_path, monkeypatch):
     no AIMD cut), so every other instrument keeps its rate."""
     top3 = orjson.dumps([{"name": "top3", "min_minutes_to_expiry": 30, "max_markets": 3}]).decode()
     with run_sim("--markets", "10", "--seed", "12") as sim:
-        settings = _prepare(
+        settings = h.prepare(
             sim, tmp_path, monkeypatch, LIMITLESS__RULES=top3,
             POLYMARKET__INTERVAL_S="0.5", POLLER__BACKOFF_BASE_S="0.5", POLLER__BACKOFF_CAP_S="2",
             POLLER__FAILURE_COOLDOWN_MIN_REQUESTS="5",
@@ -284,7 +268,7 @@ def test_backoff_on_failing_instruments(tmp_path, monkeypatch):
 
 def test_cooldown_honours_retry_after(tmp_path, monkeypatch):
     with run_sim("--markets", "10", "--seed", "13") as sim:
-        settings = _prepare(sim, tmp_path, monkeypatch)
+        settings = h.prepare(sim, tmp_path, monkeypatch)
         poller = Poller(settings)
         with h.poller_thread(poller):
             time.sleep(1.0)
@@ -325,7 +309,7 @@ def test_cooldown_honours_retry_after(tmp_path, monkeypatch):
 
 def test_one_venue_down_other_keeps_rate(tmp_path, monkeypatch):
     with run_sim("--markets", "10", "--seed", "14") as sim:
-        settings = _prepare(sim, tmp_path, monkeypatch)
+        settings = h.prepare(sim, tmp_path, monkeypatch)
         keys = _poll_keys(tmp_path, POLY)
         poller = Poller(settings)
         with h.poller_thread(poller):
@@ -371,7 +355,7 @@ def test_one_venue_down_other_keeps_rate(tmp_path, monkeypatch):
 
 def test_snapshot_reload_shrink_corrupt_restore(tmp_path, monkeypatch):
     with run_sim("--markets", "10", "--seed", "15") as sim:
-        settings = _prepare(sim, tmp_path, monkeypatch, venues=POLY)
+        settings = h.prepare(sim, tmp_path, monkeypatch, venues=POLY)
         path = snapshot_path(tmp_path, POLY)
         full = read_snapshot(path)
         assert len(full.instruments) >= 6
@@ -414,7 +398,7 @@ def test_snapshot_reload_shrink_corrupt_restore(tmp_path, monkeypatch):
 
 def test_expiry_pruning(tmp_path, monkeypatch):
     with run_sim("--markets", "10", "--seed", "16") as sim:
-        settings = _prepare(sim, tmp_path, monkeypatch, venues=POLY)
+        settings = h.prepare(sim, tmp_path, monkeypatch, venues=POLY)
         path = snapshot_path(tmp_path, POLY)
         full = read_snapshot(path)
         now = int(time.time() * 1000)
@@ -471,19 +455,12 @@ def _totals_match(data: Path, venue: str) -> int:
 
 def test_sigterm_flushes_everything(tmp_path, monkeypatch):
     with run_sim("--markets", "8", "--seed", "18") as sim:
-        _prepare(sim, tmp_path, monkeypatch)
+        h.prepare(sim, tmp_path, monkeypatch)
         env = h.sim_env(sim, tmp_path)
-        proc = h.start_poll_process(env, tmp_path / "poll.log")
-        try:
+        with h.poll_process(env, tmp_path / "poll.log") as proc:
             assert h.wait_for(lambda: len(h.stream_files(tmp_path, POLY, "orderbooks")) > 0, 15)
             time.sleep(2.5)
-            t = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=15)
-            took = time.monotonic() - t
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+            rc, took = h.sigterm(proc, timeout=15)
     assert rc == 0, (tmp_path / "poll.log").read_text()[-2000:]
     assert took < 10, took
     _check_files_complete(tmp_path)
@@ -493,7 +470,7 @@ def test_sigterm_flushes_everything(tmp_path, monkeypatch):
 
 def test_kill9_tears_at_most_one_line_and_restart_uses_new_files(tmp_path, monkeypatch):
     with run_sim("--markets", "8", "--seed", "19") as sim:
-        settings = _prepare(sim, tmp_path, monkeypatch)
+        settings = h.prepare(sim, tmp_path, monkeypatch)
         env = h.sim_env(sim, tmp_path)
         proc = h.start_poll_process(env, tmp_path / "poll.log")
         try:
@@ -543,7 +520,7 @@ def test_kill9_tears_at_most_one_line_and_restart_uses_new_files(tmp_path, monke
 def test_malformed_html_5xx_faults(tmp_path, monkeypatch):
     with run_sim("--markets", "12", "--seed", "20") as sim:
         # one book per request, twice a second: ~20 requests/s, so every fault kind shows up
-        settings = _prepare(sim, tmp_path, monkeypatch, POLYMARKET__BOOKS_BATCH_SIZE="1",
+        settings = h.prepare(sim, tmp_path, monkeypatch, POLYMARKET__BOOKS_BATCH_SIZE="1",
                             POLYMARKET__INTERVAL_S="0.5")
         poison, *keys = _poll_keys(tmp_path, POLY)
         # A stand-in for a serializer bug: one instrument's records cannot be written as JSON.
@@ -595,23 +572,16 @@ def test_malformed_html_5xx_faults(tmp_path, monkeypatch):
 
 def test_timeouts_counted_and_shutdown_does_not_wait_for_blocked_fetches(tmp_path, monkeypatch):
     with run_sim("--markets", "8", "--seed", "21") as sim:
-        _prepare(sim, tmp_path, monkeypatch, POLYMARKET__BOOKS_BATCH_SIZE="2",
+        h.prepare(sim, tmp_path, monkeypatch, POLYMARKET__BOOKS_BATCH_SIZE="2",
                  POLYMARKET__READ_TIMEOUT_S="0.5", LIMITLESS__READ_TIMEOUT_S="30")
         env = h.sim_env(sim, tmp_path, POLYMARKET__BOOKS_BATCH_SIZE="2",
                         POLYMARKET__READ_TIMEOUT_S="0.5", LIMITLESS__READ_TIMEOUT_S="30")
         sim.control(venue=POLY, timeout_rate=0.3)
         sim.control(venue=LIM, timeout_rate=1.0)  # every Limitless fetch hangs for 30 s
-        proc = h.start_poll_process(env, tmp_path / "poll.log")
-        try:
+        with h.poll_process(env, tmp_path / "poll.log") as proc:
             assert h.wait_for(lambda: len(h.stream_files(tmp_path, POLY, "orderbooks")) > 0, 15)
             time.sleep(3.5)
-            t = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=40)
-            took = time.monotonic() - t
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+            rc, took = h.sigterm(proc, timeout=40)
     assert rc == 0, (tmp_path / "poll.log").read_text()[-2000:]
     assert took < 5, f"exit took {took:.1f}s: shutdown waited for a blocked fetch"
     _check_files_complete(tmp_path)
@@ -637,7 +607,7 @@ def test_rotation_at_forced_clock_boundaries(tmp_path, monkeypatch):
         return start_fake + (time.time() - real0) * speed
 
     with run_sim("--markets", "8", "--seed", "22") as sim:
-        settings = _prepare(sim, tmp_path, monkeypatch)
+        settings = h.prepare(sim, tmp_path, monkeypatch)
         real0 = time.time()
         Poller(settings, clock=clock).run(duration_s=2.6)  # fake 23:49:30 -> 00:02:30
     for venue in (POLY, LIM):

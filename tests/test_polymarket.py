@@ -43,6 +43,7 @@ def _settings(**kw: Any) -> PolymarketSettings:
         user_agent=UA,
         discovery_rate_requests=100_000,
         discovery_rate_window_s=0.001,
+        discovery_retry_max_s=0.0,  # page retries without waiting
         connect_timeout_s=1.5,
         read_timeout_s=2.5,
         discovery_timeout_s=7.0,
@@ -424,9 +425,43 @@ def test_discover_errors_are_typed(client, response, exc):
 
 @respx.mock
 def test_discover_failing_second_page_fails_discovery(client):
-    respx.get(KEYSET).mock(side_effect=[json_response(page([simple_market(1)], "A")), httpx.Response(502)])
+    """A page that keeps failing fails the whole pass (a partial universe must not look like
+    markets closing), after discovery_page_attempts tries."""
+    first = json_response(page([simple_market(1)], "A"))
+    route = respx.get(KEYSET).mock(side_effect=lambda r: first if "after_cursor" not in r.url.params else httpx.Response(502))
     with pytest.raises(errors.ServerError):
         client.discover()
+    assert route.call_count == 1 + 4
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.Response(502), httpx.Response(429), httpx.Response(200, text="<html>cf</html>"), httpx.ReadTimeout("slow")],
+)
+@respx.mock
+def test_discover_retries_a_failed_page(client, failure):
+    replies = iter([json_response(page([simple_market(1)], "A")), failure, json_response(page([simple_market(2)], None))])
+
+    def reply(request):
+        r = next(replies)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    route = respx.get(KEYSET).mock(side_effect=reply)
+    res = client.discover()
+    assert route.call_count == 3
+    assert (res.pages, res.retries) == (2, 1)
+    assert sorted({i.market_id for i in res.instruments}) == ["0xc0001", "0xc0002"]
+    assert route.calls[2].request.url.params["after_cursor"] == "A"  # the same page again
+
+
+@respx.mock
+def test_discover_does_not_retry_a_client_error(client):
+    route = respx.get(KEYSET).mock(return_value=httpx.Response(404))
+    with pytest.raises(errors.NotFound):
+        client.discover()
+    assert route.call_count == 1
 
 
 def test_discover_paced():

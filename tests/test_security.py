@@ -221,6 +221,7 @@ ALLOWED = [
                r"[a-z_]+\.\d{8}T\d{4}Z\.\d{9}-\d+-[0-9a-f]{6}\.jsonl$"),
     re.compile(r"^(polymarket|limitless)/markets/date=\d{4}-\d{2}-\d{2}/markets\.\d{6}\.\d+\.jsonl$"),
     re.compile(r"^(polymarket|limitless)/state/active_instruments\.snapshot\.json$"),
+    re.compile(r"^limitless/state/request_spacing$"),
 ]
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import orjson
 
@@ -17,9 +18,17 @@ from collector.errors import (
     NotFound,
     RateLimited,
     ServerError,
+    Timeout,
+    TransportError,
     VenueError,
 )
 from collector.models import BookRecord, Instrument
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Discovery page failures another try can fix; a 404 or another 4xx will not change.
+PAGE_RETRYABLE = (RateLimited, ServerError, Timeout, TransportError, BadPayload)
 
 
 @dataclass(slots=True)
@@ -36,6 +45,7 @@ class FetchResult:
 class DiscoveryResult:
     instruments: list[Instrument]
     pages: int = 0
+    retries: int = 0  # page requests tried again after a 429 / 5xx / timeout / bad payload
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count of markets left out
 
     def skip(self, reason: str) -> None:
@@ -128,6 +138,39 @@ class Pacer:
             self._next = start + self.min_interval_s
         if start > now:
             time.sleep(start - now)
+
+
+def fetch_page(
+    fetch: Callable[[], T],
+    *,
+    attempts: int,
+    max_wait_s: float,
+    what: str,
+    venue: str,
+    result: DiscoveryResult,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``fetch()`` one discovery page, trying again on PAGE_RETRYABLE errors up to ``attempts``
+    times: after the venue's Retry-After when a 429 sends one, else 1, 2, 4... s; every wait is
+    capped at ``max_wait_s``. One bad page otherwise fails the whole pass, and Limitless has
+    dozens of pages under a 300 ms spacing that the poller shares."""
+    delay = 1.0
+    for attempt in range(1, attempts + 1):
+        try:
+            return fetch()
+        except PAGE_RETRYABLE as e:
+            if attempt >= attempts:
+                raise
+            ra = e.retry_after_s if isinstance(e, RateLimited) else None
+            wait = min(ra if ra is not None else delay, max_wait_s)
+            delay *= 2
+            result.retries += 1
+            log.warning(
+                "%s discovery: %s failed (%s: %s); try %d of %d in %.1f s",
+                venue, what, e.kind, e, attempt + 1, attempts, wait,
+            )  # fmt: skip
+            sleep(wait)
+    raise AssertionError("unreachable")  # attempts >= 1
 
 
 class ThreadLocal:

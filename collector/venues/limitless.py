@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from decimal import Decimal
@@ -29,11 +30,13 @@ from collector import errors
 from collector.decimals import dec_text, scaled_text
 from collector.models import BookRecord, DecText, Instrument
 from collector.settings import LimitlessSettings
+from collector.spacing import SharedSpacing, spacing_path
 from collector.venues.base import (
     DiscoveryResult,
     FetchResult,
     Pacer,
     ThreadLocal,
+    fetch_page,
     now_ms,
     parse_json,
     raise_for_status,
@@ -73,8 +76,13 @@ class LimitlessClient:
     # show that tradeType=clob alone does not return them.
     TRADE_TYPES: ClassVar[tuple[str, ...]] = ("clob", "group")
 
-    def __init__(self, settings: LimitlessSettings):
+    def __init__(self, settings: LimitlessSettings, *, state_dir: str | os.PathLike[str] | None = None):
         self.settings = settings
+        # The venue's spacing is per caller, not per process: with a state_dir, discovery and
+        # the poller (separate processes under Prefect) take turns through one file.
+        self.shared_spacing: SharedSpacing | None = None
+        if state_dir is not None and settings.share_spacing and settings.min_spacing_s > 0:
+            self.shared_spacing = SharedSpacing(spacing_path(state_dir, VENUE), settings.min_spacing_s)
         self._api = settings.api_url.rstrip("/")
         self._book_timeout = (settings.connect_timeout_s, settings.read_timeout_s)
         self._discovery_timeout = settings.discovery_timeout_s
@@ -119,6 +127,12 @@ class LimitlessClient:
             self._discover_pass(trade_type, result, seen)
         return result
 
+    def _get_page(self, url: str, params: dict[str, Any]) -> Any:
+        self._pacer.wait()
+        if self.shared_spacing is not None:
+            self.shared_spacing.wait()  # books ahead of the poller, which only takes free starts
+        return self._get(url, params, self._discovery_timeout)[0]
+
     def _discover_pass(self, trade_type: str, result: DiscoveryResult, seen: set[str]) -> None:
         limit = self.settings.page_size
         url = f"{self._api}/markets/active"
@@ -126,9 +140,14 @@ class LimitlessClient:
         prev_slugs: list[Any] | None = None
         page = 1
         while page <= max_pages:
-            self._pacer.wait()
-            payload, _, _ = self._get(
-                url, {"page": page, "limit": limit, "tradeType": trade_type}, self._discovery_timeout
+            params = {"page": page, "limit": limit, "tradeType": trade_type}
+            payload = fetch_page(
+                lambda: self._get_page(url, params),
+                attempts=self.settings.discovery_page_attempts,
+                max_wait_s=self.settings.discovery_retry_max_s,
+                what=f"/markets/active {trade_type} page {page}",
+                venue=VENUE,
+                result=result,
             )
             result.pages += 1
             if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
@@ -330,6 +349,8 @@ class LimitlessClient:
 
     def close(self) -> None:
         self._sessions.close_all()
+        if self.shared_spacing is not None:
+            self.shared_spacing.close()
 
 
 CLIENT = LimitlessClient

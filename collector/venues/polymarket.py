@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import os
 import re
 import ssl
 import threading
@@ -39,6 +40,7 @@ from collector.venues.base import (
     FetchResult,
     Pacer,
     ThreadLocal,
+    fetch_page,
     now_ms,
     parse_json,
     raise_for_status,
@@ -325,8 +327,8 @@ class PolymarketClient:
 
     name: ClassVar[str] = "polymarket"
 
-    def __init__(self, settings: PolymarketSettings):
-        self.settings = settings
+    def __init__(self, settings: PolymarketSettings, *, state_dir: str | os.PathLike[str] | None = None):
+        self.settings = settings  # state_dir: unused (discovery and books are on different hosts)
         # "single" polls one token per GET /book (the per-instrument baseline): batch size 1.
         self.single = settings.books_endpoint == "single"
         self.batch_size: int = 1 if self.single else settings.books_batch_size
@@ -401,6 +403,10 @@ class PolymarketClient:
             params["after_cursor"] = cursor
         return params
 
+    def _get_page(self, url: str, params: dict[str, str]) -> Any:
+        self._pacer.wait()
+        return self._request("GET", url, params=params, timeout=self._discovery_timeout)[0]
+
     def discover(self) -> DiscoveryResult:
         """Every open, order-book-enabled outcome token. A failed page request fails the whole
         discovery (typed VenueError): a partial universe must not look like markets closing."""
@@ -413,8 +419,15 @@ class PolymarketClient:
             if result.pages >= self.max_pages:
                 log.warning("polymarket discovery: stopped after %d pages (page cap)", result.pages)
                 break
-            self._pacer.wait()
-            page, _, _ = self._request("GET", url, params=self._gamma_params(cursor), timeout=self._discovery_timeout)
+            params = self._gamma_params(cursor)
+            page = fetch_page(
+                lambda: self._get_page(url, params),
+                attempts=self.settings.discovery_page_attempts,
+                max_wait_s=self.settings.discovery_retry_max_s,
+                what=f"keyset page {result.pages + 1}",
+                venue=self.name,
+                result=result,
+            )
             result.pages += 1
             if not isinstance(page, dict) or not isinstance(page.get("markets"), list):
                 raise errors.BadPayload(

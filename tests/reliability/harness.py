@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.discovery import run_discovery
-from collector.settings import Settings, load_settings
+from collector.settings import Settings
 from collector.snapshot import read_snapshot, snapshot_path
 from tests import helpers as h
 from tests.reliability import schema
@@ -46,17 +45,8 @@ FAST = {
 
 
 def prepare(sim, data: Path, monkeypatch, **extra: Any) -> Settings:
-    """Point every setting at ``sim`` and ``data`` (``tests.helpers.sim_env`` + ``FAST`` +
-    ``extra``), run discovery once, return the settings."""
-    env = h.sim_env(sim, data, **{**FAST, **extra})
-    h.apply_env(monkeypatch, env)
-    settings = load_settings()
-    for rep in run_discovery(settings):
-        assert rep.ok and rep.instruments > 0, rep
-    if LIM in settings.venues:
-        time.sleep(0.4)  # keep the first Limitless book request clear of discovery's last page
-    sim.reset_requests()
-    return settings
+    """``tests.helpers.prepare`` with ``FAST`` under ``extra``."""
+    return h.prepare(sim, data, monkeypatch, **{**FAST, **extra})
 
 
 def env_for(sim, data: Path, **extra: Any) -> dict[str, str]:

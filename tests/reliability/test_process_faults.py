@@ -53,21 +53,14 @@ def test_sigterm_under_faults_loses_nothing(tmp_path, monkeypatch):
         H.prepare(sim, tmp_path, monkeypatch)
         ids = {v: H.instrument_ids(tmp_path, v, sim) for v in (POLY, LIM)}
         env = H.env_for(sim, tmp_path, POLYMARKET__BOOKS_BATCH_SIZE="2")
-        proc = h.start_poll_process(env, tmp_path / "poll.log")
-        try:
+        with h.poll_process(env, tmp_path / "poll.log") as proc:
             _wait_books(tmp_path)
             t0 = time.time()
             sim.control(venue=POLY, malformed_rate=0.08, error_rate=0.12)
             sim.control(venue=LIM, throttle_rate=0.3, retry_after_s=1, throttle_for_s=0.5)  # a sure 429 first
             time.sleep(5.0)
             t_sig = time.time()
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=20)
-            took = time.time() - t_sig
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            rc, took = h.sigterm(proc, timeout=20)
     assert rc == 0, (tmp_path / "poll.log").read_text()[-2000:]
     assert took < 10, took
     ds = schema.scan(tmp_path)  # allow_torn=False: a clean stop leaves no torn line
@@ -107,9 +100,8 @@ def test_sigkill_cycles_lose_at_most_the_fsync_interval(tmp_path, monkeypatch):
         t_begin = time.time()
         for _cycle in range(3):
             before = set(schema.data_files(tmp_path))
-            proc = h.start_poll_process(env, tmp_path / "poll.log")
-            starts.append((proc.pid, time.time()))
-            try:
+            with h.poll_process(env, tmp_path / "poll.log") as proc:
+                starts.append((proc.pid, time.time()))
                 assert h.wait_for(lambda: any(_pid_of(f) == proc.pid for f in
                                               set(h.stream_files(tmp_path, POLY, "orderbooks")) - before), 20)
                 time.sleep(rng.uniform(1.0, 2.5))
@@ -117,10 +109,6 @@ def test_sigkill_cycles_lose_at_most_the_fsync_interval(tmp_path, monkeypatch):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=10)
                 kills.append((proc.pid, t_kill))
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
             snapshots.append({f: f.read_bytes() for f in schema.data_files(tmp_path) if PID_RE.search(f.name)})
         # a last, clean run: the data after the final kill
         proc = h.start_poll_process(env, tmp_path / "poll.log", "--duration", "3")
