@@ -214,7 +214,9 @@ class Lane:
         self.c[f"err_{err.kind}"] += 1
         if st.failures == 1 or st.failures % self.ps.error_sample_every == 0:
             self._write_error(st, err, latency_ms)
-        st.due = now + max(self.interval, self.backoff.delay(st.inst.instrument_id, st.failures))
+        # The backoff alone, not at least an interval: with a 1.5 s interval (Limitless) one blip
+        # would otherwise leave a 3 s hole; a failing instrument still slows down exponentially.
+        st.due = now + self.backoff.delay(st.inst.instrument_id, st.failures)
         self.queue.reschedule(key, st.due)
 
     def _request_failed(self, keys: Sequence[str], err: VenueError, now: float, started: float) -> None:
