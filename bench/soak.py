@@ -32,9 +32,11 @@ Environment (all optional):
   SOAK_SECONDS=1800      run length (the full soak; ~34 min wall clock with set-up and checks)
   SOAK_INSTRUMENTS=2000  Polymarket instruments (tokens; 2 per market)
   SOAK_LIMITLESS=3       Limitless markets
-  SOAK_LIMITLESS_INTERVAL_S=1.5  their poll interval: the venue allows ~2.5 requests/s at the
-                         0.4 s spacing used here and discovery takes some, so 3 markets at 1 s
-                         cannot be kept fresh; 1.5 s can (coverage counts a book fresh for 2 x interval)
+  SOAK_LIMITLESS_INTERVAL_S=2.5  their poll interval. The venue allows ~2.5 requests/s at the
+                         0.4 s spacing used here and discovery takes some; membership is sticky
+                         (a member stays until it closes), so with churn the 3 selected markets
+                         become 3-6 members: 2.5 s keeps 6 fresh, 1 s cannot keep 3 (a book counts
+                         as fresh for 2 x interval)
   SOAK_ERROR_RATE=0.02   injected fault rate per request (split 1/2 5xx, 1/4 malformed, 1/4 HTML)
   SOAK_SAMPLE_S          sampling period (default 60, or SOAK_SECONDS/12 for short runs)
   SOAK_WARMUP_S          excluded from coverage (default min(120, 1/6 run))
@@ -271,7 +273,7 @@ def main() -> int:
     seconds = env_float("SOAK_SECONDS", 1800)
     n_poly = int(env_float("SOAK_INSTRUMENTS", 2000))
     n_lim = int(env_float("SOAK_LIMITLESS", 3))
-    lim_interval = env_float("SOAK_LIMITLESS_INTERVAL_S", 1.5)
+    lim_interval = env_float("SOAK_LIMITLESS_INTERVAL_S", 2.5)
     err = env_float("SOAK_ERROR_RATE", 0.02)
     # poll_stats (whose books_written the samples read) are flushed every 10 s: sample on that grid
     sample_s = env_float("SOAK_SAMPLE_S", 60.0 if seconds >= 720 else max(10.0, 10 * round(seconds / 120)))
