@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 try:
     import fcntl
@@ -27,6 +28,7 @@ except ImportError:  # not on Windows: per-process spacing only
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 _SLOT = struct.Struct("<d")
 # A stored start further ahead than this comes from an earlier boot (CLOCK_MONOTONIC restarts).
@@ -64,7 +66,7 @@ class SharedSpacing:
     def shared(self) -> bool:
         return self._fd is not None
 
-    def _update(self, step: Callable[[float], tuple[float, float]]) -> float:
+    def _update(self, step: Callable[[float], tuple[float, R]]) -> R:
         """Apply ``step(next_free) -> (new_next_free, result)`` atomically; return the result."""
         with self._lock:
             if self._fd is not None:
@@ -76,7 +78,7 @@ class SharedSpacing:
             self._local_next, result = step(self._local_next)
             return result
 
-    def _update_file(self, fd: int, step: Callable[[float], tuple[float, float]]) -> float:
+    def _update_file(self, fd: int, step: Callable[[float], tuple[float, R]]) -> R:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             raw = os.pread(fd, _SLOT.size, 0)
@@ -94,10 +96,10 @@ class SharedSpacing:
     def try_acquire(self, now: float) -> bool:
         """Take the start at ``now`` if it is free."""
 
-        def step(nxt: float) -> tuple[float, float]:
-            return (now + self.spacing_s, 1.0) if now >= nxt else (nxt, 0.0)
+        def step(nxt: float) -> tuple[float, bool]:
+            return (now + self.spacing_s, True) if now >= nxt else (nxt, False)
 
-        return self._update(step) == 1.0
+        return self._update(step)
 
     def next_allowed(self, now: float) -> float:
         """Earliest start >= now that is free (someone may take it first)."""

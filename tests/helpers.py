@@ -140,15 +140,21 @@ def sim_times(sim: SimHandle, venue: str | None = None, endpoint: str | None = N
     return sim.requests(since=since, venue=venue, endpoint=endpoint, limit=5000)["recent"]
 
 
-def start_poll_process(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen:
-    """``python -m collector poll *args`` with exactly ``env`` as its COLLECTOR_* settings."""
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a child ``python -m collector ...``: ours without any COLLECTOR_*
+    variable, then exactly ``env``, with the repository on PYTHONPATH."""
     child = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
     child.update(env)
     child["PYTHONPATH"] = str(REPO) + (os.pathsep + child["PYTHONPATH"] if child.get("PYTHONPATH") else "")
+    return child
+
+
+def start_poll_process(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen:
+    """``python -m collector poll *args`` with exactly ``env`` as its COLLECTOR_* settings."""
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "collector", "poll", *args],
-            env=child,
+            env=child_env(env),
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,

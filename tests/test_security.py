@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -79,9 +78,7 @@ def test_secrets_are_secretstr_and_masked(monkeypatch):
 
 
 def test_collector_config_output_masks_secrets(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
-    env.update(_secret_env(), PYTHONPATH=str(REPO))
-    r = subprocess.run([sys.executable, "-m", "collector", "config"], env=env, cwd=REPO, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "collector", "config"], env=h.child_env(_secret_env()), cwd=REPO, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert _leaks(r.stdout + r.stderr) == []

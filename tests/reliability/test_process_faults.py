@@ -209,9 +209,7 @@ def test_sigkill_of_discovery_mid_write_never_exposes_a_partial_snapshot(tmp_pat
     with run_sim("--markets", "400", "--seed", "53", "--no-rate-limit") as sim:
         settings = H.prepare(sim, tmp_path, monkeypatch, venues=POLY, POLLER__SHARD="0/8",
                              POLLER__SNAPSHOT_CHECK_S="0.05")
-        env = H.env_for(sim, tmp_path, venues=POLY)
-        child = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
-        child.update(env, PYTHONPATH=str(h.REPO))
+        child = h.child_env(H.env_for(sim, tmp_path, venues=POLY))
         path = snapshot_path(tmp_path, POLY)
         state = path.parent
         assert path.stat().st_size > 500_000

@@ -23,7 +23,6 @@ request rate intact (``test_one_venue_down_other_keeps_rate``).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -353,17 +352,14 @@ def test_limitless_discovery_succeeds_next_to_a_running_poller(tmp_path, monkeyp
     Limitless markets: the poller needs 3 requests/s and the venue allows one per 300 ms, so it
     polls back to back. A discovery page used to land only in the 50 ms between two book
     requests (~14 %) and one 429 failed the whole pass: the 900 s soak saw 10 of 15 Limitless
-    passes fail. Now discovery and the poller share the spacing through data_dir/limitless/state/request_spacing
-    and a
-    throttled page is tried again: every pass succeeds, in this process or another, and the
-    venue sees no 429 at all."""
-    rule = '[{"name": "top3", "min_minutes_to_expiry": 30, "max_markets": 3}]'
+    passes fail. Now discovery and the poller share the spacing through
+    data_dir/limitless/state/request_spacing and a throttled page is tried again: every pass
+    succeeds, in this process or another, and the venue sees no 429 at all."""
+    extra = dict(venues=LIM, LIMITLESS__RULES='[{"name": "top3", "min_minutes_to_expiry": 30, "max_markets": 3}]',
+                 LIMITLESS__MIN_SPACING_S="0.35")
     with run_sim("--markets", "8", "--seed", "45") as sim:
-        settings = H.prepare(sim, tmp_path, monkeypatch, venues=LIM, LIMITLESS__RULES=rule,
-                             LIMITLESS__MIN_SPACING_S="0.35")
-        child = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
-        child.update(H.env_for(sim, tmp_path, venues=LIM, LIMITLESS__RULES=rule, LIMITLESS__MIN_SPACING_S="0.35"),
-                     PYTHONPATH=str(h.REPO))
+        settings = H.prepare(sim, tmp_path, monkeypatch, **extra)
+        child = h.child_env(H.env_for(sim, tmp_path, **extra))
         outcomes = []
         with h.poller_thread(Poller(settings)):
             time.sleep(2.0)
