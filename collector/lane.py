@@ -27,6 +27,7 @@ from collector.scheduling import (
     advance_due,
 )
 from collector.settings import PollerSettings, VenueSettings
+from collector.spacing import SendGate
 from collector.venues import VenueClient
 from collector.venues.base import now_ms
 from collector.writer import WriterSet
@@ -84,7 +85,9 @@ class Lane:
         self.queue = DueQueue()
         self.state: dict[str, InstState] = {}
         self.backoff = BackoffPolicy.from_settings(ps)
-        self.budget = RateBudget.from_settings(vs, getattr(client, "shared_spacing", None))
+        shared = getattr(client, "shared_spacing", None)
+        self.budget = RateBudget.from_settings(vs, shared)
+        self.gate = SendGate(shared)  # checked by the fetch thread at send time
         self.cooldown = VenueCooldown.from_settings(vs, ps)
         self.aimd = Aimd.from_settings(vs, ps)
         self.latency = LatencyWindow(maxlen=2000, max_age_s=60.0)
@@ -133,7 +136,10 @@ class Lane:
         if self.cooldown.active(now):
             return
         self._maybe_close_cooldown_gap(now)
-        while self.inflight < self.aimd.cap:
+        # Never more jobs than fetch threads: a queued job would be sent later, after the checks
+        # below stopped being true (load_settings also rejects inflight_ceiling > max_workers).
+        cap = min(self.aimd.cap, self.vs.max_workers)
+        while self.inflight < cap:
             due = self.queue.next_due()
             if due is None or due > now - self.linger:
                 return
@@ -153,7 +159,7 @@ class Lane:
         """Earliest monotonic time at which submit_due could do something new."""
         if self.cooldown.active(now):
             return now + self.cooldown.remaining(now)
-        if self.inflight >= self.aimd.cap:
+        if self.inflight >= min(self.aimd.cap, self.vs.max_workers):
             return now + 0.1  # a completion will wake the loop first
         due = self.queue.next_due()
         if due is None:
@@ -161,8 +167,21 @@ class Lane:
         return max(due + self.linger, self.budget.next_allowed(now))
 
     # -- completions --------------------------------------------------------------------------
+    def cooldown_for(self, err: RateLimited) -> float:
+        """Seconds a 429 pauses the venue: its Retry-After, else the configured default."""
+        ra = err.retry_after_s
+        return max(0.0, ra) if ra is not None and ra == ra else self.vs.cooldown_429_s
+
     def complete(self, done: "Done", now: float) -> None:
         self.inflight -= 1
+        if done.held:  # never sent: the instruments keep their turn for after the pause
+            self.c["held_back"] += 1
+            for key in done.keys:
+                st = self.state.get(key)
+                if st is not None:
+                    st.inflight = False
+                    self.queue.reschedule(key, st.due)
+            return
         if done.error is not None:
             self._request_failed(done.keys, _as_venue_error(done.error), now, done.started)
             return
@@ -226,6 +245,7 @@ class Lane:
         if isinstance(err, RateLimited):
             # The venue's limit, not the instruments' fault: cool the venue, keep their turn.
             self.cooldown.on_rate_limited(now, err.retry_after_s, self.vs.cooldown_429_s)
+            self.gate.hold(self.cooldown.until)
             self.aimd.on_rate_limited(now, sent_at=started)
             for key in keys:
                 st = self.state.get(key)
@@ -237,6 +257,7 @@ class Lane:
         if not isinstance(err, NotFound):  # a closed market is its instrument's problem, not the venue's
             self.cooldown.record(now, False)
         if not was_active and self.cooldown.active(now):
+            self.gate.hold(self.cooldown.until)
             log.warning("%s: cooling down %.1fs after repeated failures (%s)", self.name, self.cooldown.remaining(now), err)
         for key in keys:
             st = self.state.get(key)
@@ -328,6 +349,7 @@ class Lane:
             "http_5xx": c["http_5xx"],
             "http_429": c["http_429"],
             "timeouts": c["timeouts"],
+            "held_back": c["held_back"],
             "errors": {k[4:]: v for k, v in c.items() if k.startswith("err_")},
             "latency_p50_ms": _round(p50),
             "latency_p95_ms": _round(p95),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collector.errors import RateLimited
 from collector.lane import Lane
 from collector.settings import Settings
 from collector.snapshot import SnapshotWatcher, snapshot_path
@@ -36,7 +37,8 @@ class Done:
     keys: Sequence[str]
     result: FetchResult | None
     error: BaseException | None
-    started: float  # monotonic
+    started: float  # monotonic: when the request was sent (or found the venue held)
+    held: bool = False  # not sent: the venue was held (429 / cooldown) when a thread got to it
 
 
 class FetchPool:
@@ -160,10 +162,15 @@ class Poller:
     def _fetch(self, lane: Lane, keys: Sequence[str]) -> None:
         """Submitted to the lane's pool: the only code that runs off the loop thread."""
         started = time.monotonic()
+        if not lane.gate.is_open(started):  # a 429 came back after this job was handed over
+            self._done.put(Done(lane, keys, None, None, started, held=True))
+            return
         try:
             result = lane.client.fetch_books(keys)
             self._done.put(Done(lane, keys, result, None, started))
         except BaseException as e:  # handed to the loop thread, which classifies it
+            if isinstance(e, RateLimited):
+                lane.gate.hold(time.monotonic() + lane.cooldown_for(e))
             self._done.put(Done(lane, keys, None, e, started))
 
     def _reload_snapshots(self) -> None:

@@ -72,7 +72,7 @@ class VenueSettings(_Strict):
     interval_s: float = Field(default=1.0, gt=0)  # target poll interval per instrument
     max_workers: int = Field(default=16, ge=1, le=256)  # fetch threads
     inflight_start: int = Field(default=4, ge=1)  # AIMD starting in-flight cap
-    inflight_ceiling: int = Field(default=32, ge=1)  # AIMD hard ceiling
+    inflight_ceiling: int = Field(default=16, ge=1)  # AIMD hard ceiling (<= max_workers)
     rate_requests: int = Field(default=500, ge=1)  # at most this many requests ...
     rate_window_s: float = Field(default=10.0, gt=0)  # ... per this sliding window
     min_spacing_s: float = Field(default=0.0, ge=0)  # minimum gap between two requests
@@ -95,7 +95,7 @@ class PolymarketSettings(VenueSettings):
     gamma_page_limit: int = Field(default=100, ge=1, le=100)  # keyset page size (venue caps at 100)
     max_workers: int = Field(default=16, ge=1, le=256)  # fetch threads
     inflight_start: int = Field(default=4, ge=1)  # AIMD starting in-flight cap
-    inflight_ceiling: int = Field(default=32, ge=1)  # AIMD hard ceiling
+    inflight_ceiling: int = Field(default=16, ge=1)  # AIMD hard ceiling (<= max_workers)
     rate_requests: int = Field(default=500, ge=1)  # /books: 500 per 10 s
     rules: list[Rule] = Field(default_factory=_polymarket_default_rules)  # BTC/ETH up-or-down
 
@@ -305,6 +305,13 @@ def load_settings(**overrides: Any) -> Settings:
         if v.inflight_start > v.inflight_ceiling:
             raise ConfigError(
                 f"invalid configuration:\n  {name}.inflight_start: must be <= inflight_ceiling"
+            )
+        if v.inflight_ceiling > v.max_workers:
+            # More requests in flight than fetch threads would queue jobs that are sent later,
+            # after a 429 or a cooldown the loop thread has not seen yet.
+            raise ConfigError(
+                f"invalid configuration:\n  {name}.inflight_ceiling: {v.inflight_ceiling} exceeds "
+                f"{name}.max_workers ({v.max_workers}); raise max_workers or lower the ceiling"
             )
     if not s.venues:
         raise ConfigError("invalid configuration:\n  venues: enable at least one venue")

@@ -6,6 +6,10 @@ their start times from here: one "next free start" (CLOCK_MONOTONIC, the same cl
 process of a host) in an 8-byte file under the data directory, read and written under ``flock``.
 Without it a discovery page lands between two poller requests only by luck and meets a 429.
 
+The same file carries a *hold*: a 429's Retry-After seen by any process pauses every process,
+because the venue counts requests per caller, not per process (a discovery page that drew a
+429 must stop the poller's book requests too, and the other way round).
+
 If the file cannot be used (read-only data directory, no ``fcntl``), the spacing falls back to
 this process alone, with one warning: pacing must never stop the collector.
 """
@@ -30,7 +34,8 @@ except ImportError:  # not on Windows: per-process spacing only
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
-_SLOT = struct.Struct("<d")
+_SLOT = struct.Struct("<dd")  # next free start, hold until (CLOCK_MONOTONIC seconds)
+_OLD_SLOT = struct.Struct("<d")  # files written before the hold existed
 # A stored start further ahead than this comes from an earlier boot (CLOCK_MONOTONIC restarts).
 _STALE_S = 600.0
 
@@ -52,6 +57,7 @@ class SharedSpacing:
         self.spacing_s = float(spacing_s)
         self._lock = threading.Lock()
         self._local_next = -math.inf
+        self._local_hold = -math.inf
         self._fd: int | None = None
         if fcntl is None:
             log.warning("shared request spacing: no fcntl on this platform; spacing is per process")
@@ -66,8 +72,8 @@ class SharedSpacing:
     def shared(self) -> bool:
         return self._fd is not None
 
-    def _update(self, step: Callable[[float], tuple[float, R]]) -> R:
-        """Apply ``step(next_free) -> (new_next_free, result)`` atomically; return the result."""
+    def _update(self, step: Callable[[float, float], tuple[float, float, R]]) -> R:
+        """Apply ``step(next_free, hold) -> (next_free, hold, result)`` atomically."""
         with self._lock:
             if self._fd is not None:
                 try:
@@ -75,44 +81,61 @@ class SharedSpacing:
                 except OSError as e:
                     log.warning("shared request spacing: %s failed (%s); spacing is per process", self.path, e)
                     self._close()
-            self._local_next, result = step(self._local_next)
+            self._local_next, self._local_hold, result = step(self._local_next, self._local_hold)
             return result
 
-    def _update_file(self, fd: int, step: Callable[[float], tuple[float, R]]) -> R:
+    def _update_file(self, fd: int, step: Callable[[float, float], tuple[float, float, R]]) -> R:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             raw = os.pread(fd, _SLOT.size, 0)
-            nxt = _SLOT.unpack(raw)[0] if len(raw) == _SLOT.size else -math.inf
-            if math.isnan(nxt) or nxt > time.monotonic() + _STALE_S:
-                nxt = -math.inf
-            new, result = step(max(nxt, self._local_next))
-            if new != nxt:
-                os.pwrite(fd, _SLOT.pack(new), 0)
-            self._local_next = new
+            if len(raw) == _SLOT.size:
+                nxt, hold = _SLOT.unpack(raw)
+            elif len(raw) == _OLD_SLOT.size:
+                nxt, hold = _OLD_SLOT.unpack(raw)[0], -math.inf
+            else:
+                nxt = hold = -math.inf
+            limit = time.monotonic() + _STALE_S
+            nxt = -math.inf if math.isnan(nxt) or nxt > limit else nxt
+            hold = -math.inf if math.isnan(hold) or hold > limit else hold
+            new_next, new_hold, result = step(max(nxt, self._local_next), max(hold, self._local_hold))
+            if (new_next, new_hold) != (nxt, hold) or len(raw) != _SLOT.size:
+                os.pwrite(fd, _SLOT.pack(new_next, new_hold), 0)
+            self._local_next, self._local_hold = new_next, new_hold
             return result
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def try_acquire(self, now: float) -> bool:
-        """Take the start at ``now`` if it is free."""
+        """Take the start at ``now`` if it is free and no hold is in force."""
 
-        def step(nxt: float) -> tuple[float, bool]:
-            return (now + self.spacing_s, True) if now >= nxt else (nxt, False)
+        def step(nxt: float, hold: float) -> tuple[float, float, bool]:
+            if now >= nxt and now >= hold:
+                return now + self.spacing_s, hold, True
+            return nxt, hold, False
 
         return self._update(step)
 
     def next_allowed(self, now: float) -> float:
         """Earliest start >= now that is free (someone may take it first)."""
-        return self._update(lambda nxt: (nxt, max(now, nxt)))
+        return self._update(lambda nxt, hold: (nxt, hold, max(now, nxt, hold)))
 
     def reserve(self, now: float) -> float:
-        """Book the next free start >= now and return it."""
+        """Book the next free start >= now (after any hold) and return it."""
 
-        def step(nxt: float) -> tuple[float, float]:
-            start = max(now, nxt)
-            return start + self.spacing_s, start
+        def step(nxt: float, hold: float) -> tuple[float, float, float]:
+            start = max(now, nxt, hold)
+            return start + self.spacing_s, hold, start
 
         return self._update(step)
+
+    def hold(self, until: float) -> None:
+        """No process may start a request before ``until`` (a 429's Retry-After)."""
+        until = min(until, time.monotonic() + _STALE_S)  # a longer one would read back as stale
+        self._update(lambda nxt, hold: (nxt, max(hold, until), None))
+
+    def held_until(self, now: float) -> float:
+        """End of the hold in force at ``now``, or ``now`` when there is none."""
+        return self._update(lambda nxt, hold: (nxt, hold, max(now, hold)))
 
     def wait(self) -> None:
         """Reserve the next free start and sleep until it."""
@@ -132,3 +155,29 @@ class SharedSpacing:
     def close(self) -> None:
         with self._lock:
             self._close()
+
+
+class SendGate:
+    """The check a fetch thread makes just before it sends: is the venue held?
+
+    The loop thread checks cooldown and budget when it hands a job over; this repeats the
+    cooldown check at the moment of sending, because a 429 can come back in between. The fetch
+    thread that receives a 429 holds the gate itself, before the loop thread hears of it, so no
+    job already handed to another thread goes out inside the Retry-After window. With ``shared``
+    the holds of other processes on the data directory count too.
+    """
+
+    def __init__(self, shared: SharedSpacing | None = None) -> None:
+        self.shared = shared
+        self._until = -math.inf
+        self._lock = threading.Lock()
+
+    def hold(self, until: float) -> None:
+        with self._lock:
+            if until > self._until:
+                self._until = until
+
+    def is_open(self, now: float) -> bool:
+        if now < self._until:
+            return False
+        return self.shared is None or self.shared.held_until(now) <= now

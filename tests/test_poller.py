@@ -9,6 +9,8 @@ the assertions are about data and request patterns, not wall-clock precision.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from decimal import Decimal
@@ -302,6 +304,88 @@ def test_cooldown_honours_retry_after(tmp_path, monkeypatch):
     assert cooling and all(r["cooldown_reason"] == "rate_limited" for r in cooling)
     assert max(r["cooldown_remaining_s"] for r in cooling) <= 3.0
     assert not h.gaps(tmp_path, LIM) and sum(r["http_429"] for r in h.stats(tmp_path, LIM)) == 0
+
+
+def test_no_request_leaves_inside_a_retry_after_window_across_processes(tmp_path, monkeypatch):
+    """Regression (issue 12 item 3). After a 429 with Retry-After: 5 a Limitless request still
+    reached the venue inside those 5 s: the venue counts requests per caller, yet only the process
+    that drew the 429 paused (discovery paged on while the poller cooled, or the poller polled on
+    while discovery waited). Now the hold travels through the shared spacing file: whoever draws
+    the 429, nothing of the host reaches the venue before Retry-After is over."""
+    extra = dict(venues=LIM, LIMITLESS__RULES='[{"name": "top3", "min_minutes_to_expiry": 30, "max_markets": 3}]',
+                 LIMITLESS__MIN_SPACING_S="0.35")
+    with run_sim("--markets", "8", "--seed", "45") as sim:
+        settings = h.prepare(sim, tmp_path, monkeypatch, **extra)
+        child = h.child_env(h.sim_env(sim, tmp_path, **extra))
+        with h.poller_thread(Poller(settings)):
+            time.sleep(1.5)
+            for _ in range(2):  # one 429 for whichever process asks next, then a long Retry-After
+                sim.control(venue=LIM, throttle_for_s=0.4, retry_after_s=5)
+                # Discovery in another process, as under Prefect, throughout the window.
+                subprocess.run([sys.executable, "-m", "collector", "discover", "--once"], env=child,
+                               cwd=h.REPO, capture_output=True, text=True, timeout=120)
+                time.sleep(5.5)
+        log = h.sim_times(sim, venue=LIM)
+    first429 = [e for e in log if e["status"] == 429]
+    assert first429, "the simulator never throttled"
+    windows = []
+    for e in first429:
+        if not windows or e["t"] >= windows[-1] + 5.0:
+            windows.append(e["t"])
+    assert len(windows) == 2, windows
+    for t429 in windows:
+        # Requests sent before the 429 came back may still arrive (0.3 s); nothing after.
+        inside = [(round(x["t"] - t429, 3), x["endpoint"], x["status"]) for x in log if t429 + 0.3 <= x["t"] < t429 + 4.95]
+        assert inside == [], [(round(x["t"] - t429, 3), x["endpoint"], x["status"]) for x in log if t429 - 1 <= x["t"] < t429 + 6]
+        after = [x for x in log if t429 + 4.95 <= x["t"] < t429 + 6.5]
+        assert after, "nothing resumed after the hold"
+    assert sum(r["ok"] for r in h.stats(tmp_path, LIM)) > 0
+
+
+def test_a_job_handed_over_before_a_429_is_held_at_send_time(tmp_path, monkeypatch):
+    """The send-time check: a fetch thread that takes a job after another thread drew a 429 does
+    not send it; the instruments keep their turn and nothing counts as a failure."""
+    from collector.errors import RateLimited
+    from collector.models import Instrument
+    from collector.settings import load_settings
+
+    sent: list[str] = []
+
+    class Fake:
+        batch_size = 1
+
+        def fetch_books(self, keys):
+            sent.append(keys[0])
+            raise RateLimited("429", retry_after_s=5.0, status=429, venue=LIM)
+
+        def normalize(self, *a):  # pragma: no cover - nothing succeeds here
+            raise AssertionError
+
+        def close(self):
+            pass
+
+    monkeypatch.setenv("COLLECTOR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COLLECTOR_VENUES", LIM)
+    poller = Poller(load_settings(), clients={LIM: Fake()})
+    lane = poller.lanes[LIM]
+    insts = [Instrument(venue=LIM, instrument_id=f"{LIM}:{k}", market_id=k, slug=k, poll_key=k) for k in ("a", "b")]
+    now = time.monotonic()
+    lane.set_instruments(insts, 0, now)
+    for k in ("a", "b"):  # both handed to fetch threads while the venue looked healthy
+        lane.state[k].inflight = True
+    lane.inflight = 2
+    poller._fetch(lane, ["a"])
+    poller._fetch(lane, ["b"])
+    assert sent == ["a"]  # "b" never left
+    done_a, done_b = poller._done.get_nowait(), poller._done.get_nowait()
+    assert not done_a.held and isinstance(done_a.error, RateLimited)
+    assert done_b.held and done_b.error is None and done_b.result is None
+    lane.complete(done_a, time.monotonic())
+    lane.complete(done_b, time.monotonic())
+    assert lane.inflight == 0 and not lane.state["b"].inflight and lane.state["b"].failures == 0
+    assert lane.c["held_back"] == 1 and lane.c["polls_failed"] == 0
+    assert lane.cooldown.remaining(time.monotonic()) > 4.5
+    poller.close()
 
 
 # =========================================================================== 4: venue down

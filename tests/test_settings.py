@@ -103,3 +103,24 @@ def test_cli_bad_config_exits_2_without_traceback(tmp_path):
     assert p.returncode == 2
     assert "polymarket.books_batch_size" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("venue", ["polymarket", "limitless"])
+def test_inflight_ceiling_above_the_worker_count_is_rejected(monkeypatch, venue):
+    """More requests in flight than fetch threads queue jobs that are sent later, after a 429
+    the loop has not seen yet (issue 12 item 3): such a config fails at start, naming the field."""
+    monkeypatch.setenv(f"COLLECTOR_{venue.upper()}__MAX_WORKERS", "2")
+    monkeypatch.setenv(f"COLLECTOR_{venue.upper()}__INFLIGHT_START", "1")
+    monkeypatch.setenv(f"COLLECTOR_{venue.upper()}__INFLIGHT_CEILING", "3")
+    with pytest.raises(ConfigError) as ei:
+        load_settings()
+    assert f"{venue}.inflight_ceiling" in str(ei.value) and f"{venue}.max_workers (2)" in str(ei.value)
+    monkeypatch.setenv(f"COLLECTOR_{venue.upper()}__INFLIGHT_CEILING", "2")
+    assert load_settings().venue(venue).inflight_ceiling == 2
+
+
+def test_default_inflight_ceilings_fit_the_worker_counts():
+    s = load_settings()
+    for venue in ("polymarket", "limitless"):
+        v = s.venue(venue)
+        assert v.inflight_start <= v.inflight_ceiling <= v.max_workers

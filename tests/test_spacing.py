@@ -120,3 +120,47 @@ def test_spacing_path_is_under_the_data_dir(tmp_path):
     assert spacing_path(tmp_path, "limitless") == tmp_path / "limitless" / "state" / "request_spacing"
     assert not math.isnan(SharedSpacing(spacing_path(tmp_path, "limitless"), 0.1).next_allowed(1.0))
     assert os.path.isfile(tmp_path / "limitless" / "state" / "request_spacing")
+
+
+def test_a_hold_pauses_every_holder_and_outlasts_the_spacing(tmp_path):
+    """A 429's Retry-After seen by one process (say discovery) pauses the others (the poller):
+    the venue counts requests per caller, not per process."""
+    path = tmp_path / "p"
+    discovery, poller = SharedSpacing(path, 0.35), SharedSpacing(path, 0.35)
+    now = time.monotonic()
+    discovery.hold(now + 5.0)
+    assert poller.held_until(now + 1.0) == pytest.approx(now + 5.0)
+    assert not poller.try_acquire(now + 1.0) and not poller.try_acquire(now + 4.99)
+    assert poller.next_allowed(now + 1.0) == pytest.approx(now + 5.0)
+    assert discovery.reserve(now + 2.0) == pytest.approx(now + 5.0)  # a page waits for the hold too
+    assert not poller.try_acquire(now + 5.0)  # ... and took the first start after it
+    assert poller.try_acquire(now + 5.35)
+    assert poller.held_until(now + 6.0) == now + 6.0
+    discovery.hold(now + 1.0)  # a shorter hold never shortens one in force
+    assert SharedSpacing(path, 0.35).held_until(now) == pytest.approx(now + 5.0)
+
+
+def test_a_file_without_a_hold_reads_as_no_hold(tmp_path):
+    """Files written before the hold existed hold only the next free start."""
+    path = tmp_path / "p"
+    now = time.monotonic()
+    path.write_bytes(struct.pack("<d", now + 0.2))
+    s = SharedSpacing(path, 0.3)
+    assert s.held_until(now) == now
+    assert not s.try_acquire(now) and s.try_acquire(now + 0.2)
+    assert len(path.read_bytes()) == 16
+
+
+def test_send_gate_holds_locally_and_through_the_shared_file(tmp_path):
+    from collector.spacing import SendGate
+
+    now = time.monotonic()
+    local = SendGate()
+    assert local.is_open(now)
+    local.hold(now + 3.0)
+    local.hold(now + 1.0)  # never shortened
+    assert not local.is_open(now + 2.9) and local.is_open(now + 3.0)
+    path = tmp_path / "p"
+    gate = SendGate(SharedSpacing(path, 0.35))
+    SharedSpacing(path, 0.35).hold(now + 2.0)  # another process saw a 429
+    assert not gate.is_open(now + 1.0) and gate.is_open(now + 2.0)

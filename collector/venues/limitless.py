@@ -115,7 +115,13 @@ class LimitlessClient:
         latency_ms = (time.monotonic() - t0) * 1000.0
         ts = now_ms()
         body = resp.content
-        raise_for_status(resp.status_code, resp.headers, body, VENUE)
+        try:
+            raise_for_status(resp.status_code, resp.headers, body, VENUE)
+        except errors.RateLimited as e:
+            # The venue counts requests per caller: its Retry-After pauses every process here.
+            if e.retry_after_s is not None and self.shared_spacing is not None:
+                self.shared_spacing.hold(time.monotonic() + e.retry_after_s)
+            raise
         return parse_json(body, VENUE), ts, latency_ms
 
     # ------------------------------------------------------------- discovery

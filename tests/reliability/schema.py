@@ -150,6 +150,7 @@ POLL_STATS_REQUIRED = {
     "http_5xx": _nonneg_int,
     "http_429": _nonneg_int,
     "timeouts": _nonneg_int,
+    "held_back": _nonneg_int,
     "errors": _int_dict,
     "latency_p50_ms": _opt(_nonneg_num),
     "latency_p95_ms": _opt(_nonneg_num),
