@@ -26,6 +26,7 @@ from collector.settings import Rule, load_settings
 from collector.venues.limitless import LimitlessClient
 from collector.venues.polymarket import PolymarketClient
 from tests import real_payloads as real
+from tests.reliability import schema
 
 API = "https://api.limitless.test"
 GAMMA = "https://gamma.test"
@@ -54,8 +55,11 @@ def _serve_limitless(rsps, items: list[dict]) -> None:
 
 
 def _records(tmp_path: Path, venue: str) -> list[dict]:
-    return [orjson.loads(x) for f in sorted((tmp_path / venue / "markets").rglob("*.jsonl"))
+    recs = [orjson.loads(x) for f in sorted((tmp_path / venue / "markets").rglob("*.jsonl"))
             for x in f.read_bytes().splitlines()]
+    for r in recs:
+        assert schema.validate(r) == [], r["slug"]  # the record validator knows every new field
+    return recs
 
 
 def _discover_limitless(tmp_path: Path, items: list[dict]):
@@ -221,3 +225,17 @@ def test_polymarket_market_records_carry_real_metadata(tmp_path):
     assert newsom["neg_risk_market_id"] == "0x2c3d7e0eee6f058be3006baabf0d54a07da254ba47fe6e3e095e7990c7814700"
     assert newsom["group_item_title"] == "Gavin Newsom" and newsom["fee_type"] == "politics_fees"
     assert newsom["order_min_size"] == "5" and newsom["accepting_orders_at_ms"] == 1752258934000
+
+
+def test_record_validator_checks_details():
+    rec = {"record_type": "market", "schema_version": 1, "event": "added", "reason": "rule:x", "ts_ms": NOW,
+           "venue": "limitless", "poll_key": "s", "instrument_id": "limitless:s", "market_id": "s", "outcome": "YES",
+           "title": "", "slug": "s", "expires_at_ms": None, "tick_size": "0.001", "event_slug": None,
+           "series_slug": None, "recurrence": None, "tags": [], "volume_24h": None, "liquidity": None,
+           "starts_at_ms": None, "size_decimals": 6, "meta": {}, "details": {"open_price": "86332.1"}}
+    assert schema.validate(rec) == []
+    assert schema.validate({**rec, "details": None}) == []  # instrument from an older snapshot
+    assert schema.validate({**rec, "details": {"open_price": 86332.1}})  # a float, not text
+    assert schema.validate({**rec, "details": {"open_price": "86332.10"}})  # not canonical
+    assert schema.validate({**rec, "details": {"stable_slug": None}})  # absent means omitted
+    assert schema.validate({**rec, "details": {"fee_type": "x"}})  # a Polymarket key

@@ -11,6 +11,7 @@ from collector.discovery import run_discovery
 from collector.read import market_catalog, market_records
 from collector.settings import Rule, load_settings
 from collector.sim.testing import run_sim
+from tests.reliability import schema
 
 
 def _lim_objects(sim) -> dict[str, dict]:
@@ -40,6 +41,8 @@ def test_discovery_against_sim_records_metadata_and_selects_by_underlying(tmp_pa
         objs = _lim_objects(sim)
 
     lim = [r for r in market_records(tmp_path, "limitless") if r["event"] == "added"]
+    for r in lim + market_records(tmp_path, "polymarket"):
+        assert schema.validate(r) == [], r["slug"]
     # Every BTC/ETH CLOB market of the catalogue, in both real families, and nothing else.
     want = {slug for slug, m in objs.items() if m.get("tradeType") == "clob" and not m["expired"] and (
         slug.startswith(("dollarbtc-above-", "dollareth-above-", "btc-up-or-down-", "eth-up-or-down-")))}
