@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_serializer, model_validator
 
 from collector.decimals import mid_text, spread_text
+from collector.details import DETAILS_BY_VENUE, LimitlessDetails, PolymarketDetails
 
 SCHEMA_VERSION = 1
 
@@ -40,13 +41,25 @@ class Instrument(BaseModel):
     # Limitless sizes are integers in 10^-size_decimals units; None when sizes are in shares.
     size_decimals: int | None = None
     meta: dict[str, Any] = {}
+    # Typed venue metadata (strike, series, fees...; collector.details). None for instruments
+    # read from snapshots written before it existed.
+    details: PolymarketDetails | LimitlessDetails | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _derive_id(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("instrument_id"):
             data = {**data, "instrument_id": f"{data.get('venue')}:{data.get('poll_key')}"}
+        d = data.get("details") if isinstance(data, dict) else None
+        if isinstance(d, dict) and data.get("venue") in DETAILS_BY_VENUE:
+            # The venue decides the class: both have only optional fields, so a dict alone
+            # would validate as either.
+            data = {**data, "details": DETAILS_BY_VENUE[data["venue"]].model_validate(d)}
         return data
+
+    @field_serializer("details")
+    def _details_out(self, d: PolymarketDetails | LimitlessDetails | None) -> dict[str, Any] | None:
+        return None if d is None else d.record()
 
     @model_validator(mode="after")
     def _check_id(self) -> "Instrument":

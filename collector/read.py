@@ -873,7 +873,9 @@ def market_catalog(
 
     Each value holds the instrument fields of its latest ``market`` record or snapshot entry
     (``venue``, ``poll_key``, ``market_id``, ``outcome``, ``title``, ``slug``, ``expires_at_ms``,
-    ``tick_size``, ...) plus its lifecycle:
+    ``tick_size``, ..., ``details``: the typed venue metadata such as Limitless ``open_price``
+    or Polymarket ``neg_risk_market_id``, keys omitted when the venue sent none; see
+    docs/schema.md) plus its lifecycle:
 
     * ``intervals``: ``[[added_ms, removed_ms or None], ...]``, the spans it was in the active
       set (from the ``added`` / ``removed`` records; repeated records of an at-least-once write

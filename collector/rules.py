@@ -5,6 +5,9 @@ that is set must hold (AND); a rule with no criterion matches every candidate. C
 (``collector.settings.Rule``):
 
 - ``slug_prefixes``: ``inst.slug`` starts with one of them (case-insensitive).
+- ``underlyings``: one of the instrument's underlying tickers is among them (case-insensitive,
+  whole tokens; see :mod:`collector.underlying`): the oracle ticker Limitless sends, else the
+  ``$BTC`` markers of the title and the slug families ``dollarbtc-above-``, ``btc-up-or-down-``.
 - ``event_slug_prefixes``: ``inst.event_slug`` or ``inst.series_slug`` starts with one of them
   (case-insensitive).
 - ``tags``: ``inst.tags`` shares at least one tag with the rule (case-insensitive).
@@ -27,6 +30,7 @@ from collections.abc import Iterable, Sequence
 
 from collector.models import Instrument
 from collector.settings import Rule
+from collector.underlying import matches_underlyings
 
 _MS_PER_MIN = 60_000.0
 
@@ -51,6 +55,8 @@ def matches(rule: Rule, inst: Instrument, now_ms: int) -> bool:
     ``max_markets`` is not an instrument property and is ignored here; see :func:`select`.
     """
     if rule.slug_prefixes and not _starts(inst.slug, rule.slug_prefixes):
+        return False
+    if rule.underlyings and not matches_underlyings(inst, rule.underlyings):
         return False
     if rule.event_slug_prefixes and not (
         _starts(inst.event_slug, rule.event_slug_prefixes) or _starts(inst.series_slug, rule.event_slug_prefixes)

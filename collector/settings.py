@@ -35,6 +35,7 @@ class Rule(_Strict):
 
     name: str = "all"  # shown in market records as reason "rule:<name>"
     slug_prefixes: list[str] = []  # market slug starts with any of these
+    underlyings: list[str] = []  # asset tickers, e.g. ["BTC", "ETH"]: oracle ticker, $BTC title marker, slug family
     event_slug_prefixes: list[str] = []  # Polymarket event or series slug; Limitless group slug
     tags: list[str] = []  # Polymarket event tags / Limitless categories and tags (any match)
     recurrence: list[str] = []  # Polymarket series recurrence: 5m, 15m, hourly, daily, weekly...
@@ -59,7 +60,9 @@ def _polymarket_default_rules() -> list[Rule]:
 
 
 def _limitless_default_rules() -> list[Rule]:
-    return [Rule(name="btc-eth", slug_prefixes=["btc-", "eth-", "bitcoin-", "ethereum-"])]
+    # By underlying, as the original collector did: real slugs ("dollarbtc-above-...") do not
+    # start with the asset, so slug prefixes missed every "above" market.
+    return [Rule(name="btc-eth", underlyings=["BTC", "ETH"])]
 
 
 class VenueSettings(_Strict):
@@ -118,7 +121,7 @@ class LimitlessSettings(VenueSettings):
     discovery_rate_requests: int = Field(default=15, ge=1)  # discovery pages per window: every other slot, the rest for the poller
     share_spacing: bool = True  # processes on one data_dir share min_spacing_s (file data_dir/limitless/state/request_spacing)
     api_key: SecretStr | None = None  # optional; public endpoints need none
-    rules: list[Rule] = Field(default_factory=_limitless_default_rules)  # BTC and ETH markets
+    rules: list[Rule] = Field(default_factory=_limitless_default_rules)  # BTC and ETH markets (by underlying)
 
     @field_validator("api_url")
     @classmethod

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from collector import rules as R
+from collector.details import LimitlessDetails
 from collector.discovery import (
     DiscoveryFailed,
     VenueDiscoveryReport,
@@ -29,6 +30,7 @@ from collector.errors import ClientError, ConfigError, RateLimited, ServerError,
 from collector.models import Instrument
 from collector.settings import Rule, load_settings
 from collector.snapshot import Snapshot, read_snapshot, snapshot_path, write_snapshot
+from collector.underlying import underlyings
 from collector.venues.base import DiscoveryResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,8 +282,36 @@ def test_default_rules_reproduce_original_sets():
         pm("e", event_slug="btc-up-or-down-daily-1", recurrence="daily", expires_in_min=-1),  # past
     ):
         assert R.select(s.polymarket.rules, [bad], NOW) == []
-    lims = [ll("btc-above-100k"), ll("ethereum-price"), ll("doge-moon")]
-    assert [i.slug for i in R.select(s.limitless.rules, lims, NOW)] == ["btc-above-100k", "ethereum-price"]
+    lims = [
+        ll("dollarbtc-above-dollar8633210-on-dec-17-1000-utc-1765879202744",
+           title="\U0001f48e $BTC above $86332.10 on Dec 17, 10:00 UTC?"),
+        ll("eth-up-or-down-5-min-1", details=LimitlessDetails(underlying="ETH")),
+        ll("dollarsol-above-dollar12911-on-dec-17-0100-utc-1", title="\U0001f48e $SOL above $129.11 on Dec 17?"),
+        ll("doge-moon"),
+    ]
+    assert [i.slug for i in R.select(s.limitless.rules, lims, NOW)] == [lims[0].slug, lims[1].slug]
+
+
+@pytest.mark.parametrize(
+    "inst, want",
+    [
+        (ll("x", title="$BTC above $86332.10 on Dec 17?"), {"BTC"}),
+        (ll("x", title="$btc above $1?"), {"BTC"}),  # case-insensitive
+        (ll("x", title="$BTCX above $1?"), {"BTCX"}),  # whole tokens: not BTC
+        (ll("ethena-up-or-down-5-min-1", title="ETHENA Up or Down"), {"ETHENA"}),  # not ETH
+        (ll("dollareth-above-dollar296191-on-dec-17"), {"ETH"}),
+        (ll("btc-up-or-down-5-min-1782064530057"), {"BTC"}),
+        (ll("will-btc-up-or-down-be-news"), set()),  # the family must open the slug
+        (ll("x", title="Price above $86332.10?"), set()),  # a price is not a ticker
+        # The oracle ticker alone decides (a real SOL market says chainlinkPair BTC/USD).
+        (ll("btc-up-or-down-1", title="$BTC", details=LimitlessDetails(underlying="SOL")), {"SOL"}),
+        (pm("a", event_slug="btc-up-or-down-15m-1"), {"BTC"}),  # Polymarket: slug families
+        (pm("a", slug="eth-updown-5m-1773307200", event_slug=None, series_slug=None), {"ETH"}),
+    ],
+)
+def test_underlyings(inst, want):
+    assert underlyings(inst) == want
+    assert R.matches(Rule(underlyings=["btc", "Eth"]), inst, NOW) == bool(want & {"BTC", "ETH"})
 
 
 def test_top200_example_config_loads(monkeypatch):

@@ -299,7 +299,27 @@ def test_limitless_active_shapes(sim, http):
     assert any(isinstance(m["expirationTimestamp"], str) for m in items)
     assert any(isinstance(m["expirationTimestamp"], int) for m in items)
     assert any(m["collateralToken"]["decimals"] == "6" for m in items)
-    assert any(m["slug"].startswith("btc-") for m in items) and any(m["slug"].startswith("eth-") for m in items)
+    # Crypto markets in the real families (shared/real-payloads/limitless): "above" with the
+    # $BTC title marker and the strike in metadata.openPrice, 5-minute "up or down" with an
+    # oracle ticker and a series key; an ETH AMM among them.
+    singles = [m for m in items if m.get("marketType") != "group"]
+    above = [m for m in singles if re.fullmatch(
+        r"dollar(btc|eth|sol)-above-dollar\d+-on-[a-z]{3}-\d{1,2}-\d{4}-utc-\d{13}", m["slug"])]
+    for m in above:
+        tick = m["slug"][6:9].upper()
+        assert re.fullmatch(rf"(\U0001f48e )?\${tick} above \$[\d.]+ on \w{{3}} \d+, \d\d:\d\d UTC\?", m["title"])
+        assert m["title"].startswith("\U0001f48e ") == (m["tradeType"] == "clob")
+        assert tick not in m["tags"] and "Recurring" in m["tags"]
+        assert isinstance(m["metadata"]["openPrice"], str) and f"${m['metadata']['openPrice']} " in m["title"]
+    assert {m["slug"][:9] for m in above} == {"dollarbtc", "dollareth", "dollarsol"}
+    assert any(m["tradeType"] == "amm" and m["slug"].startswith("dollareth-") for m in above)
+    updown = [m for m in singles if re.fullmatch(r"(btc|eth|sol)-up-or-down-5-min-\d{13}", m["slug"])]
+    assert updown
+    for m in updown:
+        tick = m["slug"][:3].upper()
+        assert m["priceOracleMetadata"]["ticker"] == tick and m["stableSlug"] == f"{tick.lower()}-5min-price"
+        assert m["title"] == f"{tick} Up or Down - 5 Min" and re.fullmatch(r"\d+\.\d{18}", m["metadata"]["openPrice"])
+        assert m["expirationTimestamp"] and m["startAt"].endswith("Z") and m["settings"]["takerDelayMs"] == 0
     clob, clob_total = _lim_all(http, sim, tradeType="clob")
     assert clob_total == total - kinds["amm"] and not any(m.get("tradeType") == "amm" for m in clob)
     r = http.get(sim.limitless_url + "/markets/active", params={"tradeType": "bogus"})
@@ -516,7 +536,10 @@ def test_market_lifecycle_polymarket(sim, http):
 
 def test_market_lifecycle_limitless(sim, http):
     m = sim.markets("add", venue="limitless", kind="crypto", asset="btc")["markets"][0]
-    assert m["slug"].startswith("btc-") and m["has_book"]
+    assert m["slug"].startswith("dollarbtc-above-dollar") and m["has_book"]
+    u = sim.markets("add", venue="limitless", kind="crypto", asset="eth", family="up_or_down")["markets"][0]
+    assert u["slug"].startswith("eth-up-or-down-5-min-") and u["has_book"]
+    sim.markets("close", venue="limitless", slug=u["slug"])
     first = http.get(sim.limitless_url + "/markets/active", params={"page": 1, "limit": 25}).json()["data"]
     assert first[0]["slug"] == m["slug"]  # newest first
     assert http.get(f"{sim.limitless_url}/markets/{m['slug']}/orderbook").status_code == 200

@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from collector.sim import limitless_catalog as lcat
+
 INF_MS = 1 << 62
 GAMMA_SCHEMA = "https://gamma-api.polymarket.com/schemas/MarketsKeysetPage.json"
 USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
@@ -467,6 +469,13 @@ class PolyMarket:
             d["spread"] = round(ba - bb, 4)
             d["lastTradePrice"] = yes
             d["feesEnabled"] = self.kind == "crypto"
+            # Fee fields as on real Gamma markets (gamma_market_objects_nautilus.json).
+            d["feeType"] = "crypto_fees" if self.kind == "crypto" else None
+            if self.kind == "crypto":
+                d["makerBaseFee"] = d["takerBaseFee"] = 1000
+                d["feeSchedule"] = {"exponent": 1, "rate": 0.07, "takerOnly": True, "rebateRate": 0.2}
+        if self.closed:
+            d["umaResolutionStatus"] = "resolved"
         return d
 
     def info(self) -> dict[str, Any]:
@@ -495,6 +504,7 @@ class PolyMarket:
 # Limitless catalogue
 
 LIM_CRYPTO = (("btc", "BTC", 104_000), ("eth", "ETH", 3_600), ("sol", "SOL", 180))
+LIM_NAMES = {"btc": "Bitcoin", "eth": "Ethereum", "sol": "Solana"}
 LIM_OTHER = [
     ("Will {country} win the {year} World Cup?", "Sports", ["Football"]),
     ("Will the Fed cut rates in {month}?", "Economy", ["Macro"]),
@@ -507,7 +517,6 @@ LIM_GROUPS = [
     ("{league} Champion {year}", None, "Sports"),
     ("Who will win the {year} {country} election?", "PEOPLE", "Politics"),
 ]
-MON_ABBR = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 
 
 class LimMarket:
@@ -515,7 +524,7 @@ class LimMarket:
         "id", "id_str", "slug", "title", "kind", "children", "parent", "tokens", "status", "expired",
         "exp_ms", "exp_str", "dec_str", "prices", "volume", "created_ms", "condition_id", "categories",
         "tags", "active", "book", "max_spread", "min_size", "address", "order_in_group", "liquidity",
-        "neg_risk_market_id", "recurring",
+        "neg_risk_market_id", "recurring", "asset", "family", "extra", "settings",
     )
 
     def __init__(self) -> None:
@@ -534,6 +543,10 @@ class LimMarket:
         self.liquidity = 0
         self.neg_risk_market_id = None
         self.recurring = False
+        self.asset = ""
+        self.family = ""  # crypto: "above" or "up_or_down" (collector.sim.limitless_catalog)
+        self.extra: dict[str, Any] = {}  # real-shaped venue keys (metadata, stableSlug, oracle...)
+        self.settings: dict[str, Any] | None = None  # reward settings; None: the generic ones
 
     @property
     def listed(self) -> bool:
@@ -587,6 +600,7 @@ class LimMarket:
             d["liquidity"] = str(self.liquidity)
             d["liquidityFormatted"] = f"{self.liquidity / 1e6:.6f}"
             d["positionIds"] = [_token_id(0, self.slug + ":y"), _token_id(0, self.slug + ":n")]
+            d.update(self.extra)
             return d
         d["address"] = None
         d["conditionId"] = self.condition_id
@@ -601,8 +615,11 @@ class LimMarket:
                      "limit": [round(yes, 3), round(1 - yes, 3)]},
         }
         d["venue"] = {"exchange": "0x05c748E2f4DcDe0ec9Fa8DDc40DE6b867f923fa5", "adapter": None}
-        d["settings"] = {"minSize": str(self.min_size), "maxSpread": str(self.max_spread), "dailyReward": "5",
-                         "rewardsEpoch": "0.0034", "c": "3", "rebateRate": "0"}
+        d["settings"] = dict(self.settings) if self.settings is not None else {
+            "minSize": str(self.min_size), "maxSpread": str(self.max_spread), "dailyReward": "5",
+            "rewardsEpoch": "0.0034", "c": "3", "rebateRate": "0"}
+        d["metadata"] = {"fee": True}
+        d.update(self.extra)
         if self.parent is not None:
             d["orderInGroup"] = self.order_in_group
         return d
@@ -884,7 +901,9 @@ class SimState:
         n_crypto = max(2, round(n * 0.3))
         for i in range(min(n, n_crypto)):
             asset = LIM_CRYPTO[i % len(LIM_CRYPTO)] if i >= 2 else LIM_CRYPTO[i]
-            self._register_lim(self._make_lim_crypto(rng, asset, amm=(i == 5)))
+            # Both real families; an ETH AMM "above" market as in the capture.
+            family = "up_or_down" if i % 4 == 3 else "above"
+            self._register_lim(self._make_lim_crypto(rng, asset, amm=(i == 4), family=family))
         for _ in range(n - min(n, n_crypto)):
             u = rng.random()
             if u < 0.22:
@@ -927,21 +946,30 @@ class SimState:
         return m
 
     def _make_lim_crypto(self, rng: random.Random, asset: tuple[str, str, float], amm: bool = False,
-                         hours: float | None = None) -> LimMarket:
-        sym, tick, px = asset
-        hourly = rng.random() < 0.6 if hours is None else hours <= 1
-        if hours is None:
-            step = 3600 if hourly else 86400
-            exp = (math.floor(self.epoch / step) + 1) * step
+                         hours: float | None = None, family: str = "above") -> LimMarket:
+        sym, ticker, px = asset
+        m = self._lim_base(rng, "amm" if amm else "clob", "", sym, 0, [], [])
+        if family == "up_or_down":
+            start = math.floor(self.epoch / lcat.UP_OR_DOWN_S) * lcat.UP_OR_DOWN_S
+            shape = lcat.up_or_down(rng, ticker, LIM_NAMES[sym], px, start,
+                                    min_size=m.min_size, max_spread=m.max_spread)
+            m.created_ms = int(start * 1000) - rng.randint(1_000, 120_000)
         else:
-            exp = self.epoch + hours * 3600
-        strike = px * rng.uniform(0.97, 1.03)
-        strike_s = f"{strike:,.0f}" if px > 100 else f"{strike:,.2f}"
-        d = _dt.datetime.fromtimestamp(exp, _dt.UTC)
-        title = f"${tick} above ${strike_s} on {d:%b} {d.day}, {d:%H:%M} UTC?"
-        base = f"{sym}-above-dollar{strike_s.replace(',', '').replace('.', '')}-on-{MON_ABBR[d.month - 1]}-{d.day}-{d:%H%M}-utc"
-        m = self._lim_base(rng, "amm" if amm else "clob", title, base, int(exp * 1000), ["Crypto"],
-                           ["Hourly" if hourly else "Daily", tick])
+            family = "above"
+            daily = rng.random() >= 0.6 if hours is None else hours > 1
+            if hours is None:
+                step = 86400 if daily else 3600
+                exp = (math.floor(self.epoch / step) + 1) * step
+            else:
+                exp = self.epoch + hours * 3600
+            shape = lcat.above(rng, ticker, px, exp, amm=amm, daily=daily,
+                               min_size=m.min_size, max_spread=m.max_spread)
+        m.title = shape.title
+        m.slug = f"{shape.slug_base}-{m.created_ms}"
+        m.exp_ms = shape.exp_ms
+        m.categories, m.tags = shape.categories, shape.tags
+        m.extra, m.settings = shape.extra, shape.settings
+        m.asset, m.family = sym, family
         m.recurring = True
         if amm:
             m.status = "FUNDED"
@@ -957,12 +985,12 @@ class SimState:
     def _make_lim_amm(self, rng: random.Random) -> LimMarket:
         sym = rng.choice(("doge", "pepe", "link", "avax"))
         px = rng.uniform(0.05, 30)
-        exp = self.epoch + rng.uniform(2, 240) * 3600
-        d = _dt.datetime.fromtimestamp(exp, _dt.UTC)
-        s = f"{px:.5f}".replace(".", "")
-        title = f"${sym.upper()} above ${px:.5f} on {d:%b} {d.day}, {d:%H:%M} UTC?"
-        base = f"dollar{sym}-above-dollar{s}-on-{MON_ABBR[d.month - 1]}-{d.day}-{d:%H%M}-utc"
-        m = self._lim_base(rng, "amm", title, base, int(exp * 1000), ["Crypto"], ["Daily"])
+        exp = math.floor((self.epoch + rng.uniform(2, 240) * 3600) / 3600) * 3600
+        m = self._lim_base(rng, "amm", "", sym, 0, [], [])
+        shape = lcat.above(rng, sym.upper(), px, exp, amm=True, daily=True, min_size=m.min_size,
+                           max_spread=m.max_spread)
+        m.title, m.slug, m.exp_ms = shape.title, f"{shape.slug_base}-{m.created_ms}", shape.exp_ms
+        m.categories, m.tags, m.extra = shape.categories, shape.tags, shape.extra
         m.status = "FUNDED"
         return m
 
@@ -1159,7 +1187,10 @@ class SimState:
                 a = next((c for c in LIM_CRYPTO if c[0] == spec.get("asset", "btc")), None)
                 if a is None:
                     raise SimError("unknown asset")
-                m = self._make_lim_crypto(rng, a, hours=float(spec.get("end_in_s", 3600)) / 3600)
+                fam = str(spec.get("family", "above"))
+                if fam not in ("above", "up_or_down"):
+                    raise SimError("family must be above or up_or_down")
+                m = self._make_lim_crypto(rng, a, hours=float(spec.get("end_in_s", 3600)) / 3600, family=fam)
             elif kind == "clob":
                 m = self._make_lim_single(rng)
             elif kind == "amm":
@@ -1323,8 +1354,10 @@ class SimState:
             if m.active and m.exp_ms <= now_ms_:
                 closed += self.close("limitless", {"slug": m.slug})
                 if m.recurring:
-                    sym = m.slug.split("-", 1)[0]
-                    added += self.add("limitless", {"kind": "crypto", "asset": sym, "end_in_s": 3600})
+                    spec = {"kind": "crypto", "asset": m.asset, "family": m.family}
+                    if m.family == "above":
+                        spec["end_in_s"] = 3600
+                    added += self.add("limitless", spec)
         closed += self.close("limitless", {"count": 1})
         added += self.add("limitless", {"kind": rng.choice(("clob", "clob", "crypto", "amm", "group"))})
         return {"closed": closed, "added": added}

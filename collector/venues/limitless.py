@@ -28,6 +28,7 @@ import requests
 
 from collector import errors
 from collector.decimals import dec_text, scaled_text
+from collector.details import limitless_details, time_ms
 from collector.models import BookRecord, DecText, Instrument
 from collector.settings import LimitlessSettings
 from collector.spacing import SharedSpacing, spacing_path
@@ -289,8 +290,10 @@ class LimitlessClient:
             tags=tuple(tags),
             volume_24h=None,  # the venue publishes lifetime volume only (meta["volume"])
             liquidity=_as_float(m.get("liquidityFormatted")),
+            starts_at_ms=time_ms(m.get("startAt")),
             size_decimals=size_decimals,
             meta=meta,
+            details=limitless_details(m, size_decimals),
         )
 
     # ----------------------------------------------------------------- books

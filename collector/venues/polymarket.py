@@ -33,6 +33,7 @@ import orjson
 
 from collector import errors
 from collector.decimals import dec_text
+from collector.details import polymarket_details
 from collector.models import BookRecord, DecText, Instrument, Level
 from collector.settings import PolymarketSettings
 from collector.venues.base import (
@@ -526,6 +527,7 @@ class PolymarketClient:
             "volume_24h": _float(m.get("volume24hr")),
             "liquidity": liquidity,
             "starts_at_ms": starts,
+            "details": polymarket_details(m, event),
         }
         question_id = m.get("questionID", m.get("questionId"))
         out = []

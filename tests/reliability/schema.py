@@ -187,6 +187,47 @@ POLL_ERROR_REQUIRED = {
     "message": lambda v: _is_str(v) and len(v) <= 300,
 }
 
+def _dec_str(v: Any) -> bool:
+    """Canonical decimal text: no exponent, no sign, no trailing zeros after the point."""
+    return _is_str(v) and re.fullmatch(r"(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?", v) is not None
+
+
+def _is_bool(v: Any) -> bool:
+    return type(v) is bool
+
+
+# market `details` keys per venue (docs/schema.md); a key the venue did not send is omitted.
+MARKET_DETAILS = {
+    "polymarket": {
+        "neg_risk_market_id": _is_str, "group_item_title": _is_str, "order_min_size": _dec_str,
+        "fees_enabled": _is_bool, "fee_type": _is_str, "maker_base_fee": _dec_str, "taker_base_fee": _dec_str,
+        "fee_rate": _dec_str, "fee_exponent": _dec_str, "fee_rebate_rate": _dec_str, "fee_taker_only": _is_bool,
+        "accepting_orders_at_ms": _is_int, "closed_at_ms": _is_int, "uma_resolution_status": _is_str,
+    },
+    "limitless": {
+        "underlying": _is_str, "stable_slug": _is_str, "open_price": _dec_str, "open_price_at_ms": _is_int,
+        "fee_enabled": _is_bool, "min_size": _dec_str, "max_spread": _dec_str, "daily_reward": _dec_str,
+        "rebate_rate": _dec_str, "creator_fee_pct": _dec_str, "taker_delay_ms": _nonneg_int,
+    },
+}
+
+
+def _details_problems(venue: str, d: Any) -> list[str]:
+    if d is None:
+        return []  # instruments from snapshots written before `details` existed
+    if type(d) is not dict:
+        return [f"details is not an object: {d!r:.80}"]
+    checks = MARKET_DETAILS.get(venue, {})
+    out = []
+    for k, v in d.items():
+        check = checks.get(k)
+        if check is None:
+            out.append(f"unknown details field {k}")
+        elif not check(v):  # null is never written: absent fields are omitted
+            out.append(f"bad details.{k}={v!r:.80}")
+    return out
+
+
 MARKET_REQUIRED = {
     **ENVELOPE,
     "event": lambda v: v in ("added", "removed"),
@@ -210,6 +251,7 @@ MARKET_REQUIRED = {
     "starts_at_ms": _opt(_is_int),
     "size_decimals": _opt(_nonneg_int),
     "meta": lambda v: type(v) is dict,
+    "details": lambda v: v is None or type(v) is dict,
 }
 
 
@@ -288,6 +330,8 @@ def validate(rec: Any, *, check_gap_order: bool = True) -> list[str]:
         _fields(rec, MARKET_REQUIRED, {}, out)
         if not out and rec["instrument_id"] != f"{rec['venue']}:{rec['poll_key']}":
             out.append("market instrument_id != venue:poll_key")
+        if not out:
+            out += _details_problems(rec["venue"], rec["details"])
     else:
         out.append(f"unknown record_type {rt!r}")
     return out
