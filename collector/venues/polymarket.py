@@ -418,6 +418,7 @@ class PolymarketClient:
         while True:
             if result.pages >= self.max_pages:
                 log.warning("polymarket discovery: stopped after %d pages (page cap)", result.pages)
+                result.paging_stop("page_bound")
                 break
             params = self._gamma_params(cursor)
             page = fetch_page(
@@ -433,15 +434,21 @@ class PolymarketClient:
                 raise errors.BadPayload(
                     f"keyset page {result.pages}: expected an object with a 'markets' array", venue=self.name
                 )
-            for market in page["markets"]:
+            markets = page["markets"]
+            for market in markets:
                 self._add_market(market, result, seen_keys)
+            # A short page is not the end (Gamma caps `limit` at 100): only the cursor ends the list.
             nxt = page.get("next_cursor")
             if not isinstance(nxt, str) or nxt in END_CURSORS:
+                break
+            if not markets:  # a cursor after an empty page leads nowhere useful
+                log.info("polymarket discovery: empty page %d with a next_cursor; stopping", result.pages)
                 break
             if nxt in seen_cursors:
                 log.warning(
                     "polymarket discovery: next_cursor %r repeated after %d pages; stopping", nxt, result.pages
                 )
+                result.paging_stop("repeated_cursor")
                 break
             seen_cursors.add(nxt)
             cursor = nxt
