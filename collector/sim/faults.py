@@ -30,7 +30,12 @@ LIM_LIMITS = {"concurrency": 2, "min_spacing_s": 0.3}
 RATE_KEYS = ("error_rate", "timeout_rate", "malformed_rate", "html_rate", "throttle_rate")
 NUM_KEYS = ("latency_ms", "jitter_ms", "timeout_s")
 BOOL_KEYS = ("rate_limit", "down")
-CONTROL_KEYS = set(RATE_KEYS) | set(NUM_KEYS) | set(BOOL_KEYS) | {"retry_after_s", "throttle_for_s", "limits"}
+# page_cap: serve at most this many items per discovery page whatever `limit` asks (0 = off);
+# a real server may cap below the documented maximum, and a short page is then not the end.
+INT_KEYS = ("page_cap",)
+CONTROL_KEYS = (
+    set(RATE_KEYS) | set(NUM_KEYS) | set(BOOL_KEYS) | set(INT_KEYS) | {"retry_after_s", "throttle_for_s", "limits"}
+)
 
 
 def default_config(venue: str, args: Any = None) -> dict[str, Any]:
@@ -44,6 +49,7 @@ def default_config(venue: str, args: Any = None) -> dict[str, Any]:
         "latency_ms": float(g("latency_ms", 0.0)),
         "jitter_ms": float(g("jitter_ms", 0.0)),
         "timeout_s": 60.0,
+        "page_cap": int(g("page_cap", 0) or 0),
         "rate_limit": not bool(g("no_rate_limit", False)),
         "down": False,
         "retry_after_s": "auto",
@@ -142,6 +148,9 @@ class FaultEngine:
         for k in NUM_KEYS + ("throttle_for_s",):
             if k in body and not (isinstance(body[k], (int, float)) and body[k] >= 0):
                 raise ControlError(f"{k} must be a number >= 0")
+        for k in INT_KEYS:
+            if k in body and not (type(body[k]) is int and body[k] >= 0):
+                raise ControlError(f"{k} must be an integer >= 0")
         for k in BOOL_KEYS:
             if k in body and not isinstance(body[k], bool):
                 raise ControlError(f"{k} must be true or false")
@@ -172,7 +181,7 @@ class FaultEngine:
                 self.cfg[v] = c = default_config(v, self.args)
                 self.throttle_until[v] = 0.0
                 touched_limits = True
-            for k in RATE_KEYS + NUM_KEYS + BOOL_KEYS + ("retry_after_s",):
+            for k in RATE_KEYS + NUM_KEYS + BOOL_KEYS + INT_KEYS + ("retry_after_s",):
                 if k in body:
                     c[k] = body[k]
             if "rate_limit" in body or "limits" in body:
@@ -191,6 +200,11 @@ class FaultEngine:
         return self.snapshot()
 
     # ---------------- per-request decisions
+
+    def page_limit(self, venue: str, limit: int) -> int:
+        """``limit`` after the page_cap fault (the server's own cap already applied)."""
+        cap = self.cfg[venue]["page_cap"]
+        return min(limit, cap) if cap > 0 else limit
 
     def _retry_after(self, cfg: dict[str, Any], auto_s: float) -> dict | None:
         ra = cfg["retry_after_s"]

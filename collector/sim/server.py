@@ -148,6 +148,7 @@ class Sim:
             if limit < 1:
                 limit = GAMMA_DEFAULT_LIMIT
             limit = min(limit, 100)  # silently capped
+        limit = self.faults.page_limit("polymarket", limit)
         closed: bool | None = None
         c = qp.get("closed")
         if c is not None and c != "":
@@ -243,7 +244,7 @@ class Sim:
                 raise ValueError
         except ValueError:
             return _nest_400("limit must be a positive number"), 0
-        limit = min(limit, 25)
+        limit = self.faults.page_limit("limitless", min(limit, 25))
         tt = qp.get("tradeType") or None
         if tt is not None and tt not in ("amm", "clob", "group"):
             return _nest_400("tradeType must be one of the following values: amm, clob, group"), 0
