@@ -537,8 +537,9 @@ def test_fetch_books_joins_by_asset_id(client):
     assert req.headers["content-type"] == "application/json"
     assert req.extensions["timeout"] == {"connect": 1.5, "read": 2.5, "write": 2.5, "pool": 1.5}
     assert set(res.books) == {YES, NO}
-    assert res.books[YES]["asset_id"] == YES and res.books[YES]["hash"].startswith("9f2c")
-    assert res.books[NO]["asset_id"] == NO
+    assert res.books[YES].body["asset_id"] == YES and res.books[YES].body["hash"].startswith("9f2c")
+    assert res.books[YES].hash_ok is False  # the doc example's hash is illustrative
+    assert res.books[NO].body["asset_id"] == NO
     assert set(res.errors) == {GONE}
     assert isinstance(res.errors[GONE], errors.NotFound)
     assert res.ts_ms >= t0 and res.latency_ms >= 0
@@ -1069,6 +1070,7 @@ def _reference_to_json(rec: BookRecord) -> bytes:
     d["spread"] = num(spread_text(bb, ba)) if both else None
     if rec.hash is not None:
         d["hash"] = rec.hash
+        d["hash_ok"] = rec.hash_ok  # added with the capture-time hash check (issue 12)
     if rec.tick_size is not None:
         d["tick_size"] = num(rec.tick_size)
     d["latency_ms"] = round(rec.latency_ms, 3)

@@ -27,7 +27,9 @@ POLY_LIMITS = {
 # Limitless: at most 2 requests in flight and at least 300 ms between two requests.
 LIM_LIMITS = {"concurrency": 2, "min_spacing_s": 0.3}
 
-RATE_KEYS = ("error_rate", "timeout_rate", "malformed_rate", "html_rate", "throttle_rate")
+# bad_hash_rate: fraction of Polymarket books served with one level changed after hashing, so
+# the body no longer matches its `hash` (what a trimmed or edited book looks like).
+RATE_KEYS = ("error_rate", "timeout_rate", "malformed_rate", "html_rate", "throttle_rate", "bad_hash_rate")
 NUM_KEYS = ("latency_ms", "jitter_ms", "timeout_s")
 BOOL_KEYS = ("rate_limit", "down")
 # page_cap: serve at most this many items per discovery page whatever `limit` asks (0 = off);
@@ -46,6 +48,7 @@ def default_config(venue: str, args: Any = None) -> dict[str, Any]:
         "malformed_rate": float(g("malformed_rate", 0.0)),
         "html_rate": float(g("html_rate", 0.0)),
         "throttle_rate": 0.0,
+        "bad_hash_rate": float(g("bad_hash_rate", 0.0)),
         "latency_ms": float(g("latency_ms", 0.0)),
         "jitter_ms": float(g("jitter_ms", 0.0)),
         "timeout_s": 60.0,
@@ -114,6 +117,7 @@ class FaultEngine:
         self.windows: dict[str, deque] = {}
         self.inflight: dict[str, int] = {v: 0 for v in VENUES}
         self.last_start: dict[str, float] = {v: 0.0 for v in VENUES}
+        self.bad_hash_served: dict[str, int] = {v: 0 for v in VENUES}
 
     # ---------------- control
 
@@ -124,6 +128,7 @@ class FaultEngine:
             c = copy.deepcopy(self.cfg[v])
             c["throttle_remaining_s"] = round(max(0.0, self.throttle_until[v] - now), 3)
             c["inflight"] = self.inflight[v]
+            c["bad_hash_served"] = self.bad_hash_served[v]
             out[v] = c
         return out
 
@@ -200,6 +205,22 @@ class FaultEngine:
         return self.snapshot()
 
     # ---------------- per-request decisions
+
+    def book_body(self, venue: str, body: bytes) -> bytes:
+        """``body``, or (at bad_hash_rate) a copy with its first level's size changed and the
+        venue's hash left as it was."""
+        rate = self.cfg[venue]["bad_hash_rate"]
+        if rate <= 0 or self.rng.random() >= rate:
+            return body
+        d = orjson.loads(body)
+        levels = d.get("bids") or d.get("asks")
+        if levels:
+            size = levels[0]["size"]
+            levels[0]["size"] = size + ("1" if "." in size else "0")  # still a number, another value
+        else:
+            d["timestamp"] = str(int(d["timestamp"]) + 1)
+        self.bad_hash_served[venue] += 1
+        return orjson.dumps(d)
 
     def page_limit(self, venue: str, limit: int) -> int:
         """``limit`` after the page_cap fault (the server's own cap already applied)."""

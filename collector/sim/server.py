@@ -178,7 +178,7 @@ class Sim:
         b = self.state.book_bytes(tid, now_ms())
         if b is None:
             return NO_BOOK, 0
-        return Reply(200, b), 1
+        return Reply(200, self.faults.book_body("polymarket", b)), 1
 
     async def clob_books(self, request: Request) -> Response:
         return await self.guard(request, "polymarket", "clob", "clob.books", ("clob.books", "clob"), self._clob_books)
@@ -209,7 +209,7 @@ class Sim:
             seen.add(tid)
             b = st.book_bytes(tid, now)
             if b is not None:
-                found.append((keys[tid], b))
+                found.append((keys[tid], self.faults.book_body("polymarket", b)))
         found.sort(key=lambda x: x[0])  # deterministic, but not the request order
         return Reply(200, b"[" + b",".join(b for _, b in found) + b"]"), len(found)
 
