@@ -11,6 +11,8 @@ Venue facts (see shared/venues/polymarket.md):
   that have no book, in undocumented order: results are joined on ``asset_id``.
 * Book prices and sizes are strings; bids arrive ascending and asks descending (best = last),
   so both sides are re-sorted explicitly.
+* A book's ``hash`` is the SHA-1 of its body as served with ``hash`` = "": checked per book on the
+  fetch thread, before the re-sort (collector.venues.polyhash); a mismatch flags, never drops.
 """
 
 from __future__ import annotations
