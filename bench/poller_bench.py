@@ -30,7 +30,8 @@ Environment (all optional):
   BENCH_INSTRUMENTS=2000  Polymarket tokens polled
   BENCH_LATENCY_MS=50     simulator latency (BENCH_JITTER_MS=10 on top, uniform)
   BENCH_BASELINE=1        0 skips the GET /book run (its JSON keys are then null)
-  BENCH_MODES=batch,single  which runs to do (e.g. "single" alone)
+  BENCH_MODES=batch,single  which runs to do (e.g. "single" alone; "nohash" = batch with
+                          polymarket.verify_book_hash=false, to see the hash check's CPU)
   BENCH_BASELINE_RATE=1500, BENCH_BASELINE_WORKERS=64   budget / threads of the GET /book run
   BENCH_KEEP=1            keep the temp data dirs (path printed)
   BENCH_PROFILE=/path/to/py-spy   wrap each poller run in ``py-spy record --format raw``
@@ -295,6 +296,8 @@ def main() -> int:
             "COLLECTOR_POLYMARKET__INFLIGHT_START": str(b_workers),
             "COLLECTOR_POLYMARKET__INFLIGHT_CEILING": str(b_workers),
         }
+    if "nohash" in wanted:  # the batch run with the capture-time hash check off (its CPU cost)
+        modes["nohash"] = {"COLLECTOR_POLYMARKET__VERIFY_BOOK_HASH": "false"}
     run_s = (warmup + seconds + 15) * len(modes) + 120
     workdir = Path(tempfile.mkdtemp(prefix="poller-bench-"))
     results: dict[str, dict[str, Any]] = {}
@@ -319,7 +322,7 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    labels = {"batch": "batch POST /books", "single": "single GET /book"}
+    labels = {"batch": "batch POST /books", "single": "single GET /book", "nohash": "batch, hash check off"}
     trends = {k: v.pop("_rss_trend") for k, v in results.items()}
     print(table({labels[k]: v for k, v in results.items()}))
     for k, tr in trends.items():

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout-rate", type=float, default=0.0, help="fraction never answered")
     sp.add_argument("--malformed-rate", type=float, default=0.0)
     sp.add_argument("--html-rate", type=float, default=0.0)
+    sp.add_argument("--bad-hash-rate", type=float, default=0.0, help="fraction of Polymarket books served with a stale hash")
+    sp.add_argument("--page-cap", type=int, default=0, help="discovery pages hold at most N items, whatever limit asks (0 = off)")
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--no-rate-limit", action="store_true", help="disable the 429 limiter")
     sp.add_argument("--churn-s", type=float, default=0.0, help="seconds between market births/deaths")

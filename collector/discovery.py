@@ -94,6 +94,7 @@ class VenueDiscoveryReport:
     snapshot_written: bool = False
     market_records_file: str | None = None
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count (from the client)
+    paging_stops: dict[str, int] = field(default_factory=dict)  # passes ended on a guard (page bound, repeat)
     removed_reasons: dict[str, int] = field(default_factory=dict)  # reason -> count
     kept_past_expiry: int = 0  # members kept past the expiry the previous snapshot recorded
     asof_ms: int = 0
@@ -126,6 +127,7 @@ class VenueDiscoveryReport:
             markets=self.markets,
             page_retries=self.page_retries,
             skipped=dict(self.skipped),
+            paging_stops=dict(self.paging_stops),
             removed_reasons=dict(self.removed_reasons),
             asof_ms=self.asof_ms,
         )
@@ -167,6 +169,7 @@ class VenueDiscoveryReport:
             f"discovery {self.venue}: {status} instruments={self.instruments} +{self.added} -{self.removed} "
             f"candidates={self.candidates} pages={self.pages}"
             + (f" page_retries={self.page_retries}" if self.page_retries else "")
+            + (f" paging_stops={self.paging_stops}" if self.paging_stops else "")
             + f" {self.duration_s:.2f}s {tail}"
         )
 
@@ -309,6 +312,7 @@ def _discover_venue(
     rep.pages = result.pages
     rep.page_retries = result.retries
     rep.skipped = dict(result.skipped)
+    rep.paging_stops = dict(getattr(result, "paging_stops", {}))
 
     candidates: list[Instrument] = []
     by_id: dict[str, Instrument] = {}

@@ -218,6 +218,8 @@ class Lane:
         st.last_ok = now
         st.last_ok_ts_ms = rec.ts_ms
         self.c["polls_ok"] += 1
+        if rec.hash_ok is False:  # kept and flagged in the record; counted for poll_stats
+            self.c["hash_mismatch"] += 1
         if self.books.write(line):
             self.c["books_written"] += 1
         # Keep the instrument on its interval grid; under overload this keeps the longest-waiting
@@ -367,6 +369,7 @@ class Lane:
             "book_age_p99_s": _round(_pct(ages, 0.99)),
             "stale_instruments": sum(1 for a in ages if a > stale_after),
             "expired_dropped": c["expired_dropped"],
+            "hash_mismatch": c["hash_mismatch"],
             "snapshot_error": self.snapshot_error,
             "writer_error": self.books.stats.last_error if self.books.stats.failing else None,
             "records_dropped": self.books.stats.records_dropped,

@@ -125,6 +125,9 @@ class BookRecord:
     latency_ms: float
     ob_ts_ms: int | None = None
     hash: str | None = None
+    # Whether ``hash`` reproduces from the body as served (Polymarket): written next to ``hash``
+    # whenever there is one; None = not checked. See docs/schema.md.
+    hash_ok: bool | None = None
     tick_size: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -161,6 +164,7 @@ class BookRecord:
             rec["mid"] = rec["spread"] = None
         if self.hash is not None:
             rec["hash"] = self.hash
+            rec["hash_ok"] = self.hash_ok
         if self.tick_size is not None:
             rec["tick_size"] = _num(self.tick_size)
         rec["latency_ms"] = round(self.latency_ms, 3)

@@ -596,6 +596,7 @@ _COUNTERS = (
     "http_429",
     "timeouts",
     "expired_dropped",
+    "hash_mismatch",
 )
 _BUCKETS_S = (60, 300, 900, 3600, 6 * 3600, 86400)
 

@@ -96,6 +96,7 @@ class PolymarketSettings(VenueSettings):
     # token (the per-instrument baseline the benchmark compares against; /book is 1500 per 10 s).
     books_endpoint: Literal["batch", "single"] = "batch"  # "single" = GET /book per token (baseline)
     gamma_page_limit: int = Field(default=100, ge=1, le=100)  # keyset page size (venue caps at 100)
+    verify_book_hash: bool = True  # recompute each book's hash at capture; a mismatch flags (hash_ok false)
     max_workers: int = Field(default=16, ge=1, le=256)  # fetch threads
     inflight_start: int = Field(default=4, ge=1)  # AIMD starting in-flight cap
     inflight_ceiling: int = Field(default=16, ge=1)  # AIMD hard ceiling (<= max_workers)

@@ -394,7 +394,7 @@ def generate(
                     "achieved_interval_mean_s": round(interval_s[v] * rng.uniform(1.0, 1.05), 3),
                     "achieved_interval_p50_s": interval_s[v], "achieved_interval_p99_s": round(interval_s[v] * 1.4, 3),
                     "book_age_p50_s": round(interval_s[v] / 2, 3), "book_age_p99_s": round(interval_s[v] * 1.2, 3),
-                    "stale_instruments": 0, "expired_dropped": 0, "snapshot_error": None, "writer_error": None,
+                    "stale_instruments": 0, "expired_dropped": 0, "hash_mismatch": 0, "snapshot_error": None, "writer_error": None,
                     "records_dropped": 0,
                 }
                 events.append((t, t, "poll_stats", orjson.dumps(stats)))

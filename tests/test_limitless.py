@@ -8,6 +8,7 @@ string-typed numbers).
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from collections import Counter
 from decimal import Decimal
@@ -237,15 +238,88 @@ def test_discovery_pages_until_short_page(client, rsps):
     page2 = [market(f"btc-n{i}") for i in range(25)]
     page3 = [market("btc-last")]
     calls: list = []
-    serve_pages(rsps, {"clob": [page1, page2, page3]}, total={"clob": 10_000}, calls=calls)
+    serve_pages(rsps, {"clob": [page1, page2, page3]}, calls=calls)
     res = client.discover()
     assert isinstance(res, DiscoveryResult)
     assert [c for c in calls if c[0] == "clob"] == [("clob", 1, 25), ("clob", 2, 25), ("clob", 3, 25)]
     assert [c for c in calls if c[0] == "group"] == [("group", 1, 25)]  # empty group pass
     assert len(res.instruments) == 51
     assert res.pages == 4
+    assert res.paging_stops == {}
     assert res.instruments[0].poll_key == "btc-m0"
     assert res.instruments[-1].poll_key == "btc-last"
+
+
+def test_discovery_short_page_below_total_keeps_paging(client, rsps):
+    """A short page while totalMarketsCount says there are more is not the end: page on until
+    the count is reached or a page comes back empty."""
+    pages = [[market(f"btc-m{i}") for i in range(25)], [market("btc-last")]]
+    calls: list = []
+    serve_pages(rsps, {"clob": pages}, total={"clob": 10_000}, calls=calls)
+    res = client.discover()
+    assert [c[1] for c in calls if c[0] == "clob"] == [1, 2, 3]  # page 3 is empty: the end
+    assert len(res.instruments) == 26
+    assert res.paging_stops == {}
+
+
+def serve_capped(rsps, items_by_type: dict[str, list], cap: int, calls=None, count_bonus: int = 0):
+    """/markets/active that serves at most ``cap`` items a page whatever ``limit`` asks for."""
+
+    def cb(request):
+        q = parse_qs(urlparse(request.url).query)
+        tt, page = q["tradeType"][0], int(q["page"][0])
+        if calls is not None:
+            calls.append((tt, page, int(q["limit"][0])))
+        items = items_by_type.get(tt, [])
+        body = {"data": items[(page - 1) * cap: page * cap], "totalMarketsCount": len(items) + count_bonus}
+        return 200, {"Content-Type": "application/json"}, orjson.dumps(body)
+
+    rsps.add_callback(responses.GET, ACTIVE, callback=cb)
+
+
+def test_discovery_capped_page_size_finds_every_market_and_group_child(client, rsps):
+    """Issue 12, item 2: a server capping pages at 10 (< limit 25) used to end each pass after
+    page 1. Every single and every group child must be found."""
+    singles = [market(f"btc-s{i:02d}") for i in range(37)]
+    groups = []
+    for g in range(13):
+        grp = copy.deepcopy(GROUP)
+        grp["slug"] = f"grp-{g}"
+        for j, child in enumerate(grp["markets"]):
+            child["slug"] = f"grp-{g}-child-{j}"
+        groups.append(grp)
+    calls: list = []
+    serve_capped(rsps, {"clob": singles, "group": groups}, cap=10, calls=calls)
+    res = client.discover()
+    assert [c[1] for c in calls if c[0] == "clob"] == [1, 2, 3, 4]
+    assert [c[1] for c in calls if c[0] == "group"] == [1, 2]
+    assert {c[2] for c in calls} == {25}  # the limit asked for never changes
+    got = {i.poll_key for i in res.instruments}
+    want = {m["slug"] for m in singles} | {f"grp-{g}-child-{j}" for g in range(13) for j in range(2)}
+    assert got == want
+    assert res.paging_stops == {}
+
+
+def test_discovery_capped_pages_stop_on_empty_page_when_count_overstates(client, rsps):
+    calls: list = []
+    serve_capped(rsps, {"clob": [market(f"btc-{i}") for i in range(12)]}, cap=5, calls=calls, count_bonus=40)
+    res = client.discover()
+    assert [c[1] for c in calls if c[0] == "clob"] == [1, 2, 3, 4]  # 5 + 5 + 2, then empty
+    assert len(res.instruments) == 12
+
+
+def test_discovery_without_count_stops_on_short_page(client, rsps):
+    pages = {1: [market(f"btc-{i}") for i in range(25)], 2: [market("btc-x")]}
+
+    def cb(request):
+        q = parse_qs(urlparse(request.url).query)
+        page = int(q["page"][0]) if q["tradeType"][0] == "clob" else 99
+        return 200, {}, orjson.dumps({"data": pages.get(page, [])})
+
+    rsps.add_callback(responses.GET, ACTIVE, callback=cb)
+    res = client.discover()
+    assert res.pages == 3  # clob pages 1, 2 (short: the only end signal) + the empty group page
+    assert len(res.instruments) == 26
 
 
 def test_discovery_sends_trade_type_and_limit(client, rsps):
@@ -285,23 +359,29 @@ def test_discovery_stops_on_empty_page(client, rsps):
     assert len(res.instruments) == 25
 
 
-def test_discovery_stops_when_server_ignores_page(client, rsps):
+def test_discovery_stops_when_server_ignores_page(client, rsps, caplog):
     same = [market(f"btc-{i}") for i in range(25)]
     rsps.get(ACTIVE, json={"data": same, "totalMarketsCount": 100_000})
-    res = client.discover()
+    with caplog.at_level(logging.WARNING, logger="collector.venues.limitless"):
+        res = client.discover()
     # one repeat per pass is detected, then the pass stops
     assert len(rsps.calls) == 4
     assert len(res.instruments) == 25
+    assert res.paging_stops == {"repeated_page": 2}
+    assert sum("repeats page 1" in r.getMessage() for r in caplog.records) == 2
     assert res.skipped.get("duplicate") == 25  # group pass saw the same items again
 
 
-def test_discovery_page_hard_cap(client, rsps, monkeypatch):
+def test_discovery_page_hard_cap(client, rsps, monkeypatch, caplog):
     monkeypatch.setattr(lm, "MAX_PAGES", 3)
     calls: list = []
     pages = [[market(f"btc-p{p}-{i}") for i in range(25)] for p in range(10)]
     serve_pages(rsps, {"clob": pages}, total={"clob": 100_000}, calls=calls)
-    client.discover()
+    with caplog.at_level(logging.WARNING, logger="collector.venues.limitless"):
+        res = client.discover()
     assert [c[1] for c in calls if c[0] == "clob"] == [1, 2, 3]
+    assert res.paging_stops == {"page_bound": 1}
+    assert any("page bound" in r.getMessage() for r in caplog.records)
 
 
 def test_discovery_filters_and_expands(client, rsps):

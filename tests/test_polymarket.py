@@ -258,6 +258,7 @@ def test_discover_repeating_cursor_guard(client, caplog):
         res = client.discover()
     assert route.call_count == 2 and res.pages == 2
     assert any("repeated" in r.getMessage() for r in caplog.records)
+    assert res.paging_stops == {"repeated_cursor": 1}
     # the same market seen twice yields its instruments once
     assert [i.poll_key for i in res.instruments] == ["101", "102"]
     assert res.skipped == {"duplicate": 1}
@@ -265,13 +266,48 @@ def test_discover_repeating_cursor_guard(client, caplog):
 
 @respx.mock
 def test_discover_page_cap(client, caplog):
-    counter = iter(range(10_000))
-    respx.get(KEYSET).mock(side_effect=lambda r: json_response(page([], f"C{next(counter)}")))
+    counter = iter(range(1, 10_000))
+
+    def answer(request):
+        n = next(counter)
+        return json_response(page([simple_market(n)], f"C{n}"))
+
+    respx.get(KEYSET).mock(side_effect=answer)
     client.max_pages = 5
     with caplog.at_level(logging.WARNING, logger="collector.venues.polymarket"):
         res = client.discover()
     assert res.pages == 5
     assert any("page cap" in r.getMessage() for r in caplog.records)
+    assert res.paging_stops == {"page_bound": 1}
+    assert len(res.instruments) == 10
+
+
+@respx.mock
+def test_discover_follows_cursor_past_short_pages(client):
+    """Gamma caps `limit` (100): a page shorter than asked for is not the end of the list."""
+    pages = {None: page([simple_market(1)], "A"), "A": page([simple_market(2), simple_market(3)], "B"),
+             "B": page([simple_market(4)])}
+    route = respx.get(KEYSET).mock(side_effect=lambda r: json_response(pages[r.url.params.get("after_cursor")]))
+    res = client.discover()
+    assert route.call_count == 3 and res.pages == 3
+    assert [r.request.url.params["limit"] for r in route.calls] == ["100"] * 3
+    assert sorted(i.poll_key for i in res.instruments) == sorted(f"{n}0{k}" for n in (1, 2, 3, 4) for k in (1, 2))
+    assert res.paging_stops == {}
+
+
+@respx.mock
+def test_discover_stops_on_empty_page_with_cursor(client, caplog):
+    """An empty page that still carries a cursor ends the list (no walk to the page bound)."""
+    counter = iter(range(10_000))
+    pages = {None: page([simple_market(1)], "A")}
+    route = respx.get(KEYSET).mock(
+        side_effect=lambda r: json_response(pages.get(r.url.params.get("after_cursor")) or page([], f"E{next(counter)}"))
+    )
+    with caplog.at_level(logging.INFO, logger="collector.venues.polymarket"):
+        res = client.discover()
+    assert route.call_count == 2 and res.pages == 2
+    assert [i.poll_key for i in res.instruments] == ["101", "102"]
+    assert any("empty page 2" in r.getMessage() for r in caplog.records)
 
 
 @respx.mock
@@ -466,10 +502,14 @@ def test_discover_does_not_retry_a_client_error(client):
 
 def test_discover_paced():
     c = PolymarketClient(_settings(discovery_rate_requests=10, discovery_rate_window_s=0.5))  # 50 ms apart
-    cursors = iter(["A", "B", None])
+    cursors = iter([(1, "A"), (2, "B"), (3, None)])
     try:
         with respx.mock:
-            respx.get(KEYSET).mock(side_effect=lambda r: json_response(page([], next(cursors))))
+            def answer(request):
+                n, c = next(cursors)
+                return json_response(page([simple_market(n)], c))
+
+            respx.get(KEYSET).mock(side_effect=answer)
             t0 = time.monotonic()
             res = c.discover()
             elapsed = time.monotonic() - t0
@@ -497,8 +537,9 @@ def test_fetch_books_joins_by_asset_id(client):
     assert req.headers["content-type"] == "application/json"
     assert req.extensions["timeout"] == {"connect": 1.5, "read": 2.5, "write": 2.5, "pool": 1.5}
     assert set(res.books) == {YES, NO}
-    assert res.books[YES]["asset_id"] == YES and res.books[YES]["hash"].startswith("9f2c")
-    assert res.books[NO]["asset_id"] == NO
+    assert res.books[YES].body["asset_id"] == YES and res.books[YES].body["hash"].startswith("9f2c")
+    assert res.books[YES].hash_ok is False  # the doc example's hash is illustrative
+    assert res.books[NO].body["asset_id"] == NO
     assert set(res.errors) == {GONE}
     assert isinstance(res.errors[GONE], errors.NotFound)
     assert res.ts_ms >= t0 and res.latency_ms >= 0
@@ -1029,6 +1070,7 @@ def _reference_to_json(rec: BookRecord) -> bytes:
     d["spread"] = num(spread_text(bb, ba)) if both else None
     if rec.hash is not None:
         d["hash"] = rec.hash
+        d["hash_ok"] = rec.hash_ok  # added with the capture-time hash check (issue 12)
     if rec.tick_size is not None:
         d["tick_size"] = num(rec.tick_size)
     d["latency_ms"] = round(rec.latency_ms, 3)

@@ -27,10 +27,17 @@ POLY_LIMITS = {
 # Limitless: at most 2 requests in flight and at least 300 ms between two requests.
 LIM_LIMITS = {"concurrency": 2, "min_spacing_s": 0.3}
 
-RATE_KEYS = ("error_rate", "timeout_rate", "malformed_rate", "html_rate", "throttle_rate")
+# bad_hash_rate: fraction of Polymarket books served with one level changed after hashing, so
+# the body no longer matches its `hash` (what a trimmed or edited book looks like).
+RATE_KEYS = ("error_rate", "timeout_rate", "malformed_rate", "html_rate", "throttle_rate", "bad_hash_rate")
 NUM_KEYS = ("latency_ms", "jitter_ms", "timeout_s")
 BOOL_KEYS = ("rate_limit", "down")
-CONTROL_KEYS = set(RATE_KEYS) | set(NUM_KEYS) | set(BOOL_KEYS) | {"retry_after_s", "throttle_for_s", "limits"}
+# page_cap: serve at most this many items per discovery page whatever `limit` asks (0 = off);
+# a real server may cap below the documented maximum, and a short page is then not the end.
+INT_KEYS = ("page_cap",)
+CONTROL_KEYS = (
+    set(RATE_KEYS) | set(NUM_KEYS) | set(BOOL_KEYS) | set(INT_KEYS) | {"retry_after_s", "throttle_for_s", "limits"}
+)
 
 
 def default_config(venue: str, args: Any = None) -> dict[str, Any]:
@@ -41,9 +48,11 @@ def default_config(venue: str, args: Any = None) -> dict[str, Any]:
         "malformed_rate": float(g("malformed_rate", 0.0)),
         "html_rate": float(g("html_rate", 0.0)),
         "throttle_rate": 0.0,
+        "bad_hash_rate": float(g("bad_hash_rate", 0.0)),
         "latency_ms": float(g("latency_ms", 0.0)),
         "jitter_ms": float(g("jitter_ms", 0.0)),
         "timeout_s": 60.0,
+        "page_cap": int(g("page_cap", 0) or 0),
         "rate_limit": not bool(g("no_rate_limit", False)),
         "down": False,
         "retry_after_s": "auto",
@@ -108,6 +117,7 @@ class FaultEngine:
         self.windows: dict[str, deque] = {}
         self.inflight: dict[str, int] = {v: 0 for v in VENUES}
         self.last_start: dict[str, float] = {v: 0.0 for v in VENUES}
+        self.bad_hash_served: dict[str, int] = {v: 0 for v in VENUES}
 
     # ---------------- control
 
@@ -118,6 +128,7 @@ class FaultEngine:
             c = copy.deepcopy(self.cfg[v])
             c["throttle_remaining_s"] = round(max(0.0, self.throttle_until[v] - now), 3)
             c["inflight"] = self.inflight[v]
+            c["bad_hash_served"] = self.bad_hash_served[v]
             out[v] = c
         return out
 
@@ -142,6 +153,9 @@ class FaultEngine:
         for k in NUM_KEYS + ("throttle_for_s",):
             if k in body and not (isinstance(body[k], (int, float)) and body[k] >= 0):
                 raise ControlError(f"{k} must be a number >= 0")
+        for k in INT_KEYS:
+            if k in body and not (type(body[k]) is int and body[k] >= 0):
+                raise ControlError(f"{k} must be an integer >= 0")
         for k in BOOL_KEYS:
             if k in body and not isinstance(body[k], bool):
                 raise ControlError(f"{k} must be true or false")
@@ -172,7 +186,7 @@ class FaultEngine:
                 self.cfg[v] = c = default_config(v, self.args)
                 self.throttle_until[v] = 0.0
                 touched_limits = True
-            for k in RATE_KEYS + NUM_KEYS + BOOL_KEYS + ("retry_after_s",):
+            for k in RATE_KEYS + NUM_KEYS + BOOL_KEYS + INT_KEYS + ("retry_after_s",):
                 if k in body:
                     c[k] = body[k]
             if "rate_limit" in body or "limits" in body:
@@ -191,6 +205,27 @@ class FaultEngine:
         return self.snapshot()
 
     # ---------------- per-request decisions
+
+    def book_body(self, venue: str, body: bytes) -> bytes:
+        """``body``, or (at bad_hash_rate) a copy with its first level's size changed and the
+        venue's hash left as it was."""
+        rate = self.cfg[venue]["bad_hash_rate"]
+        if rate <= 0 or self.rng.random() >= rate:
+            return body
+        d = orjson.loads(body)
+        levels = d.get("bids") or d.get("asks")
+        if levels:
+            size = levels[0]["size"]
+            levels[0]["size"] = size + ("1" if "." in size else "0")  # still a number, another value
+        else:
+            d["timestamp"] = str(int(d["timestamp"]) + 1)
+        self.bad_hash_served[venue] += 1
+        return orjson.dumps(d)
+
+    def page_limit(self, venue: str, limit: int) -> int:
+        """``limit`` after the page_cap fault (the server's own cap already applied)."""
+        cap = self.cfg[venue]["page_cap"]
+        return min(limit, cap) if cap > 0 else limit
 
     def _retry_after(self, cfg: dict[str, Any], auto_s: float) -> dict | None:
         ra = cfg["retry_after_s"]

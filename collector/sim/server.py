@@ -148,6 +148,7 @@ class Sim:
             if limit < 1:
                 limit = GAMMA_DEFAULT_LIMIT
             limit = min(limit, 100)  # silently capped
+        limit = self.faults.page_limit("polymarket", limit)
         closed: bool | None = None
         c = qp.get("closed")
         if c is not None and c != "":
@@ -177,7 +178,7 @@ class Sim:
         b = self.state.book_bytes(tid, now_ms())
         if b is None:
             return NO_BOOK, 0
-        return Reply(200, b), 1
+        return Reply(200, self.faults.book_body("polymarket", b)), 1
 
     async def clob_books(self, request: Request) -> Response:
         return await self.guard(request, "polymarket", "clob", "clob.books", ("clob.books", "clob"), self._clob_books)
@@ -208,7 +209,7 @@ class Sim:
             seen.add(tid)
             b = st.book_bytes(tid, now)
             if b is not None:
-                found.append((keys[tid], b))
+                found.append((keys[tid], self.faults.book_body("polymarket", b)))
         found.sort(key=lambda x: x[0])  # deterministic, but not the request order
         return Reply(200, b"[" + b",".join(b for _, b in found) + b"]"), len(found)
 
@@ -243,7 +244,7 @@ class Sim:
                 raise ValueError
         except ValueError:
             return _nest_400("limit must be a positive number"), 0
-        limit = min(limit, 25)
+        limit = self.faults.page_limit("limitless", min(limit, 25))
         tt = qp.get("tradeType") or None
         if tt is not None and tt not in ("amm", "clob", "group"):
             return _nest_400("tradeType must be one of the following values: amm, clob, group"), 0

@@ -295,9 +295,17 @@ class PolyBooks(_Book):
                 "neg_risk": m.neg_risk,
                 "last_trade_price": ltp,
             }
-            d["hash"] = hashlib.sha1(orjson.dumps(d)).hexdigest()
-            self.cache[side] = orjson.dumps(d)
+            self.cache[side] = poly_book_bytes(d)
         self.dirty = False
+
+
+def poly_book_bytes(d: dict[str, Any]) -> bytes:
+    """A Polymarket book body as the venue serves it: compact JSON in ``d``'s key order whose
+    ``hash`` is the SHA-1 of these very bytes with ``hash`` = "" (``d["hash"]`` must be "")."""
+    blank = orjson.dumps(d)
+    h = hashlib.sha1(blank).hexdigest().encode()
+    # The first '"hash":""' is the key itself: every value before it is hex or digits.
+    return blank.replace(b'"hash":""', b'"hash":"' + h + b'"', 1)
 
 
 class LimBook(_Book):

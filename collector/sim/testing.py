@@ -58,9 +58,10 @@ class SimHandle:
     def control(self, venue: str | None = None, **kw: Any) -> dict[str, Any]:
         """POST /_sim/control. ``venue`` None = both venues. No keywords = just read the config.
 
-        Keys: error_rate, timeout_rate, malformed_rate, html_rate, throttle_rate (fractions),
+        Keys: error_rate, timeout_rate, malformed_rate, html_rate, throttle_rate, bad_hash_rate (fractions),
         latency_ms, jitter_ms, timeout_s, rate_limit, down, retry_after_s (number, "auto" or None),
         throttle_for_s, limits ({bucket: [n, window_s]} / {"concurrency": n, "min_spacing_s": s}),
+        page_cap (discovery pages hold at most N items whatever limit asks; 0 = off),
         reset (back to the start-up flags)."""
         if venue is None and not kw:
             return self._ok(self._http.get("/_sim/control"))

@@ -47,9 +47,15 @@ class DiscoveryResult:
     pages: int = 0
     retries: int = 0  # page requests tried again after a 429 / 5xx / timeout / bad payload
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count of markets left out
+    # Paging passes that ended on a guard instead of the list's own end ("page_bound",
+    # "repeated_page", "repeated_cursor"): the universe may be incomplete, so it is counted.
+    paging_stops: dict[str, int] = field(default_factory=dict)
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def paging_stop(self, reason: str) -> None:
+        self.paging_stops[reason] = self.paging_stops.get(reason, 0) + 1
 
 
 class VenueClient(Protocol):

@@ -141,12 +141,26 @@ class LimitlessClient:
         return self._get(url, params, self._discovery_timeout)[0]
 
     def _discover_pass(self, trade_type: str, result: DiscoveryResult, seen: set[str]) -> None:
+        """Page one tradeType until ``totalMarketsCount`` items were seen.
+
+        The server may serve fewer items than ``limit`` (a capped page size), so a short page
+        does not end the pass while the count says there are more. The pass ends on an empty
+        page, on a page that repeats the previous one (the server ignored ``page``) and at
+        MAX_PAGES; without a usable count, a short page is the only end signal left.
+        """
         limit = self.settings.page_size
         url = f"{self._api}/markets/active"
-        max_pages = MAX_PAGES
         prev_slugs: list[Any] | None = None
+        items_seen = 0
         page = 1
-        while page <= max_pages:
+        while True:
+            if page > MAX_PAGES:
+                log.warning(
+                    "limitless discovery: %s pass stopped at the page bound (%d pages, %d items seen)",
+                    trade_type, MAX_PAGES, items_seen,
+                )  # fmt: skip
+                result.paging_stop("page_bound")
+                break
             params = {"page": page, "limit": limit, "tradeType": trade_type}
             payload = fetch_page(
                 lambda: self._get_page(url, params),
@@ -162,20 +176,27 @@ class LimitlessClient:
                     f"/markets/active page {page}: expected an object with a 'data' list", venue=VENUE
                 )
             items: list[Any] = payload["data"]
-            if page == 1:
-                total = _as_int(payload.get("totalMarketsCount"))
-                if total is not None and total >= 0:
-                    max_pages = min(MAX_PAGES, max(1, math.ceil(total / limit)))
+            total = _as_int(payload.get("totalMarketsCount"))  # the latest count: the list may move
             if not items:
+                if total is not None and items_seen < total:
+                    log.info(
+                        "limitless discovery: %s page %d is empty after %d of %d items",
+                        trade_type, page, items_seen, total,
+                    )  # fmt: skip
                 break
             slugs = [m.get("slug") if isinstance(m, dict) else None for m in items]
             if slugs == prev_slugs:  # the server ignored `page`: stop instead of looping
-                log.warning("limitless discovery: page %d repeats page %d; stopping", page, page - 1)
+                log.warning("limitless discovery: %s page %d repeats page %d; stopping", trade_type, page, page - 1)
+                result.paging_stop("repeated_page")
                 break
             prev_slugs = slugs
+            items_seen += len(items)
             for item in items:
                 self._add_market(item, result, seen)
-            if len(items) < limit:
+            if total is not None and total >= 0:
+                if items_seen >= total:
+                    break
+            elif len(items) < limit:
                 break
             page += 1
 

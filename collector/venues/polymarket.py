@@ -11,6 +11,8 @@ Venue facts (see shared/venues/polymarket.md):
   that have no book, in undocumented order: results are joined on ``asset_id``.
 * Book prices and sizes are strings; bids arrive ascending and asks descending (best = last),
   so both sides are re-sorted explicitly.
+* A book's ``hash`` is the SHA-1 of its body as served with ``hash`` = "": checked per book on the
+  fetch thread, before the re-sort (collector.venues.polyhash); a mismatch flags, never drops.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from collector.decimals import dec_text
 from collector.details import polymarket_details
 from collector.models import BookRecord, DecText, Instrument, Level
 from collector.settings import PolymarketSettings
+from collector.venues import polyhash
+from collector.venues.polyhash import CheckedBook, ExactReply
 from collector.venues.base import (
     DiscoveryResult,
     FetchResult,
@@ -349,6 +353,8 @@ class PolymarketClient:
         self._ssl: ssl.SSLContext | None = None
         self.unusable_books = 0  # /books elements that were not a dict with an asset_id
         self.unrequested_books = 0  # /books elements for tokens we did not ask for
+        self.verify_hash = settings.verify_book_hash
+        self.hash_mismatches = 0  # books whose venue hash did not reproduce (flagged, kept)
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(
@@ -376,8 +382,8 @@ class PolymarketClient:
         timeout: httpx.Timeout,
         params: dict[str, str] | None = None,
         body: bytes | None = None,
-    ) -> tuple[Any, int, float]:
-        """One HTTP call -> (parsed JSON, ts_ms on arrival, latency ms); typed errors only."""
+    ) -> tuple[Any, int, float, bytes]:
+        """One HTTP call -> (parsed JSON, ts_ms on arrival, latency ms, raw body); typed errors only."""
         client = self._clients.get()
         headers = {"Content-Type": "application/json"} if body is not None else None
         t0 = time.monotonic()
@@ -393,7 +399,7 @@ class PolymarketClient:
         latency = (time.monotonic() - t0) * 1000.0
         content = resp.content
         raise_for_status(resp.status_code, resp.headers, content, self.name)
-        return parse_json(content, self.name), ts, latency
+        return parse_json(content, self.name), ts, latency, content
 
     # ------------------------------------------------------------------ discovery
 
@@ -419,6 +425,7 @@ class PolymarketClient:
         while True:
             if result.pages >= self.max_pages:
                 log.warning("polymarket discovery: stopped after %d pages (page cap)", result.pages)
+                result.paging_stop("page_bound")
                 break
             params = self._gamma_params(cursor)
             page = fetch_page(
@@ -434,15 +441,21 @@ class PolymarketClient:
                 raise errors.BadPayload(
                     f"keyset page {result.pages}: expected an object with a 'markets' array", venue=self.name
                 )
-            for market in page["markets"]:
+            markets = page["markets"]
+            for market in markets:
                 self._add_market(market, result, seen_keys)
+            # A short page is not the end (Gamma caps `limit` at 100): only the cursor ends the list.
             nxt = page.get("next_cursor")
             if not isinstance(nxt, str) or nxt in END_CURSORS:
+                break
+            if not markets:  # a cursor after an empty page leads nowhere useful
+                log.info("polymarket discovery: empty page %d with a next_cursor; stopping", result.pages)
                 break
             if nxt in seen_cursors:
                 log.warning(
                     "polymarket discovery: next_cursor %r repeated after %d pages; stopping", nxt, result.pages
                 )
+                result.paging_stop("repeated_cursor")
                 break
             seen_cursors.add(nxt)
             cursor = nxt
@@ -559,18 +572,20 @@ class PolymarketClient:
         if not keys:
             return FetchResult(books={}, errors={}, ts_ms=now_ms(), latency_ms=0.0)
         body = orjson.dumps([{"token_id": k} for k in keys])
-        data, ts, latency = self._request("POST", f"{self._clob}/books", body=body, timeout=self._book_timeout)
+        data, ts, latency, content = self._request("POST", f"{self._clob}/books", body=body, timeout=self._book_timeout)
         if not isinstance(data, list):
             raise errors.BadPayload(f"/books: expected an array, got {type(data).__name__}", venue=self.name)
         wanted = set(keys)
         books: dict[str, Any] = {}
         unusable = unrequested = 0
-        for el in data:
+        exact = ExactReply(content)
+        for i, el in enumerate(data):
             aid = el.get("asset_id") if isinstance(el, dict) else None
             if not isinstance(aid, str) or not aid:
                 unusable += 1
             elif aid in wanted:
-                books.setdefault(aid, el)  # a duplicate answer for one token: keep the first
+                if aid not in books:  # a duplicate answer for one token: keep the first
+                    books[aid] = self._checked(el, exact, i)
             else:
                 unrequested += 1
         if unusable or unrequested:
@@ -609,12 +624,28 @@ class PolymarketClient:
 
     def fetch_book(self, poll_key: str) -> FetchResult:
         """Single ``GET /book?token_id=`` (404 -> NotFound raised)."""
-        data, ts, latency = self._request(
+        data, ts, latency, content = self._request(
             "GET", f"{self._clob}/book", params={"token_id": poll_key}, timeout=self._book_timeout
         )
         if not isinstance(data, dict):
             raise errors.BadPayload(f"/book: expected an object, got {type(data).__name__}", venue=self.name)
-        return FetchResult(books={poll_key: data}, errors={}, ts_ms=ts, latency_ms=latency)
+        return FetchResult(books={poll_key: self._checked(data, ExactReply(content), None)}, errors={}, ts_ms=ts,
+                           latency_ms=latency)
+
+    def _checked(self, body: dict[str, Any], exact: ExactReply | None, index: int | None) -> CheckedBook:
+        """The hash verdict of one fetched book, on the fetch thread: before normalize re-sorts
+        the levels, and off the loop thread (SHA-1 over the body is the costly part)."""
+        if not self.verify_hash:
+            return CheckedBook(body, None)
+        ok = polyhash.check(body, exact, index)
+        if ok is False:
+            with self._lock:
+                self.hash_mismatches += 1
+                n = self.hash_mismatches
+            if n == 1 or n % 1000 == 0:  # flagged on every record; the log only samples
+                log.warning("polymarket: book hash mismatch for %s (%d so far); kept, flagged hash_ok=false",
+                            body.get("asset_id"), n)
+        return CheckedBook(body, ok)
 
     # ------------------------------------------------------------------ normalize
 
@@ -622,9 +653,15 @@ class PolymarketClient:
         """Raw CLOB book -> BookRecord (bids best-first descending, asks ascending).
 
         Levels are kept as given apart from the re-sort (zero sizes and repeated prices are
-        not dropped or merged). Raises BadPayload for anything it cannot trust.
+        not dropped or merged). Raises BadPayload for anything it cannot trust. ``raw`` is the
+        CheckedBook from fetch_books; a bare dict (tests, tools) is checked here instead.
         """
-        if type(raw) is not dict:
+        if type(raw) is CheckedBook:
+            hash_ok = raw.hash_ok
+            raw = raw.body
+        elif type(raw) is dict:
+            hash_ok = polyhash.check(raw) if self.verify_hash else None
+        else:
             raise errors.BadPayload("book is not an object", venue=self.name)
         if raw.get("asset_id") != inst.poll_key:
             raise errors.BadPayload(
@@ -659,6 +696,7 @@ class PolymarketClient:
             latency_ms=latency_ms,
             ob_ts_ms=_ob_ts(raw.get("timestamp")),
             hash=h if type(h) is str and h else None,
+            hash_ok=hash_ok,
             tick_size=_opt_dec(raw.get("tick_size")) or inst.tick_size,
             extra=extra,
         )

@@ -109,6 +109,7 @@ ORDERBOOK_REQUIRED = {
 ORDERBOOK_OPTIONAL = {
     "ob_ts_ms": _nonneg_int,
     "hash": _is_str,
+    "hash_ok": _opt(lambda v: type(v) is bool),  # written exactly when "hash" is (null: not checked)
     "tick_size": _nonneg_num,
 }
 ORDERBOOK_EXTRAS = {
@@ -168,6 +169,7 @@ POLL_STATS_REQUIRED = {
     "book_age_p99_s": _opt(_nonneg_num),
     "stale_instruments": _nonneg_int,
     "expired_dropped": _nonneg_int,
+    "hash_mismatch": _nonneg_int,
     "snapshot_error": _opt(_is_str),
     "writer_error": _opt(_is_str),
     "records_dropped": _nonneg_int,
@@ -284,6 +286,8 @@ def validate(rec: Any, *, check_gap_order: bool = True) -> list[str]:
             return out
         if rec["instrument_id"] != f"{venue}:{rec['poll_key']}":
             out.append(f"instrument_id {rec['instrument_id']!r} != venue:poll_key")
+        if ("hash" in rec) != ("hash_ok" in rec):
+            out.append("hash_ok must be written exactly when hash is")
         bids, asks = rec["bids"], rec["asks"]
         bp, ap = [p for p, _ in bids], [p for p, _ in asks]
         if any(a < b for a, b in zip(bp, bp[1:])):
