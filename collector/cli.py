@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Operator views over the data (collector/ops.py).
     sp = sub.add_parser("status", help="per venue: active instruments, book age, cooldowns, files, disk")
-    sp.set_defaults(func=_lazy("collector.ops", "cli_status"))
+    sp.add_argument("--prefect-api-url", help="Prefect API to ask why discovery is not producing snapshots "
+                    "(default PREFECT_API_URL, else the local `collector up` server)")
+    sp.set_defaults(func=_lazy("flows.diagnose", "cli_status"))
     sp = sub.add_parser("tail", help="follow books as they are written")
     sp.add_argument("--venue", action="append", help="only this venue (repeatable)")
     sp.add_argument("--instrument", action="append", help="only this instrument id or poll key (repeatable)")

@@ -228,7 +228,7 @@ def venue_status(data_dir: str | os.PathLike[str], venue: str, now_ms: int | Non
     return st
 
 
-def format_status(rows: list[dict[str, Any]], data_dir: Any = None) -> str:
+def format_status(rows: list[dict[str, Any]], data_dir: Any = None, extra_notes: Sequence[str] = ()) -> str:
     head = [
         "venue", "active", "markets", "snapshot", "last book", "stats", "cooldown",
         "ok", "failed", "fail%", "p95 ms", "stale", "files today", "disk",
@@ -274,6 +274,7 @@ def format_status(rows: list[dict[str, Any]], data_dir: Any = None) -> str:
                 notes.append(f"{v}: poller {k}: {ps[k]}")
         if ps.get("records_dropped"):
             notes.append(f"{v}: writer dropped {ps['records_dropped']} records since the poller started")
+    notes += extra_notes
     now = rows[0]["now_ms"] if rows else _now_ms()
     out = [f"collector status  data_dir={data_dir}  now={iso_ms(now)}", "", format_table(head, body)]
     if notes:
@@ -282,10 +283,11 @@ def format_status(rows: list[dict[str, Any]], data_dir: Any = None) -> str:
     return "\n".join(out)
 
 
-def cli_status(settings: Any, args: Any) -> int:
+def cli_status(settings: Any, args: Any, extra_notes: Sequence[str] = ()) -> int:
+    """``extra_notes``: what the caller knows beyond the files (the orchestrator's view)."""
     venues = _venues(settings, args)
     rows = [venue_status(settings.data_dir, v) for v in venues]
-    print(format_status(rows, settings.data_dir))
+    print(format_status(rows, settings.data_dir, extra_notes))
     return 0
 
 

@@ -193,6 +193,7 @@ class PrefectSettings(_Strict):
     discovery_stale_s: int = Field(default=600, ge=60)  # alert: no Completed discovery run this long
     poller_heartbeat_s: int = Field(default=120, ge=10)  # alert: no poller heartbeat event this long
     zombie_s: int = Field(default=90, ge=90)  # mark a run Crashed after this long without flow heartbeats (>= 3 x 30 s)
+    pending_stuck_s: int = Field(default=120, ge=30)  # mark a run Crashed that stays Pending this long (its worker is gone)
     restart_delay_s: int = Field(default=10, ge=0)  # a crashed poller is restarted this long after the crash
     restart_window_s: int = Field(default=300, ge=10)  # at most one automatic poller restart per window
     discovery_failed_window_s: int = Field(default=900, ge=0)  # a failing discovery alerts once per window

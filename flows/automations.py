@@ -21,6 +21,11 @@ each firing is still a ``prefect.automation.triggered`` event in the UI's event 
 | collector-venue-degraded | ``collector.poller.venue.degraded`` (flows/venue_health.py) | alert |
 | collector-poller-crashed | a run of a ``poller*`` deployment Crashed (reactive; once per 5 min per deployment) | run that deployment again + alert |
 | collector-zombie-flow-runs | a flow run's heartbeats stop for ``zombie_s`` without a final state | mark it Crashed |
+| collector-stuck-pending-runs | a flow run Pending for ``pending_stuck_s`` without starting (its worker is gone) | mark it Crashed |
+
+A run marked Crashed by either rule frees its deployment's concurrency slot, and the Crashed
+state reaches the alert of its deployment (collector-discovery-failed names the run and says it
+was stuck; collector-poller-crashed restarts a poller).
 
 The zombie rule needs ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` (30 s for poller runs, prefect.yaml);
 ``zombie_s`` must be at least 3 x that. A zombie marked Crashed then triggers the restart rule.
@@ -46,6 +51,9 @@ BLOCK_TYPE = "custom-webhook"
 BLOCK_NAME = "collector-alerts"
 VENUE_DEGRADED = "collector.poller.venue.degraded"  # emitted by flows/venue_health.py
 POLLER_HEARTBEAT = "collector.poller.heartbeat"  # emitted by flows/poller.py
+# Where a Pending run goes next when its worker is alive: it starts, or goes back to waiting.
+STARTED_OR_LEFT_PENDING = ["prefect.flow-run.Running", "prefect.flow-run.Cancelling", "prefect.flow-run.Scheduled",
+                           "prefect.flow-run.AwaitingRetry", "prefect.flow-run.AwaitingConcurrencySlot"]
 FINAL = ["prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
          "prefect.flow-run.Crashed"]
 
@@ -60,6 +68,7 @@ class Thresholds:
     restart_delay_s: int = 10  # the restarted poller run starts this long after the crash
     restart_window_s: int = 300  # at most one automatic restart per poller deployment per window
     discovery_failed_window_s: int = 900  # a failing discovery alerts once per window, not every minute
+    pending_stuck_s: int = 120  # a run claimed by a worker (Pending) that has not started by then
 
 
 def thresholds_from(settings: Settings) -> Thresholds:
@@ -159,6 +168,20 @@ def definitions(block_id: str | None, t: Thresholds = Thresholds()) -> list[dict
                         "for_each": ["prefect.resource.id"], "threshold": 1, "within": t.zombie_s},
             "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
                          "message": f"Flow run marked as crashed: no heartbeat for {t.zombie_s} s."}],
+        },
+        {
+            "name": "collector-stuck-pending-runs",
+            "description": f"A flow run stayed Pending for {t.pending_stuck_s} s: the worker that claimed it "
+                           "stopped before starting it. Mark it Crashed, which frees its deployment's "
+                           "concurrency slot (every later discovery run would wait for it) and alerts.",
+            "trigger": {"type": "event", "posture": "Proactive",
+                        "match": {"prefect.resource.id": "prefect.flow-run.*"},
+                        "after": ["prefect.flow-run.Pending"],
+                        "expect": [*STARTED_OR_LEFT_PENDING, *FINAL],
+                        "for_each": ["prefect.resource.id"], "threshold": 1, "within": t.pending_stuck_s},
+            "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
+                         "message": f"Stuck in Pending for {t.pending_stuck_s} s (the worker that claimed it "
+                                    "is gone): marked Crashed to free its concurrency slot."}],
         },
     ]
 

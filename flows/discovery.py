@@ -9,6 +9,13 @@
   ``collector.discovery.completed`` or ``collector.discovery.failed`` on resource
   ``collector.discovery.<venue>`` with the counts as payload.
 
+- Before it discovers, a run cancels the other runs of the schedule that are due but not started
+  (``Late`` or ``AwaitingConcurrencySlot``, tagged ``auto-scheduled``): this run does their work.
+  The deployment queues colliding runs (``collision_strategy: ENQUEUE``) so that a run triggered
+  by hand or from CI waits for the slot and then runs, instead of ending Cancelled; this step is
+  what keeps the schedule's late runs after an outage from coming back as a backlog. Runs created
+  by hand are never touched (docs/operations.md, "Triggering discovery from CI").
+
 All decisions live in ``collector.discovery``; tests inject fake clients through
 ``client_factory``.
 """
@@ -35,6 +42,8 @@ from collector.errors import ConfigError
 from collector.settings import Settings, VenueName, load_settings
 
 ARTIFACT_KEY = "discovery-summary"
+SUPERSEDED = "superseded: a later discovery run did the work of this late run of the schedule"
+DUE_STATE_NAMES = ["Late", "AwaitingConcurrencySlot"]
 EVENT_COMPLETED = "collector.discovery.completed"
 EVENT_FAILED = "collector.discovery.failed"
 # Makes the venue client for a task run; None = collector.venues.make_client. Tests set it.
@@ -98,6 +107,49 @@ def _publish(reports: list[VenueDiscoveryReport]) -> None:
         )
 
 
+def supersede_due_scheduled_runs() -> list[str]:
+    """Cancel the schedule's other runs that are due and not started; return their names.
+
+    Best effort: the orchestrator being slow or down must never stop a discovery."""
+    from prefect.client.orchestration import get_client
+    from datetime import datetime, timezone
+
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateName,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.runtime import deployment, flow_run
+    from prefect.states import Cancelled
+
+    dep_id, me = deployment.id, str(flow_run.id)
+    if not dep_id:
+        return []
+    mine = DeploymentFilter(id=DeploymentFilterId(any_=[dep_id]))
+    auto = FlowRunFilterTags(all_=["auto-scheduled"])
+    # Two questions, because the schedule keeps up to an hour of future runs: those already
+    # offered to a worker (Late, AwaitingConcurrencySlot), and plain Scheduled ones now due.
+    named = FlowRunFilter(tags=auto, state=FlowRunFilterState(name=FlowRunFilterStateName(any_=DUE_STATE_NAMES)))
+    due = FlowRunFilter(tags=auto, state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                        expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(timezone.utc)))
+    done: list[str] = []
+    with get_client(sync_client=True) as client:
+        runs = {r.id: r for f in (named, due) for r in client.read_flow_runs(flow_run_filter=f, deployment_filter=mine,
+                                                                              limit=200)}
+        for r in runs.values():
+            if str(r.id) == me or r.state_type != StateType.SCHEDULED:
+                continue
+            client.set_flow_run_state(r.id, Cancelled(message=SUPERSEDED), force=True)
+            done.append(r.name)
+    return done
+
+
 @flow(name="discovery")
 def discovery(venues: list[VenueName] | None = None) -> list[dict[str, Any]]:
     """Discover every enabled venue (or the ``venues`` subset) and persist membership changes."""
@@ -109,6 +161,14 @@ def discovery(venues: list[VenueName] | None = None) -> list[dict[str, Any]]:
         raise ConfigError(f"venues {not_enabled} are not enabled (settings.venues={settings.venues})")
     if not names:
         raise ConfigError("no venue to discover")
+
+    try:
+        superseded = supersede_due_scheduled_runs()
+        if superseded:
+            logger.info("cancelled %d late run(s) of the schedule that this run replaces: %s",
+                        len(superseded), ", ".join(superseded[:10]))
+    except Exception as e:  # noqa: BLE001 - never let the orchestrator stop a discovery
+        logger.warning("could not cancel late scheduled runs: %s: %s", type(e).__name__, e)
 
     run_task = discover_venue_task.with_options(
         retries=settings.discovery.task_retries,

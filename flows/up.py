@@ -59,11 +59,16 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 POOL = "local"
 POLLER = "poller/poller"
 DISCOVERY = "discovery/discovery"
+COMPACT = "compact/compact"
+DEPLOYMENTS = (POLLER, DISCOVERY, COMPACT)
 ACTIVE = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING"]
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 SERVER_START_TIMEOUT_S = 180.0  # fresh SQLite DB: ~11-16 s on a slow 2-core box; CI can be slower
 CANCEL_TIMEOUT_S = 45.0  # Prefect SIGKILLs a cancelled run after 30 s; then the worker reports it
 WORKER_QUERY_SECONDS = "2"  # default 10 s: a new run would wait up to 10 s to be picked up
+# A discovery run that finds the slot taken tries again this long after (Prefect's default: 30 s),
+# so a CI trigger that meets a scheduled run ends a few seconds after it, not half a minute.
+SLOT_WAIT_SECONDS = "5"
 
 
 class Stop(Exception):
@@ -207,6 +212,19 @@ def runs_of(api: httpx.Client, deployment: str, states: list[str]) -> list[dict[
     return r.json()
 
 
+def runs_named(api: httpx.Client, deployment: str, state_names: list[str]) -> list[dict[str, Any]]:
+    """Flow runs of ``deployment`` whose state has one of these names (e.g. "Late")."""
+    body = {
+        "deployments": {"id": {"any_": [deployment_id(api, deployment)]}},
+        "flow_runs": {"state": {"name": {"any_": state_names}}},
+        "sort": "EXPECTED_START_TIME_ASC",
+        "limit": 200,
+    }
+    r = api.post("/flow_runs/filter", json=body)
+    r.raise_for_status()
+    return r.json()
+
+
 def read_run(api: httpx.Client, run_id: str) -> dict[str, Any]:
     r = api.get(f"/flow_runs/{run_id}")
     r.raise_for_status()
@@ -249,21 +267,46 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     return spawn(prefect_cli("worker", "start", "--pool", POOL, "--name", name), wenv, log)
 
 
-def clear_dead_pollers(api: httpx.Client) -> list[str]:
-    """Poller runs left Running/Pending by a process that no longer exists on this host (e.g. `up`
-    was SIGKILLed). Only called when `up` has just started the server itself: nothing else could
-    have reported on them. They are marked Cancelled (not Crashed, which would start the restart
-    automation while `up` starts its own run)."""
+def clear_dead_runs(api: httpx.Client) -> list[str]:
+    """Runs of every deployment left Pending/Running by a process that no longer exists on this
+    host: `up` was SIGKILLed, the host rebooted, or the worker had already claimed (Pending) the
+    next scheduled discovery when it was stopped. Such a run holds its deployment's concurrency
+    slot, and the server keeps slot leases in memory, so after a restart nothing frees it and
+    every later run of the deployment waits or is cancelled for ever. Only called when `up` has
+    just started the server itself: nothing else could have reported on them. They are marked
+    Cancelled (not Crashed, which would start the restart automation while `up` starts its own
+    poller run); leaked slots are then given back (:func:`reconcile_slots`)."""
     import psutil
 
     cleared = []
-    for run in runs_of(api, POLLER, ["PENDING", "RUNNING", "CANCELLING"]):
-        pid = str(run.get("infrastructure_pid") or "").rsplit(":", 1)[-1]
-        if pid.isdigit() and psutil.pid_exists(int(pid)):
+    for dep in DEPLOYMENTS:
+        if api.get(f"/deployments/name/{dep}").status_code != 200:
             continue
-        set_state(api, run["id"], "CANCELLED", "its process was gone when `collector up` started", force=True)
-        cleared.append(run["name"])
+        for run in runs_of(api, dep, ["PENDING", "RUNNING", "CANCELLING"]):
+            pid = str(run.get("infrastructure_pid") or "").rsplit(":", 1)[-1]
+            if pid.isdigit() and psutil.pid_exists(int(pid)):
+                continue
+            set_state(api, run["id"], "CANCELLED", "its process was gone when `collector up` started", force=True)
+            cleared.append(f"{dep} run {run['name']}")
+        reconcile_slots(api, dep)
     return cleared
+
+
+def reconcile_slots(api: httpx.Client, deployment: str) -> int | None:
+    """Give back concurrency slots no run holds any more (a slot counted as taken by the database
+    whose lease died with a server); returns the slots given back, None when there is no limit."""
+    r = api.get(f"/deployments/name/{deployment}")
+    if r.status_code != 200:
+        return None
+    limit = r.json().get("global_concurrency_limit") or {}
+    if not limit.get("id"):
+        return None
+    holding = len(runs_of(api, deployment, ["PENDING", "RUNNING", "CANCELLING"]))
+    leaked = int(limit.get("active_slots") or 0) - holding
+    if leaked > 0:
+        api.patch(f"/v2/concurrency_limits/{limit['id']}", json={"active_slots": holding}).raise_for_status()
+        say(f"{deployment}: {leaked} concurrency slot(s) held by no run were given back")
+    return max(leaked, 0)
 
 
 def ensure_poller_run(api: httpx.Client) -> tuple[dict[str, Any], bool]:
@@ -328,8 +371,9 @@ def start_server(stack: Stack) -> None:
         return
     log = stack.logs / "server.log"
     t0 = time.monotonic()
+    senv = {**stack.env, "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": SLOT_WAIT_SECONDS}
     stack.server = spawn(
-        prefect_cli("server", "start", "--host", "127.0.0.1", "--port", str(stack.port)), stack.env, log
+        prefect_cli("server", "start", "--host", "127.0.0.1", "--port", str(stack.port)), senv, log
     )
     wait_healthy(stack.api, stack.server, log)
     say(f"Prefect server healthy in {time.monotonic() - t0:.1f} s (database and logs in {stack.home})")
@@ -359,8 +403,8 @@ def bring_up(stack: Stack, settings: Settings, start_poller: bool) -> None:
     start_server(stack)
     configure(stack.api, stack.env, settings)
     if stack.server is not None:
-        for name in clear_dead_pollers(stack.api):
-            say(f"poller run {name} had no process left: marked Cancelled")
+        for name in clear_dead_runs(stack.api):
+            say(f"{name} had no process left: marked Cancelled")
     # With our own server, a worker listed ONLINE is a stale record (status lags ~1 min behind a
     # stopped worker): always start ours. Attached, reuse the online worker of whoever runs the server.
     workers = [] if stack.server is not None else online_workers(stack.api)
