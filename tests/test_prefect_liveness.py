@@ -192,8 +192,10 @@ def test_late_runs_of_the_schedule_do_not_come_back_as_a_backlog(stack):
     print(f"[timing] 6 late runs settled in {time.monotonic() - t0:.1f} s")
     ran = [s for s in states if s["state_type"] == "COMPLETED"]
     superseded = [s for s in states if s["state_type"] == "CANCELLED" and s["state"]["message"] == SUPERSEDED]
-    assert 1 <= len(ran) <= 2, [(s["name"], s["state_type"]) for s in states]
+    # One of them, or a scheduled run that started first, did the work; the rest were superseded.
+    assert len(ran) <= 2, [(s["name"], s["state_type"]) for s in states]
     assert len(ran) + len(superseded) == 6, [(s["name"], s["state_type"], s["state"]["message"]) for s in states]
+    assert _completed_since(api, now.timestamp()), "no discovery run did the work"
 
 
 def test_a_run_stuck_pending_is_crashed_alerted_and_its_slot_freed(stack):
