@@ -24,8 +24,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from collector.models import Instrument  # noqa: E402
-from collector.settings import PolymarketSettings  # noqa: E402
+from collector.config.settings import PolymarketSettings  # noqa: E402
+from collector.model.records import Instrument  # noqa: E402
 from collector.sim.state import SimState, now_ms  # noqa: E402
 from collector.venues import polyhash  # noqa: E402
 from collector.venues.polyhash import CheckedBook  # noqa: E402

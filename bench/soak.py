@@ -72,7 +72,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector import read  # noqa: E402
 from collector.sim.testing import run_sim  # noqa: E402
-from collector.writer import iter_jsonl_lines  # noqa: E402
+from collector.store.writer import iter_jsonl_lines  # noqa: E402
 from tests.reliability import schema  # noqa: E402
 
 POLY, LIM = "polymarket", "limitless"
@@ -140,9 +140,9 @@ def discovery_outcomes(log: Path) -> dict[str, dict[str, int]]:
     """Per venue: discovery passes that wrote a snapshot / failed (and why), from the log."""
     out: dict[str, Counter[str]] = {POLY: Counter(), LIM: Counter()}
     for line in log.read_text(errors="replace").splitlines():
-        if " collector.discovery: discovery " not in line:
+        if " collector.discovery.run: discovery " not in line:
             continue
-        rest = line.split(" collector.discovery: discovery ", 1)[1]
+        rest = line.split(" collector.discovery.run: discovery ", 1)[1]
         venue = rest.split(":", 1)[0]
         if venue not in out:
             continue

@@ -1,4 +1,4 @@
-"""Throughput of collector.writer.StreamWriter.write() with realistic ~1 KB order book lines.
+"""Throughput of collector.store.writer.StreamWriter.write() with realistic ~1 KB order book lines.
 
 Usage: .venv/bin/python bench/writer_bench.py [--lines N] [--size BYTES] [--dir DIR] [--compress]
 
@@ -20,7 +20,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.writer import StreamWriter, iter_jsonl_lines  # noqa: E402
+from collector.store.writer import StreamWriter, iter_jsonl_lines  # noqa: E402
 
 
 def make_lines(n_distinct: int, size: int) -> list[bytes]:
@@ -91,7 +91,7 @@ def main() -> None:
             "buffer_bytes": w._buf_limit,
         }
         if args.compress and path is not None:
-            from collector.writer import compress_file
+            from collector.store.writer import compress_file
 
             raw = path.stat().st_size
             t1 = time.perf_counter()

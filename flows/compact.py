@@ -1,6 +1,6 @@
 """Prefect flow ``compact``: one UTC day of order-book JSONL -> verified Parquet, one task per venue.
 
-Thin wrapper around :func:`collector.compact.compact_day` (all decisions live there):
+Thin wrapper around :func:`collector.store.compact.compact_day` (all decisions live there):
 
 - ``date`` defaults to yesterday (UTC); ``venues`` to every enabled venue; ``keep_jsonl`` to the
   setting ``compact.keep_jsonl`` when the settings have it, else False (the JSONL of a verified
@@ -24,9 +24,15 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from collector.compact import CompactReport, compact_day, compact_options, keep_jsonl_default, yesterday_utc
-from collector.errors import ConfigError
-from collector.settings import load_settings
+from collector.config.settings import load_settings
+from collector.model.errors import ConfigError
+from collector.store.compact import (
+    CompactReport,
+    compact_day,
+    compact_options,
+    keep_jsonl_default,
+    yesterday_utc,
+)
 
 ARTIFACT_KEY = "compact-summary"
 EVENT_COMPLETED = "collector.compact.completed"

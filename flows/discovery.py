@@ -1,4 +1,4 @@
-"""Prefect flow ``discovery``: one task per enabled venue around ``collector.discovery``.
+"""Prefect flow ``discovery``: one task per enabled venue around ``collector.discovery.run``.
 
 - ``discover_venue_task`` (one task run per venue, run concurrently): ``cache_policy=NO_CACHE``
   (clients are never hashed or cached), retries with backoff only on transport-type failures
@@ -16,7 +16,7 @@
   what keeps the schedule's late runs after an outage from coming back as a backlog. Runs created
   by hand are never touched (docs/operations.md, "Triggering discovery from CI").
 
-All decisions live in ``collector.discovery``; tests inject fake clients through
+All decisions live in ``collector.discovery.run``; tests inject fake clients through
 ``client_factory``.
 """
 
@@ -31,15 +31,15 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from collector.discovery import (
+from collector.config.settings import Settings, VenueName, load_settings
+from collector.discovery.run import (
     AllVenuesFailed,
     ClientFactory,
     DiscoveryFailed,
     VenueDiscoveryReport,
     discover_venue,
 )
-from collector.errors import ConfigError
-from collector.settings import Settings, VenueName, load_settings
+from collector.model.errors import ConfigError
 
 ARTIFACT_KEY = "discovery-summary"
 SUPERSEDED = "superseded: a later discovery run did the work of this late run of the schedule"
@@ -111,9 +111,9 @@ def supersede_due_scheduled_runs() -> list[str]:
     """Cancel the schedule's other runs that are due and not started; return their names.
 
     Best effort: the orchestrator being slow or down must never stop a discovery."""
-    from prefect.client.orchestration import get_client
     from datetime import datetime, timezone
 
+    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterId,

@@ -13,8 +13,8 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from prefect.exceptions import TerminationSignal
 
-from collector.poller import Poller
-from collector.settings import PollerSettings, load_settings
+from collector.config.settings import PollerSettings, load_settings
+from collector.poller.loop import Poller
 from flows.venue_health import with_venue_alerts
 
 

@@ -3,8 +3,8 @@
 :func:`generate` simulates discovery + polling of both venues over a time span (by default
 23:00 -> 01:00 UTC, so two ``date=`` partitions) and writes exactly what the collector would:
 
-* ``orderbooks/`` through :class:`collector.writer.WriterSet` with an injected clock: books made by
-  :class:`collector.models.BookRecord` (exact decimal text, Yes/No books complementary), 3-15
+* ``orderbooks/`` through :class:`collector.store.writer.WriterSet` with an injected clock: books made by
+  :class:`collector.model.records.BookRecord` (exact decimal text, Yes/No books complementary), 3-15
   levels a side; capture times jittered so lines are slightly out of ``ts_ms`` order inside a file
   and a few land in the file of the next period; rotation every ``rotate_minutes``;
 * instrument gaps (failure streaks, with ``poll_errors``) and one venue-wide cooldown gap;
@@ -13,7 +13,7 @@
   a period), a torn half line is appended to the open ``orderbooks`` file, which a "later job"
   compresses, and a crash during compression is simulated (``X.jsonl`` and ``X.jsonl.zst`` both
   present, same content);
-* ``markets/`` records (``collector.discovery.market_record``) for every discovery run that
+* ``markets/`` records (``collector.discovery.run.market_record``) for every discovery run that
   changes the active set, and the final ``state/`` snapshot.
 
 Everything written is also returned (:class:`Generated`) as ground truth: the orderbook-stream
@@ -31,11 +31,15 @@ from pathlib import Path
 
 import orjson
 
-from collector.discovery import append_market_records, market_record, market_records_path
-from collector.models import SCHEMA_VERSION, BookRecord, DecText, Instrument
-from collector.settings import WriterSettings
-from collector.snapshot import Snapshot, snapshot_path, write_snapshot
-from collector.writer import WriterSet, compress_file
+from collector.config.settings import WriterSettings
+from collector.discovery.run import (
+    append_market_records,
+    market_record,
+    market_records_path,
+)
+from collector.model.records import SCHEMA_VERSION, BookRecord, DecText, Instrument
+from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot
+from collector.store.writer import WriterSet, compress_file
 
 DEFAULT_START_MS = calendar.timegm((2026, 1, 10, 23, 0, 0)) * 1000
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from collector.discovery import run_discovery
-from collector.settings import load_settings
+from collector.config.settings import load_settings
+from collector.discovery.run import run_discovery
 from collector.sim.testing import SimHandle
-from collector.writer import iter_jsonl_lines
+from collector.store.writer import iter_jsonl_lines
 
 REPO = Path(__file__).resolve().parents[1]
 

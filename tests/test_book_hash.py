@@ -14,12 +14,13 @@ import httpx
 import orjson
 import pytest
 import respx
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from collector.models import Instrument
-from collector.poller import Poller
-from collector.settings import PolymarketSettings
+from collector.config.settings import PolymarketSettings
+from collector.model.records import Instrument
+from collector.poller.loop import Poller
 from collector.sim.state import poly_book_bytes
 from collector.sim.testing import run_sim
 from collector.venues import polyhash

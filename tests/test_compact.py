@@ -1,4 +1,4 @@
-"""collector.compact (JSONL day -> verified Parquet), zstd conversion losslessness, the CLI and
+"""collector.store.compact (JSONL day -> verified Parquet), zstd conversion losslessness, the CLI and
 the Prefect flow."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from collector import compact as cm
+from collector.store import compact as cm
 from collector import read
-from collector.writer import StreamWriter, compress_file, iter_jsonl_lines
+from collector.store.writer import StreamWriter, compress_file, iter_jsonl_lines
 from tests.datagen import DEFAULT_START_MS, copy_of, shared
 
 DAY1, DAY2 = "2026-01-10", "2026-01-11"
@@ -241,7 +241,7 @@ def test_zstd_conversion_is_lossless_byte_for_byte(tmp_path):
 
 
 def test_cli_compact(data, monkeypatch, capsys):
-    from collector.cli import main
+    from collector.cli.main import main
 
     monkeypatch.setenv("COLLECTOR_DATA_DIR", str(data.data_dir))
     assert main(["compact", "--date", DAY1, "--venue", "limitless", "--keep-jsonl"]) == 0
@@ -256,7 +256,7 @@ def test_cli_compact(data, monkeypatch, capsys):
 def test_cli_compact_keep_from_settings(data, capsys):
     from types import SimpleNamespace
 
-    from collector.settings import load_settings
+    from collector.config.settings import load_settings
 
     s = load_settings(data_dir=data.data_dir, venues=["polymarket"], compact={"keep_jsonl": True, "grace_s": 900})
     assert cm.cli_compact(s, SimpleNamespace(date=DAY1, venue=None, keep_jsonl=None)) == 0

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collector.configdoc import render
+from collector.config.docgen import render
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
 def test_configuration_doc_is_up_to_date():
-    assert DOC.read_text() == render(), "run: python -m collector.configdoc > docs/configuration.md"
+    assert DOC.read_text() == render(), "run: python -m collector.config.docgen > docs/configuration.md"
 
 
 def test_every_tunable_is_documented():

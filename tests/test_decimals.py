@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.decimals import dec_text, mid_text, scaled_text, spread_text
+from collector.model.decimals import dec_text, mid_text, scaled_text, spread_text
 
 
 @pytest.mark.parametrize(

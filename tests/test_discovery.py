@@ -14,11 +14,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from collector import rules as R
-from collector.details import LimitlessDetails
-from collector.discovery import (
+from collector.config.settings import Rule, load_settings
+from collector.discovery import rules as R
+from collector.discovery.run import (
     DiscoveryFailed,
     VenueDiscoveryReport,
     cli_discover,
@@ -26,11 +28,23 @@ from collector.discovery import (
     market_records_path,
     run_discovery,
 )
-from collector.errors import ClientError, ConfigError, RateLimited, ServerError, Timeout, TransportError
-from collector.models import Instrument
-from collector.settings import Rule, load_settings
-from collector.snapshot import Snapshot, read_snapshot, snapshot_path, write_snapshot
-from collector.underlying import underlyings
+from collector.discovery.underlying import underlyings
+from collector.model.details import LimitlessDetails
+from collector.model.errors import (
+    ClientError,
+    ConfigError,
+    RateLimited,
+    ServerError,
+    Timeout,
+    TransportError,
+)
+from collector.model.records import Instrument
+from collector.store.snapshot import (
+    Snapshot,
+    read_snapshot,
+    snapshot_path,
+    write_snapshot,
+)
 from collector.venues.base import DiscoveryResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -577,7 +591,7 @@ def test_write_failure_is_reported_not_raised(tmp_path, monkeypatch):
     def boom(path, snap):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("collector.discovery.write_snapshot", boom)
+    monkeypatch.setattr("collector.discovery.run.write_snapshot", boom)
     rep = discover_venue(s, "polymarket", client=FakeClient("polymarket", [pm_market("m1")]), now_ms=NOW)
     assert not rep.ok and rep.error_type == "WriteError" and not rep.retryable
     assert not snapshot_path(tmp_path, "polymarket").exists()

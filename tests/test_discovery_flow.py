@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from collector.errors import ClientError, TransportError
-from collector.snapshot import read_snapshot, snapshot_path
+from collector.model.errors import ClientError, TransportError
+from collector.store.snapshot import read_snapshot, snapshot_path
 from tests.test_discovery import FakeClient, ll, pm_market
 
 pytestmark = pytest.mark.prefect
@@ -160,9 +160,9 @@ def test_retry_condition_and_delays():
     from prefect.states import Completed, Failed
 
     import flows.discovery as fd
-    from collector.discovery import DiscoveryFailed, VenueDiscoveryReport
-    from collector.errors import ConfigError
-    from collector.settings import load_settings
+    from collector.config.settings import load_settings
+    from collector.discovery.run import DiscoveryFailed, VenueDiscoveryReport
+    from collector.model.errors import ConfigError
 
     def failed(exc):
         return Failed(data=exc)
@@ -184,7 +184,7 @@ def test_collector_never_imports_prefect():
     import sys
 
     code = (
-        "import sys, collector.discovery, collector.rules, collector.snapshot, collector.cli;"
+        "import sys, collector.discovery.run, collector.discovery.rules, collector.store.snapshot, collector.cli.main;"
         "bad=[m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -11,7 +11,7 @@
   accepted snapshot is usable by the poller (a lane takes it) and can be written again.
 * Config: TOML text and ``COLLECTOR_*`` values -> ``Settings`` or ``ConfigError``; accepted
   settings print (``collector config``).
-* Reader input: arbitrary bytes as data files -> ``collector.read`` and
+* Reader input: arbitrary bytes as data files -> ``collector.read.books`` and
   ``writer.iter_jsonl_lines`` never raise.
 
 Crashes these fuzzers found (all fixed in 5915c76) are pinned by small regression tests below:
@@ -33,19 +33,32 @@ import httpx
 import orjson
 import requests
 import zstandard
-from hypothesis import HealthCheck, event, example, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, event, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from collector import errors, read
-from collector.discovery import market_record
-from collector.errors import ConfigError, SnapshotError, VenueError
-from collector.models import Instrument
-from collector.settings import LimitlessSettings, PolymarketSettings, Settings, load_settings
-from collector.snapshot import Snapshot, parse_snapshot, read_snapshot, write_snapshot
+from collector import read
+from collector.model import errors
+from collector.config.settings import (
+    LimitlessSettings,
+    PolymarketSettings,
+    Settings,
+    load_settings,
+)
+from collector.discovery.run import market_record
+from collector.model.errors import ConfigError, SnapshotError, VenueError
+from collector.model.records import Instrument
+from collector.store.snapshot import (
+    Snapshot,
+    parse_snapshot,
+    read_snapshot,
+    write_snapshot,
+)
+from collector.store.writer import iter_jsonl_lines
 from collector.venues.base import Pacer, ThreadLocal
 from collector.venues.limitless import LimitlessClient
 from collector.venues.polymarket import PolymarketClient
-from collector.writer import iter_jsonl_lines
 from tests.reliability import schema
 
 FUZZ = hsettings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -384,7 +397,7 @@ def test_limitless_huge_expiry_is_a_bad_market_not_a_broken_discovery(tmp_path):
     c = lim_client([HUGE_EXPIRY_PAGE])
     res = c.discover()
     assert res.instruments == [] and res.skipped.get("bad_market", 0) >= 1
-    from collector.discovery import discover_venue
+    from collector.discovery.run import discover_venue
 
     s = Settings(data_dir=tmp_path, venues=["limitless"])
     rep = discover_venue(s, "limitless", client=lim_client([HUGE_EXPIRY_PAGE]))
@@ -439,8 +452,8 @@ def test_snapshot_parsing(data):
     assert snap.venue == "polymarket" and all(i.venue == "polymarket" for i in snap.instruments)
     # an accepted snapshot is usable: the poller's lane takes it, expiry pruning runs, and it
     # can be written again (discovery rewrites from it)
-    from collector.lane import Lane
-    from collector.writer import WriterSet
+    from collector.poller.lane import Lane
+    from collector.store.writer import WriterSet
 
     with tempfile.TemporaryDirectory() as d:
         ws = WriterSet(Path(d))
@@ -561,7 +574,7 @@ def test_config_toml_text(text):
 def test_config_huge_integer_is_a_config_error(capsys):
     """Regression (BUG-CONFIG-BIGINT): an integer setting beyond int64 used to be accepted and
     `collector config` then died with an uncaught TypeError."""
-    from collector.cli import main
+    from collector.cli.main import main
 
     with _environ({"COLLECTOR_POLLER__ERROR_SAMPLE_EVERY": "1" + "0" * 25}):
         rc = main(["config"])

@@ -18,12 +18,13 @@ import orjson
 import pytest
 import requests
 import responses
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from collector import errors
-from collector.models import BookRecord, DecText, Instrument
-from collector.settings import LimitlessSettings
+from collector.config.settings import LimitlessSettings
+from collector.model import errors
+from collector.model.records import BookRecord, DecText, Instrument
 from collector.venues import limitless as lm
 from collector.venues.base import DiscoveryResult, FetchResult
 from collector.venues.limitless import CLIENT, LimitlessClient

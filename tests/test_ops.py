@@ -1,4 +1,4 @@
-"""collector.ops: status, tail, stats and coverage over generated and live-written data."""
+"""collector.ops.views: status, tail, stats and coverage over generated and live-written data."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from collector import ops, read
-from collector.discovery import append_market_records, market_record, market_records_path
-from collector.models import Instrument
-from collector.snapshot import Snapshot, snapshot_path, write_snapshot
-from collector.writer import StreamWriter
+from collector import read
+from collector.ops import views as ops
+from collector.discovery.run import (
+    append_market_records,
+    market_record,
+    market_records_path,
+)
+from collector.model.records import Instrument
+from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot
+from collector.store.writer import StreamWriter
 from tests.datagen import DEFAULT_START_MS, shared
 
 MIN = 60_000
@@ -63,7 +68,7 @@ def test_status_of_an_empty_venue(tmp_path):
 
 
 def test_cli_status(gen, monkeypatch, capsys):
-    from collector.cli import main
+    from collector.cli.main import main
 
     monkeypatch.setenv("COLLECTOR_DATA_DIR", str(gen.data_dir))
     assert main(["status"]) == 0
@@ -144,7 +149,7 @@ def test_tail_filter_lines_and_table(gen):
 
 
 def test_cli_tail_until_ctrl_c(gen, monkeypatch, capsys):
-    from collector.cli import main
+    from collector.cli.main import main
 
     monkeypatch.setenv("COLLECTOR_DATA_DIR", str(gen.data_dir))
 
@@ -184,7 +189,7 @@ def test_stats_summary(gen):
 
 
 def test_cli_stats_json(gen, monkeypatch, capsys):
-    from collector.cli import main
+    from collector.cli.main import main
 
     monkeypatch.setenv("COLLECTOR_DATA_DIR", str(gen.data_dir))
     assert main(["stats", "--since", "2026-01-10T23:30Z", "--until", "2026-01-11T00:30Z", "--json"]) == 0
@@ -261,7 +266,7 @@ def test_coverage_matches_brute_force(gen):
 
 
 def test_cli_coverage(gen, monkeypatch, capsys):
-    from collector.cli import main
+    from collector.cli.main import main
 
     monkeypatch.setenv("COLLECTOR_DATA_DIR", str(gen.data_dir))
     assert main(["coverage", "--date", "2026-01-10", "--json"]) == 0
@@ -275,7 +280,7 @@ def test_cli_coverage(gen, monkeypatch, capsys):
 
 
 def test_coverage_reads_parquet_days(gen, tmp_path):
-    from collector.compact import compact_day
+    from collector.store.compact import compact_day
     from tests.datagen import copy_of
 
     g = copy_of(gen, tmp_path / "d")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from collector.settings import LimitlessSettings, PolymarketSettings
+from collector.config.settings import LimitlessSettings, PolymarketSettings
 from collector.sim.testing import run_sim
 from collector.venues.limitless import LimitlessClient
 from collector.venues.polymarket import PolymarketClient

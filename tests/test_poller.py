@@ -20,11 +20,11 @@ import httpx
 import orjson
 import pytest
 
-from collector.poller import Poller
+from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
-from collector.snapshot import read_snapshot, snapshot_path, write_snapshot
+from collector.store.snapshot import read_snapshot, snapshot_path, write_snapshot
+from collector.store.writer import iter_jsonl_lines
 from collector.venues import make_client
-from collector.writer import iter_jsonl_lines
 from tests import helpers as h
 
 POLY, LIM = "polymarket", "limitless"
@@ -345,9 +345,9 @@ def test_no_request_leaves_inside_a_retry_after_window_across_processes(tmp_path
 def test_a_job_handed_over_before_a_429_is_held_at_send_time(tmp_path, monkeypatch):
     """The send-time check: a fetch thread that takes a job after another thread drew a 429 does
     not send it; the instruments keep their turn and nothing counts as a failure."""
-    from collector.errors import RateLimited
-    from collector.models import Instrument
-    from collector.settings import load_settings
+    from collector.config.settings import load_settings
+    from collector.model.errors import RateLimited
+    from collector.model.records import Instrument
 
     sent: list[str] = []
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collector.discovery import run_discovery
-from collector.settings import load_settings
+from collector.config.settings import load_settings
+from collector.discovery.run import run_discovery
 from collector.sim.testing import run_sim
 from flows.venue_health import DEGRADED, RECOVERED, VenueHealth, with_venue_alerts
 

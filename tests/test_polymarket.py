@@ -17,12 +17,13 @@ import httpx
 import orjson
 import pytest
 import respx
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from collector import errors
-from collector.models import BookRecord, Instrument
-from collector.settings import PolymarketSettings
+from collector.config.settings import PolymarketSettings
+from collector.model import errors
+from collector.model.records import BookRecord, Instrument
 from collector.venues.polymarket import CLIENT, PolymarketClient
 
 GAMMA = "https://gamma.test"
@@ -1028,7 +1029,7 @@ def test_property_levels_equal_stable_decimal_sort(bids, asks):
     """The cached / string-keyed sort gives exactly the stable Decimal sort of the canonical
     levels (same order, ties in arrival order) whether or not a price lies above 1, and the
     text caches never change an answer (same book twice, then with a fresh cache)."""
-    from collector.decimals import dec_text
+    from collector.model.decimals import dec_text
     from collector.venues import polymarket as pm
 
     def want(levels, desc):
@@ -1047,8 +1048,8 @@ def test_property_levels_equal_stable_decimal_sort(bids, asks):
 
 def _reference_to_json(rec: BookRecord) -> bytes:
     """BookRecord.to_json as first written (no caches, per-level formatting): the bytes to match."""
-    from collector.decimals import mid_text, spread_text
-    from collector.models import DecText
+    from collector.model.decimals import mid_text, spread_text
+    from collector.model.records import DecText
 
     def levels(lv):
         return orjson.Fragment(("[" + ",".join(f"[{p},{s}]" for p, s in lv) + "]").encode())

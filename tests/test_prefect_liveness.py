@@ -3,7 +3,7 @@ real Prefect server on loopback.
 
 The module first recreates what a Ctrl-C a few seconds before a minute boundary leaves behind: a
 discovery run claimed by the worker (Pending, holding the deployment's concurrency slot) and a
-server whose in-memory slot leases are gone. Then `python -m flows.up` (= `collector up`) starts
+server whose in-memory slot leases are gone. Then `python -m flows.stack.up` (= `collector up`) starts
 on the same PREFECT_HOME and the tests check, in file order, that discovery recovers, that CI
 triggers meeting a busy slot still exit 0, that the schedule's late runs do not come back as a
 backlog, and that a run stuck Pending while the stack runs is marked Crashed and alerted.
@@ -23,11 +23,27 @@ import psutil
 import pytest
 
 from collector.sim.testing import run_sim
-from collector.snapshot import read_snapshot, snapshot_path
+from collector.store.snapshot import read_snapshot, snapshot_path
 from flows.discovery import SUPERSEDED
-from flows.up import (DISCOVERY, PROJECT_DIR, api_client, deployment_id, healthy, local_api, prefect_cli, prefect_env,
-                      runs_named, runs_of)
-from tests.test_prefect_stack import Receiver, Up, free_port, kill_all, start_up, wait_for, wait_ready
+from flows.stack.api import (
+    DISCOVERY,
+    api_client,
+    deployment_id,
+    healthy,
+    local_api,
+    runs_named,
+    runs_of,
+)
+from flows.stack.procs import PROJECT_DIR, prefect_cli, prefect_env
+from tests.test_prefect_stack import (
+    Receiver,
+    Up,
+    free_port,
+    kill_all,
+    start_up,
+    wait_for,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -86,7 +102,7 @@ def stack(tmp_path_factory):
         try:
             with api_client(local_api(port)) as api:
                 wait_for("the first server", lambda: healthy(api), 180)
-                r = subprocess.run([sys.executable, "-m", "flows.up", "--setup-only", "--no-poller",
+                r = subprocess.run([sys.executable, "-m", "flows.stack.up", "--setup-only", "--no-poller",
                                     "--api-url", local_api(port)], cwd=PROJECT_DIR, env=cli_env,
                                    capture_output=True, text=True, timeout=300)
                 assert r.returncode == 0, r.stdout + r.stderr

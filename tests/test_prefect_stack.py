@@ -1,4 +1,4 @@
-"""The real Prefect stack, end to end: `python -m flows.up` (= `collector up` with its own
+"""The real Prefect stack, end to end: `python -m flows.stack.up` (= `collector up` with its own
 PREFECT_HOME) starts a Prefect server on a free loopback port, the `local` process pool, the
 prefect.yaml deployments, the automations, one worker and a poller run, against the simulator.
 
@@ -33,12 +33,13 @@ import orjson
 import psutil
 import pytest
 
-from collector.discovery import run_discovery
-from collector.settings import load_settings
+from collector.config.settings import load_settings
+from collector.discovery.run import run_discovery
 from collector.sim.testing import run_sim
-from collector.snapshot import read_snapshot, snapshot_path
-from flows.automations import apply_automations, definitions, read_automations
-from flows.up import DISCOVERY, POLLER, PROJECT_DIR, api_client, local_api, prefect_cli, prefect_env, runs_of
+from collector.store.snapshot import read_snapshot, snapshot_path
+from flows.stack.api import DISCOVERY, POLLER, api_client, local_api, runs_of
+from flows.stack.automations import apply_automations, definitions, read_automations
+from flows.stack.procs import PROJECT_DIR, prefect_cli, prefect_env
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -93,7 +94,7 @@ class Receiver(http.server.ThreadingHTTPServer):
 
 @dataclass
 class Up:
-    """A running `python -m flows.up` and what the tests need to talk to it."""
+    """A running `python -m flows.stack.up` and what the tests need to talk to it."""
 
     proc: subprocess.Popen
     out: Path
@@ -119,7 +120,7 @@ class Up:
 
 def start_up(out: Path, home: Path, port: int, env: dict[str, str], *args: str) -> subprocess.Popen:
     with open(out, "ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "flows.up", "--port", str(port), "--home", str(home), *args],
+        return subprocess.Popen([sys.executable, "-m", "flows.stack.up", "--port", str(port), "--home", str(home), *args],
                                 cwd=PROJECT_DIR, env=env, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                                 process_group=0)
 
@@ -128,7 +129,7 @@ def wait_ready(proc: subprocess.Popen, out: Path, marker: str = "UI at ") -> Non
     def ready() -> bool:
         text = out.read_text(errors="replace") if out.exists() else ""
         if proc.poll() is not None:
-            raise AssertionError(f"flows.up exited with {proc.returncode}:\n{text}")
+            raise AssertionError(f"flows.stack.up exited with {proc.returncode}:\n{text}")
         return marker in text
 
     wait_for("`up` to be ready", ready, UP_READY_TIMEOUT_S)
@@ -325,7 +326,7 @@ def test_second_up_and_reapplying_automations_change_nothing(stack):
 
 
 def flows_up(stack: Up, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.up", *args, "--api-url", local_api(stack.port)],
+    return subprocess.run([sys.executable, "-m", "flows.stack.up", *args, "--api-url", local_api(stack.port)],
                           cwd=PROJECT_DIR, env=stack.env, capture_output=True, text=True, timeout=120)
 
 

@@ -1,4 +1,4 @@
-"""collector.read over a realistic recording (tests/datagen.py): order, ranges, filters, damage,
+"""collector.read.books over a realistic recording (tests/datagen.py): order, ranges, filters, damage,
 as-of lookups, exact decimals, the market catalog and frames."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from collector import read
+from collector.read import books as read_books
 from tests.datagen import copy_of, iso, shared
 
 MIN = 60_000
@@ -77,7 +78,7 @@ def test_records_cross_period_boundaries(gen):
     files = [f for f in read.data_files(gen.data_dir, "polymarket") if f.kind != "parquet"]
     early = 0
     for f in files:
-        start = f.lo_ms + read.SLACK_MS
+        start = f.lo_ms + read_books.SLACK_MS
         early += sum(1 for x in read.file_lines(f.path) if orjson.loads(x)["ts_ms"] < start)
     assert early > 0
 
@@ -143,7 +144,7 @@ def test_as_of_matches_brute_force(gen):
         t = rng.randrange(gen.start_ms - MIN, gen.end_ms + MIN)
         want = {}
         for b in books:  # last book with ts_ms <= t, per instrument (ground-truth order)
-            if b["ts_ms"] <= t and b["ts_ms"] > t - read.DAY_MS:
+            if b["ts_ms"] <= t and b["ts_ms"] > t - read_books.DAY_MS:
                 want[b["instrument_id"]] = b
         got = read.books_at(gen.data_dir, "polymarket", insts, t)
         assert {k: v["ts_ms"] for k, v in got.items()} == {k: v["ts_ms"] for k, v in want.items()}
@@ -235,9 +236,13 @@ def test_market_catalog_lifecycle(gen):
 
 
 def test_catalog_repeated_records_and_snapshot_only(tmp_path):
-    from collector.discovery import append_market_records, market_record, market_records_path
-    from collector.models import Instrument
-    from collector.snapshot import Snapshot, snapshot_path, write_snapshot
+    from collector.discovery.run import (
+        append_market_records,
+        market_record,
+        market_records_path,
+    )
+    from collector.model.records import Instrument
+    from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot
 
     a = Instrument(venue="limitless", poll_key="a", market_id="a", title="A", expires_at_ms=None)
     b = Instrument(venue="limitless", poll_key="b", market_id="b", title="B")

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import httpx
 import orjson
-import pytest
-import respx
 import responses
+import respx
 
-from collector.decimals import dec_text
-from collector.details import polymarket_details
-from collector.discovery import discover_venue
+from collector.config.settings import Rule, load_settings
+from collector.discovery.run import discover_venue
+from collector.model.decimals import dec_text
+from collector.model.details import polymarket_details
 from collector.read import market_catalog
-from collector.settings import Rule, load_settings
 from collector.venues.limitless import LimitlessClient
 from collector.venues.polymarket import PolymarketClient
 from tests import real_payloads as real

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.compact import compact_day
+from collector.store.compact import compact_day
 from tests.datagen import copy_of, shared
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reading-data.md"
@@ -102,7 +102,7 @@ def test_pandas_recipes(recording, monkeypatch):
 
 
 def test_console_recipes_parse():
-    from collector.cli import build_parser
+    from collector.cli.main import build_parser
 
     p = build_parser()
     n = 0

@@ -1,4 +1,4 @@
-"""collector.scheduling: backoff, cooldown, rate budget, AIMD, due queue, rolling stats.
+"""collector.poller.scheduling: backoff, cooldown, rate budget, AIMD, due queue, rolling stats.
 
 Everything runs on a fake clock (plain floats passed as ``now``).
 """
@@ -13,7 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.scheduling import (
+from collector.config.settings import (
+    LimitlessSettings,
+    PollerSettings,
+    PolymarketSettings,
+)
+from collector.poller.scheduling import (
     Aimd,
     Backoff,
     BackoffPolicy,
@@ -27,7 +32,6 @@ from collector.scheduling import (
     advance_due,
     percentile_sorted,
 )
-from collector.settings import LimitlessSettings, PollerSettings, PolymarketSettings
 
 ids = st.text(min_size=1, max_size=40)
 policies = st.builds(
@@ -87,7 +91,7 @@ def test_backoff_deterministic(p, iid, k):
 def test_backoff_jitter_stable_across_processes():
     """Seeded by a stable hash, not Python's per-process salted hash()."""
     code = (
-        "from collector.scheduling import BackoffPolicy as B;"
+        "from collector.poller.scheduling import BackoffPolicy as B;"
         "p=B(jitter=0.7);print(repr([p.delay(f'polymarket:{i}', k) for i in range(5) for k in (1,3,9)]))"
     )
     outs = {

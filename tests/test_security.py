@@ -25,11 +25,11 @@ import psutil
 import pytest
 from pydantic import SecretStr
 
-from collector.discovery import run_discovery
-from collector.errors import ConfigError
-from collector.models import BookRecord, Instrument
-from collector.poller import Poller
-from collector.settings import Settings, load_settings
+from collector.config.settings import Settings, load_settings
+from collector.discovery.run import run_discovery
+from collector.model.errors import ConfigError
+from collector.model.records import BookRecord, Instrument
+from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
 from collector.venues.base import DiscoveryResult, FetchResult, now_ms
 from tests import helpers as h
@@ -143,8 +143,9 @@ def test_secrets_never_logged_or_written_by_a_run(tmp_path, monkeypatch, caplog)
 def test_discovery_flow_leaves_no_secret_in_prefect(tmp_path, monkeypatch, prefect_harness):
     """The discovery flow gets the settings (secrets included) as a task parameter: nothing of
     them may reach the API (artifacts, flow/task runs, logs, events)."""
-    import flows.discovery as fd
     from prefect.client.orchestration import get_client
+
+    import flows.discovery as fd
 
     with run_sim("--markets", "6", "--seed", "92") as sim:
         env = h.sim_env(sim, tmp_path, **{k[len("COLLECTOR_"):]: v for k, v in _secret_env().items()})
@@ -310,7 +311,7 @@ def test_simulator_listens_on_loopback_only():
 def test_collector_up_starts_its_server_on_loopback(tmp_path, monkeypatch):
     """The command line `collector up` builds for the Prefect server, checked without starting
     it; the API and UI URLs it hands out are loopback."""
-    import flows.up as up
+    import flows.stack.up as up
 
     spawned: list[list[str]] = []
     monkeypatch.setattr(up, "spawn", lambda cmd, env, log, cwd=up.PROJECT_DIR: spawned.append(cmd) or object())

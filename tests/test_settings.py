@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import ConfigError
-from collector.settings import load_settings
+from collector.config.settings import load_settings
+from collector.model.errors import ConfigError
 
 
 def test_defaults():

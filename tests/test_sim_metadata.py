@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import httpx
 
-from collector.discovery import run_discovery
+from collector.config.settings import Rule, load_settings
+from collector.discovery.run import run_discovery
 from collector.read import market_catalog, market_records
-from collector.settings import Rule, load_settings
 from collector.sim.testing import run_sim
 from tests.reliability import schema
 

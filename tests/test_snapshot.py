@@ -15,9 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collector.errors import SnapshotError
-from collector.models import Instrument
-from collector.snapshot import (
+from collector.model.errors import SnapshotError
+from collector.model.records import Instrument
+from collector.store.snapshot import (
     SNAPSHOT_SCHEMA_VERSION,
     Snapshot,
     SnapshotWatcher,
@@ -194,7 +194,7 @@ def test_unknown_top_level_keys_are_ignored(tmp_path):
 
 
 def test_watcher_keeps_last_good_and_picks_up_new(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="collector.snapshot")
+    caplog.set_level(logging.WARNING, logger="collector.store.snapshot")
     p = snapshot_path(tmp_path, "polymarket")
     w = SnapshotWatcher(p, venue="polymarket")
 
@@ -243,7 +243,7 @@ def test_watcher_never_raises(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr("collector.snapshot.read_snapshot", boom)
+    monkeypatch.setattr("collector.store.snapshot.read_snapshot", boom)
     assert w2.poll() is None
     assert "RuntimeError" in w2.last_error
 
@@ -253,8 +253,8 @@ def test_watcher_never_raises(tmp_path, monkeypatch):
 WRITER = textwrap.dedent(
     """
     import os, sys, time
-    from collector.models import Instrument
-    from collector.snapshot import Snapshot, write_snapshot
+    from collector.model.records import Instrument
+    from collector.store.snapshot import Snapshot, write_snapshot
     path, n = sys.argv[1], int(sys.argv[2])
     insts = [Instrument(venue="polymarket", poll_key=f"tok{i}", market_id=f"m{i//2}",
                         title="x" * 200, meta={"pad": "y" * 200}) for i in range(n)]

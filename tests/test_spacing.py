@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from collector.scheduling import RateBudget
-from collector.spacing import SharedSpacing, spacing_path
+from collector.poller.scheduling import RateBudget
+from collector.venues.pacing import SharedSpacing, spacing_path
 
 
 def test_try_acquire_and_next_allowed(tmp_path):
@@ -75,7 +75,7 @@ def test_threads_never_start_closer_than_the_spacing(tmp_path):
 
 _CHILD = """
 import sys, time
-from collector.spacing import SharedSpacing
+from collector.venues.pacing import SharedSpacing
 s = SharedSpacing(sys.argv[1], float(sys.argv[2]))
 for _ in range(int(sys.argv[3])):
     s.wait()
@@ -152,7 +152,7 @@ def test_a_file_without_a_hold_reads_as_no_hold(tmp_path):
 
 
 def test_send_gate_holds_locally_and_through_the_shared_file(tmp_path):
-    from collector.spacing import SendGate
+    from collector.venues.pacing import SendGate
 
     now = time.monotonic()
     local = SendGate()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector import errors
+from collector.model import errors
 from collector.venues.base import DiscoveryResult, fetch_page
 
 

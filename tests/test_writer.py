@@ -1,4 +1,4 @@
-"""collector.writer: rotation, unique names, fsync cadence, durability, I/O errors, compression.
+"""collector.store.writer: rotation, unique names, fsync cadence, durability, I/O errors, compression.
 
 Real files under tmp_path; wall and monotonic clocks are injected fakes. I/O faults are
 simulated by monkeypatching ``os.write`` / ``os.fsync`` / ``os.open`` so they fail only for
@@ -21,10 +21,10 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import collector.writer as wmod
-from collector.errors import WriteError
-from collector.settings import WriterSettings
-from collector.writer import (
+import collector.store.writer as wmod
+from collector.config.settings import WriterSettings
+from collector.model.errors import WriteError
+from collector.store.writer import (
     StreamWriter,
     WriterSet,
     WriterStats,
@@ -419,7 +419,7 @@ def test_reader_multi_frame_and_truncated_zst(tmp_path, caplog):
     assert list(iter_jsonl_lines(p, chunk_size=333)) == [rec(i) for i in range(2000)]
     z = c.compress(a)
     p.write_bytes(z[: len(z) // 2])
-    with caplog.at_level(logging.WARNING, logger="collector.writer"):
+    with caplog.at_level(logging.WARNING, logger="collector.store.writer"):
         got = list(iter_jsonl_lines(p))
     assert got == [rec(i) for i in range(len(got))] and len(got) < 1000
     assert "truncated" in caplog.text
@@ -450,7 +450,7 @@ def test_disk_full_drops_records_and_recovers_into_a_new_file(tmp_path, monkeypa
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", fake_write)
-    caplog.set_level(logging.WARNING, logger="collector.writer")
+    caplog.set_level(logging.WARNING, logger="collector.store.writer")
     for i in range(10):
         assert w.write(rec(100 + i)) is True  # buffered; the disk is not touched yet
     mono.t += 0.5
@@ -554,7 +554,7 @@ def test_error_warnings_are_rate_limited(tmp_path, monkeypatch, caplog):
     wall, mono = Clock(ts("2026-11-25T10:11:00")), Clock(100.0)
     w = make(tmp_path, wall, mono)
     monkeypatch.setattr(wmod.os, "open", lambda *a, **k: enospc())
-    caplog.set_level(logging.WARNING, logger="collector.writer")
+    caplog.set_level(logging.WARNING, logger="collector.store.writer")
     for step in range(1200):  # 2 minutes of 10 writes every 0.1 s
         mono.t = 100.0 + step * 0.1
         for _ in range(10):

@@ -24,7 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from collector.sim.faults import ControlError, FaultEngine, Reply, RequestLog, down_reply, json_reply
+from collector.sim.faults import (
+    ControlError,
+    FaultEngine,
+    Reply,
+    RequestLog,
+    down_reply,
+    json_reply,
+)
 from collector.sim.state import GAMMA_SCHEMA, SimError, SimState, now_ms
 
 Handler = Callable[[Request], Awaitable[tuple[Reply, int]]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from collector.settings import Settings
+from collector.config.settings import Settings
 from collector.venues.base import DiscoveryResult, FetchResult, VenueClient
 
 __all__ = ["DiscoveryResult", "FetchResult", "VenueClient", "make_client"]

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import orjson
 
-from collector.errors import (
+from collector.model.errors import (
     BadPayload,
     ClientError,
     NotFound,
@@ -22,7 +22,7 @@ from collector.errors import (
     TransportError,
     VenueError,
 )
-from collector.models import BookRecord, Instrument
+from collector.model.records import BookRecord, Instrument
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -26,12 +26,11 @@ from urllib.parse import quote
 
 import requests
 
-from collector import errors
-from collector.decimals import dec_text, scaled_text
-from collector.details import limitless_details, time_ms
-from collector.models import BookRecord, DecText, Instrument
-from collector.settings import LimitlessSettings
-from collector.spacing import SharedSpacing, spacing_path
+from collector.config.settings import LimitlessSettings
+from collector.model import errors
+from collector.model.decimals import dec_text, scaled_text
+from collector.model.details import limitless_details, time_ms
+from collector.model.records import BookRecord, DecText, Instrument
 from collector.venues.base import (
     DiscoveryResult,
     FetchResult,
@@ -42,6 +41,7 @@ from collector.venues.base import (
     parse_json,
     raise_for_status,
 )
+from collector.venues.pacing import SharedSpacing, spacing_path
 
 log = logging.getLogger(__name__)
 

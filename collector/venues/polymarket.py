@@ -33,13 +33,12 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from collector import errors
-from collector.decimals import dec_text
-from collector.details import polymarket_details
-from collector.models import BookRecord, DecText, Instrument, Level
-from collector.settings import PolymarketSettings
+from collector.config.settings import PolymarketSettings
+from collector.model import errors
+from collector.model.decimals import dec_text
+from collector.model.details import polymarket_details
+from collector.model.records import BookRecord, DecText, Instrument, Level
 from collector.venues import polyhash
-from collector.venues.polyhash import CheckedBook, ExactReply
 from collector.venues.base import (
     DiscoveryResult,
     FetchResult,
@@ -50,6 +49,7 @@ from collector.venues.base import (
     parse_json,
     raise_for_status,
 )
+from collector.venues.polyhash import CheckedBook, ExactReply
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.settings import Settings
-from collector.snapshot import read_snapshot, snapshot_path
+from collector.config.settings import Settings
+from collector.store.snapshot import read_snapshot, snapshot_path
 from tests import helpers as h
 from tests.reliability import schema
 

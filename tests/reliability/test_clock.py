@@ -23,9 +23,9 @@ from collections import Counter
 import orjson
 
 from collector import read
-from collector.poller import Poller
+from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
-from collector.writer import period_bounds
+from collector.store.writer import period_bounds
 from tests import helpers as h
 from tests.reliability import harness as H
 from tests.reliability import schema

@@ -22,7 +22,14 @@ import time
 import pytest
 
 from collector.sim.testing import run_sim
-from flows.up import PROJECT_DIR, api_client, healthy, local_api, prefect_cli, prefect_env
+from flows.stack.up import (
+    PROJECT_DIR,
+    api_client,
+    healthy,
+    local_api,
+    prefect_cli,
+    prefect_env,
+)
 from tests import helpers as h
 from tests.reliability import harness as H
 from tests.reliability import schema

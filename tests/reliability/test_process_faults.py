@@ -25,10 +25,10 @@ from pathlib import Path
 
 import orjson
 
-from collector.errors import SnapshotError
-from collector.poller import Poller
+from collector.model.errors import SnapshotError
+from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
-from collector.snapshot import read_snapshot, snapshot_path
+from collector.store.snapshot import read_snapshot, snapshot_path
 from tests import helpers as h
 from tests.reliability import harness as H
 from tests.reliability import schema
@@ -293,7 +293,7 @@ def test_sigkill_of_discovery_mid_write_never_exposes_a_partial_snapshot(tmp_pat
     gone = [i for i in members_seen - final_ids if last_event.get(i) != "removed"]
     assert gone == [], f"{len(gone)} former members without a 'removed' record"
     # the poller kept polling its shard through all of it: the instruments listed from start to end
-    from collector.poller import in_shard
+    from collector.poller.loop import in_shard
 
     stable = [i for i in initial & final_ids if in_shard(i, "0/8")]
     c = H.cov(ds, POLY, stable, t_start + 1, t_stop)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import orjson
 
-from collector.poller import Poller
+from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
-from collector.snapshot import read_snapshot, snapshot_path, write_snapshot
+from collector.store.snapshot import read_snapshot, snapshot_path, write_snapshot
 from tests import helpers as h
 from tests.reliability import harness as H
 from tests.reliability import schema
@@ -91,7 +91,7 @@ def test_disk_full_then_space_returns(tmpfs, tmp_path, monkeypatch, caplog):
     intact. Every record the poller produced is either on disk or counted as dropped."""
     root = tmpfs.path if tmpfs is not None else tmp_path / "data"
     data = root / "data"
-    caplog.set_level(logging.WARNING, logger="collector.writer")
+    caplog.set_level(logging.WARNING, logger="collector.store.writer")
     beats: list[dict] = []
     with run_sim("--markets", "8", "--seed", "61") as sim:
         settings = H.prepare(sim, data, monkeypatch, POLLER__HEARTBEAT_INTERVAL_S="1")
@@ -144,7 +144,7 @@ def test_disk_full_then_space_returns(tmpfs, tmp_path, monkeypatch, caplog):
         assert new_files, f"{v}: no new file after recovery"
         figures.update({f"{v}_dropped": ws.records_dropped, f"{v}_errors": ws.error_count,
                         f"{v}_cov_after": c_after, f"{v}_resume_s": max(resumed.values())})
-    warnings = [r.getMessage() for r in caplog.records if r.name == "collector.writer"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "collector.store.writer"]
     assert any("No space left on device" in w for w in warnings), warnings[:3]
     per_writer = {}
     for w in warnings:

@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from collector.discovery import run_discovery
-from collector.poller import Poller
+from collector.discovery.run import run_discovery
+from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
 from tests import helpers as h
 from tests.reliability import harness as H
@@ -262,9 +262,9 @@ def test_success_after_a_failure_blip_starts_no_cooldown(tmp_path, monkeypatch):
 
 
 def test_success_never_starts_a_failure_cooldown_unit():
-    """The deterministic core of BUG-COOLDOWN-ON-SUCCESS, on collector.scheduling.VenueCooldown:
+    """The deterministic core of BUG-COOLDOWN-ON-SUCCESS, on collector.poller.scheduling.VenueCooldown:
     5 failures then 5 successes inside the window (10 outcomes, share 0.5)."""
-    from collector.scheduling import VenueCooldown
+    from collector.poller.scheduling import VenueCooldown
 
     cd = VenueCooldown(30.0, failure_fraction=0.5, failure_min_requests=10, failure_window_s=10.0,
                        failure_cooldown_s=15.0)

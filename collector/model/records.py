@@ -8,8 +8,12 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, field_serializer, model_validator
 
-from collector.decimals import mid_text, spread_text
-from collector.details import DETAILS_BY_VENUE, LimitlessDetails, PolymarketDetails
+from collector.model.decimals import mid_text, spread_text
+from collector.model.details import (
+    DETAILS_BY_VENUE,
+    LimitlessDetails,
+    PolymarketDetails,
+)
 
 SCHEMA_VERSION = 1
 
@@ -41,7 +45,7 @@ class Instrument(BaseModel):
     # Limitless sizes are integers in 10^-size_decimals units; None when sizes are in shares.
     size_decimals: int | None = None
     meta: dict[str, Any] = {}
-    # Typed venue metadata (strike, series, fees...; collector.details). None for instruments
+    # Typed venue metadata (strike, series, fees...; collector.model.details). None for instruments
     # read from snapshots written before it existed.
     details: PolymarketDetails | LimitlessDetails | None = None
 

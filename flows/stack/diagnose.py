@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from flows.up import DISCOVERY, POOL, api_client, runs_named, runs_of
+from flows.stack.api import DISCOVERY, POOL, api_client, runs_named, runs_of
 
 RECENT_S = 600.0  # runs of the last 10 minutes tell the current story
 STUCK_NOTE_S = 10.0  # a healthy run is Pending for 2-7 s (pull step, process start)
@@ -84,9 +84,9 @@ def discovery_notes(api: httpx.Client, now: float | None = None) -> list[str]:
 
 
 def cli_status(settings: Any, args: Any) -> int:
-    """`collector status`: the files' view (collector.ops), plus the orchestrator's notes when a
+    """`collector status`: the files' view (collector.ops.views), plus the orchestrator's notes when a
     Prefect API answers (PREFECT_API_URL, else the local `collector up` server)."""
-    from collector.ops import cli_status as files_status
+    from collector.ops.views import cli_status as files_status
 
     url = getattr(args, "prefect_api_url", None) or os.environ.get("PREFECT_API_URL") or "http://127.0.0.1:4200/api"
     try:

@@ -30,8 +30,8 @@ from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # only for annotations; this module has no runtime dependency on pydantic
-    from collector.settings import PollerSettings, VenueSettings
-    from collector.spacing import SharedSpacing
+    from collector.config.settings import PollerSettings, VenueSettings
+    from collector.venues.pacing import SharedSpacing
 
 __all__ = [
     "Aimd",
@@ -367,7 +367,7 @@ class RateBudget:
     average (Limitless defaults: 30 per 10 s and 300 ms -> 3/s; spacing alone -> 3.33/s).
     Memory: at most ``requests`` timestamps.
 
-    ``shared`` (optional, a :class:`collector.spacing.SharedSpacing`) is a spacing other
+    ``shared`` (optional, a :class:`collector.venues.pacing.SharedSpacing`) is a spacing other
     processes use too (Limitless: discovery next to the poller); a start also needs it free.
     """
 

@@ -56,7 +56,7 @@ from typing import Any
 
 import orjson
 
-from collector.writer import iter_jsonl_lines
+from collector.store.writer import iter_jsonl_lines
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ IID_RE = re.compile(rb'"instrument_id":"([^"\\]*)"')  # pre-filter on raw lines 
 _TS_RE = re.compile(rb'"ts_ms":(\d{1,19})\b')  # int64 at most; longer is junk, left to the parser
 _REL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)\s*$")
 
-# Parquet book columns (see collector.compact): the level lists and the fields they replace.
+# Parquet book columns (see collector.store.compact): the level lists and the fields they replace.
 LEVEL_COLUMNS = ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes")
 # Book fields the writer always writes (kept as None when null; other null fields are dropped).
 BOOK_ALWAYS = ("outcome", "best_bid", "best_ask", "mid", "spread")
@@ -332,7 +332,7 @@ def data_files(
 
 
 def file_lines(path: Path) -> Iterator[bytes]:
-    """:func:`~collector.writer.iter_jsonl_lines`, following ``X.jsonl`` to ``X.jsonl.zst`` when
+    """:func:`~collector.store.writer.iter_jsonl_lines`, following ``X.jsonl`` to ``X.jsonl.zst`` when
     the file was compressed (and removed) between listing and opening."""
     it = iter_jsonl_lines(path)
     try:
@@ -885,8 +885,8 @@ def market_catalog(
     * ``added_ms`` (first), ``removed_ms`` (last; None while active), ``removed_reason``,
       ``active`` (in the current snapshot), ``snapshot_asof_ms``.
     """
-    from collector.errors import SnapshotError
-    from collector.snapshot import read_snapshot, snapshot_path
+    from collector.model.errors import SnapshotError
+    from collector.store.snapshot import read_snapshot, snapshot_path
 
     venues = list_venues(data_dir) if venue is None else ([venue] if isinstance(venue, str) else list(venue))
     out: dict[str, dict] = {}
@@ -973,7 +973,7 @@ def catalog_markets(catalog: dict[str, dict]) -> dict[str, dict]:
 
 
 def _book_rows_to_arrow(records: Iterable[dict]) -> Any:
-    from collector.compact import records_to_table
+    from collector.store.compact import records_to_table
 
     return records_to_table(list(records))
 

@@ -2,11 +2,11 @@
 
 An instrument is selected when ANY rule of its venue matches it. Within one rule, every criterion
 that is set must hold (AND); a rule with no criterion matches every candidate. Criteria
-(``collector.settings.Rule``):
+(``collector.config.settings.Rule``):
 
 - ``slug_prefixes``: ``inst.slug`` starts with one of them (case-insensitive).
 - ``underlyings``: one of the instrument's underlying tickers is among them (case-insensitive,
-  whole tokens; see :mod:`collector.underlying`): the oracle ticker Limitless sends, else the
+  whole tokens; see :mod:`collector.discovery.underlying`): the oracle ticker Limitless sends, else the
   ``$BTC`` markers of the title and the slug families ``dollarbtc-above-``, ``btc-up-or-down-``.
 - ``event_slug_prefixes``: ``inst.event_slug`` or ``inst.series_slug`` starts with one of them
   (case-insensitive).
@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from collector.models import Instrument
-from collector.settings import Rule
-from collector.underlying import matches_underlyings
+from collector.config.settings import Rule
+from collector.discovery.underlying import matches_underlyings
+from collector.model.records import Instrument
 
 _MS_PER_MIN = 60_000.0
 

@@ -7,7 +7,7 @@ counts. It is written atomically (unique temp file in the same directory, write,
 partial one, even when the writer is killed mid-write. Temp files left by a killed writer are
 removed by the next write.
 
-Readers: :func:`read_snapshot` raises :class:`~collector.errors.SnapshotError` for anything it
+Readers: :func:`read_snapshot` raises :class:`~collector.model.errors.SnapshotError` for anything it
 cannot trust; :class:`SnapshotWatcher` is the poller's non-fatal hot-reload helper.
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collector.errors import SnapshotError
-from collector.models import Instrument
+from collector.model.errors import SnapshotError
+from collector.model.records import Instrument
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 
-from collector.details import LimitlessDetails
-from collector.models import Instrument
+from collector.model.details import LimitlessDetails
+from collector.model.records import Instrument
 
 # "$" then a ticker that starts with a letter; "$86332.10" (a price) is not a ticker.
 _TITLE_MARKER = re.compile(r"\$([A-Za-z][A-Za-z0-9]*)(?![A-Za-z0-9])")

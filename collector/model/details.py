@@ -4,7 +4,7 @@ These are the venue fields a reader needs to interpret a recorded book (strike, 
 underlying, fees, minimum size...). They are parsed from the discovery payload by
 :func:`polymarket_details` / :func:`limitless_details`; a field the venue did not send (or sent
 as null / "" / junk) is None and is *omitted* from the written record (see docs/schema.md).
-Decimal values are canonical decimal text (collector.decimals.dec_text), never floats.
+Decimal values are canonical decimal text (collector.model.decimals.dec_text), never floats.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from collector.decimals import dec_text, scaled_text
+from collector.model.decimals import dec_text, scaled_text
 
 
 class _Details(BaseModel):

@@ -26,7 +26,7 @@ which then stops them in that order; their SIGINT/SIGTERM handling is the defaul
 
 Everything talks to the REST API with httpx; only pool creation and deploy use the Prefect CLI.
 
-``python -m flows.up`` takes the same options plus:
+``python -m flows.stack.up`` takes the same options plus:
 
 - ``--home DIR``: another PREFECT_HOME (the tests use a temporary one);
 - ``--setup-only [--api-url URL]``: steps 3-5 and 7 against a server that runs elsewhere (compose);
@@ -38,142 +38,70 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from collector.errors import ConfigError
-from collector.settings import Settings, load_settings
+from collector.config.settings import Settings, load_settings
+from collector.model.errors import ConfigError
+from flows.stack.api import (
+    ACTIVE,
+    POLLER,
+    POOL,
+    api_client,
+    healthy,
+    local_api,
+    runs_of,
+    state_of,
+)
+from flows.stack.procs import (
+    PROJECT_DIR,
+    Stop,
+    signals_raise_stop,
+    load_settings_from,
+    prefect_cli,
+    prefect_env,
+    run_cli,
+    say,
+    spawn,
+    stop,
+    tail,
+)
+from flows.stack.runs import (
+    cancel_and_wait,
+    cancel_pollers,
+    clear_dead_runs,
+    ensure_poller_run,
+    kick_discovery,
+)
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-POOL = "local"
-POLLER = "poller/poller"
-DISCOVERY = "discovery/discovery"
-COMPACT = "compact/compact"
-DEPLOYMENTS = (POLLER, DISCOVERY, COMPACT)
-ACTIVE = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING"]
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 SERVER_START_TIMEOUT_S = 180.0  # fresh SQLite DB: ~11-16 s on a slow 2-core box; CI can be slower
-CANCEL_TIMEOUT_S = 45.0  # Prefect SIGKILLs a cancelled run after 30 s; then the worker reports it
 WORKER_QUERY_SECONDS = "2"  # default 10 s: a new run would wait up to 10 s to be picked up
 # A discovery run that finds the slot taken tries again this long after (Prefect's default: 30 s),
 # so a CI trigger that meets a scheduled run ends a few seconds after it, not half a minute.
 SLOT_WAIT_SECONDS = "5"
 
 
-class Stop(Exception):
-    """Raised in the main thread by SIGTERM/SIGHUP (SIGINT raises KeyboardInterrupt)."""
 
 
-# -- processes ------------------------------------------------------------------------------------
-def _child_setup() -> None:  # pragma: no cover - runs in the forked child
-    """Default SIGINT/SIGTERM (a parent started with SIGINT ignored must not pass that on: the
-    worker would never exit, field guide §4) and, on Linux, SIGTERM when `up` dies."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def spawn(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = PROJECT_DIR) -> subprocess.Popen:
-    """A long-lived child in its own process group, output appended to ``log``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            process_group=0, preexec_fn=_child_setup,
-        )
 
 
-def stop(proc: subprocess.Popen | None, name: str, timeout: float = 15.0) -> None:
-    """SIGTERM, wait, then SIGKILL."""
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        say(f"{name} did not exit within {timeout:.0f} s: killing it")
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(timeout=10)
 
 
-def prefect_cli(*args: str) -> list[str]:
-    """The `prefect` of this interpreter's environment (the worker's runs need this venv)."""
-    exe = Path(sys.executable).with_name("prefect")
-    return [str(exe), *args] if exe.exists() else [sys.executable, "-m", "prefect", *args]
 
 
-def run_cli(env: dict[str, str], *args: str, timeout: float = 180.0) -> None:
-    """Run a Prefect CLI command to completion; raise with its output on failure."""
-    r = subprocess.run(prefect_cli(*args), env=env, cwd=PROJECT_DIR, stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0:
-        raise RuntimeError(f"`prefect {' '.join(args)}` failed ({r.returncode}):\n{r.stdout}{r.stderr}")
 
 
-def say(msg: str) -> None:
-    print(f"collector up: {msg}", flush=True)
 
-
-def prefect_env(api_url: str, home: Path | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of every child: this one, plus the API URL, PREFECT_HOME and no telemetry."""
-    env = dict(os.environ if base is None else base)
-    if home is not None:
-        env["PREFECT_HOME"] = str(home)
-    env.update(
-        PREFECT_API_URL=api_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        PREFECT_CLI_PROMPT="false",
-        PYTHONUNBUFFERED="1",
-        PROJECT_DIR=str(PROJECT_DIR),  # prefect.yaml's pull step: set_working_directory "{{ $PROJECT_DIR }}"
-    )
-    env.pop("PREFECT_API_KEY", None)
-    env.pop("PREFECT_PROFILE", None)
-    return env
-
-
-# -- REST API -------------------------------------------------------------------------------------
-class ApiClient(httpx.Client):
-    """httpx against the Prefect API, retrying 503/429 like Prefect's own client: a busy SQLite
-    database answers 503 ("database is locked") under load."""
-
-    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
-        for attempt in range(6):
-            r = super().request(*args, **kwargs)
-            if r.status_code not in (429, 503):
-                return r
-            time.sleep(0.2 * 2**attempt)
-        return r
-
-
-def local_api(port: int) -> str:
-    return f"http://127.0.0.1:{port}/api"
-
-
-def api_client(api_url: str) -> httpx.Client:
-    return ApiClient(base_url=api_url, timeout=15.0, trust_env=False)
-
-
-def healthy(api: httpx.Client) -> bool:
-    try:
-        r = api.get("/health", timeout=2.0)
-        return r.status_code == 200 and r.json() is True
-    except (httpx.HTTPError, ValueError):
-        return False
 
 
 def wait_healthy(api: httpx.Client, proc: subprocess.Popen | None, log: Path | None,
@@ -187,58 +115,12 @@ def wait_healthy(api: httpx.Client, proc: subprocess.Popen | None, log: Path | N
         time.sleep(0.3)
 
 
-def tail(path: Path | None, n: int = 20) -> str:
-    if path is None or not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
 
 
-def deployment_id(api: httpx.Client, name: str) -> str:
-    r = api.get(f"/deployments/name/{name}")
-    r.raise_for_status()
-    return r.json()["id"]
 
 
-def runs_of(api: httpx.Client, deployment: str, states: list[str]) -> list[dict[str, Any]]:
-    """Flow runs of ``deployment`` ("flow/deployment") in one of ``states`` (state types)."""
-    body = {
-        "deployments": {"id": {"any_": [deployment_id(api, deployment)]}},
-        "flow_runs": {"state": {"type": {"any_": states}}},
-        "sort": "EXPECTED_START_TIME_DESC",
-        "limit": 50,
-    }
-    r = api.post("/flow_runs/filter", json=body)
-    r.raise_for_status()
-    return r.json()
 
 
-def runs_named(api: httpx.Client, deployment: str, state_names: list[str]) -> list[dict[str, Any]]:
-    """Flow runs of ``deployment`` whose state has one of these names (e.g. "Late")."""
-    body = {
-        "deployments": {"id": {"any_": [deployment_id(api, deployment)]}},
-        "flow_runs": {"state": {"name": {"any_": state_names}}},
-        "sort": "EXPECTED_START_TIME_ASC",
-        "limit": 200,
-    }
-    r = api.post("/flow_runs/filter", json=body)
-    r.raise_for_status()
-    return r.json()
-
-
-def read_run(api: httpx.Client, run_id: str) -> dict[str, Any]:
-    r = api.get(f"/flow_runs/{run_id}")
-    r.raise_for_status()
-    return r.json()
-
-
-def set_state(api: httpx.Client, run_id: str, state_type: str, message: str, force: bool = False) -> None:
-    r = api.post(f"/flow_runs/{run_id}/set_state",
-                 json={"state": {"type": state_type, "message": message}, "force": force})
-    r.raise_for_status()
-
-
-def state_of(run: dict[str, Any]) -> str:
-    return (run.get("state") or {}).get("type") or "UNKNOWN"
 
 
 # -- steps ----------------------------------------------------------------------------------------
@@ -267,82 +149,10 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     return spawn(prefect_cli("worker", "start", "--pool", POOL, "--name", name), wenv, log)
 
 
-def clear_dead_runs(api: httpx.Client) -> list[str]:
-    """Runs of every deployment left Pending/Running by a process that no longer exists on this
-    host: `up` was SIGKILLed, the host rebooted, or the worker had already claimed (Pending) the
-    next scheduled discovery when it was stopped. Such a run holds its deployment's concurrency
-    slot, and the server keeps slot leases in memory, so after a restart nothing frees it and
-    every later run of the deployment waits or is cancelled for ever. Only called when `up` has
-    just started the server itself: nothing else could have reported on them. They are marked
-    Cancelled (not Crashed, which would start the restart automation while `up` starts its own
-    poller run); leaked slots are then given back (:func:`reconcile_slots`)."""
-    import psutil
-
-    cleared = []
-    for dep in DEPLOYMENTS:
-        if api.get(f"/deployments/name/{dep}").status_code != 200:
-            continue
-        for run in runs_of(api, dep, ["PENDING", "RUNNING", "CANCELLING"]):
-            pid = str(run.get("infrastructure_pid") or "").rsplit(":", 1)[-1]
-            if pid.isdigit() and psutil.pid_exists(int(pid)):
-                continue
-            set_state(api, run["id"], "CANCELLED", "its process was gone when `collector up` started", force=True)
-            cleared.append(f"{dep} run {run['name']}")
-        reconcile_slots(api, dep)
-    return cleared
 
 
-def reconcile_slots(api: httpx.Client, deployment: str) -> int | None:
-    """Give back concurrency slots no run holds any more (a slot counted as taken by the database
-    whose lease died with a server); returns the slots given back, None when there is no limit."""
-    r = api.get(f"/deployments/name/{deployment}")
-    if r.status_code != 200:
-        return None
-    limit = r.json().get("global_concurrency_limit") or {}
-    if not limit.get("id"):
-        return None
-    holding = len(runs_of(api, deployment, ["PENDING", "RUNNING", "CANCELLING"]))
-    leaked = int(limit.get("active_slots") or 0) - holding
-    if leaked > 0:
-        api.patch(f"/v2/concurrency_limits/{limit['id']}", json={"active_slots": holding}).raise_for_status()
-        say(f"{deployment}: {leaked} concurrency slot(s) held by no run were given back")
-    return max(leaked, 0)
 
 
-def ensure_poller_run(api: httpx.Client) -> tuple[dict[str, Any], bool]:
-    """The active poller run, or a new one (``prefect deployment run poller/poller``); (run, created)."""
-    active = runs_of(api, POLLER, ACTIVE)
-    if active:
-        return active[0], False
-    r = api.post(f"/deployments/{deployment_id(api, POLLER)}/create_flow_run", json={})
-    r.raise_for_status()
-    return r.json(), True
-
-
-def kick_discovery(api: httpx.Client) -> None:
-    """One discovery run now, so a first start has snapshots in seconds, not at the next minute;
-    skipped while the discovery schedule is paused (the operator stopped discovery)."""
-    dep = api.get(f"/deployments/name/{DISCOVERY}").json()
-    if any(s.get("active") for s in dep.get("schedules", [])) and not runs_of(api, DISCOVERY, ["PENDING", "RUNNING"]):
-        api.post(f"/deployments/{dep['id']}/create_flow_run", json={}).raise_for_status()
-        say("discovery run started")
-
-
-def cancel_and_wait(api: httpx.Client, run_id: str, timeout: float = CANCEL_TIMEOUT_S) -> str:
-    """``prefect flow-run cancel``: Cancelling (the worker SIGTERMs the run: TerminationSignal, the
-    poller flushes, the run ends Cancelled); a run not yet started is cancelled at once. Returns
-    the final state type (or the last one seen on timeout)."""
-    run = read_run(api, run_id)
-    st = state_of(run)
-    if st == "SCHEDULED":
-        set_state(api, run_id, "CANCELLED", "cancelled by `collector up` before it started", force=True)
-    elif st in ("PENDING", "RUNNING", "PAUSED"):
-        set_state(api, run_id, "CANCELLING", "stopped by `collector up`")
-    deadline = time.monotonic() + timeout
-    while st not in TERMINAL and time.monotonic() < deadline:
-        time.sleep(0.5)
-        st = state_of(read_run(api, run_id))
-    return st
 
 
 # -- the stack ------------------------------------------------------------------------------------
@@ -381,7 +191,7 @@ def start_server(stack: Stack) -> None:
 
 def configure(api: httpx.Client, env: dict[str, str], settings: Settings) -> None:
     """Work pool, deployments, automations: what every `up` (and `--setup-only`) makes sure of."""
-    from flows.automations import apply_automations
+    from flows.stack.automations import apply_automations
 
     t0 = time.monotonic()
     if ensure_work_pool(api, env):
@@ -471,24 +281,6 @@ def shut_down(stack: Stack) -> None:
         say("server stopped")
 
 
-@contextlib.contextmanager
-def _signals_raise_stop() -> Iterator[None]:
-    """SIGINT -> KeyboardInterrupt, SIGTERM/SIGHUP -> Stop, while bringing up and watching; while
-    shutting down further signals are ignored (shutdown is bounded by its own timeouts)."""
-
-    def _stop(signum: int, frame: Any) -> None:
-        raise Stop(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
-    try:
-        yield
-    finally:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
-
-
 def run_up(home: Path, port: int, sim: bool, start_poller: bool) -> int:
     stack = Stack(home=home, port=port, env=prefect_env(local_api(port), home))
     home.mkdir(parents=True, exist_ok=True)
@@ -496,7 +288,7 @@ def run_up(home: Path, port: int, sim: bool, start_poller: bool) -> int:
     with contextlib.ExitStack() as es:
         stack.api = es.enter_context(api_client(local_api(port)))
         try:
-            with _signals_raise_stop():
+            with signals_raise_stop():
                 if sim:
                     start_sim(stack, es)
                 settings = load_settings_from(stack.env)
@@ -524,18 +316,6 @@ def start_sim(stack: Stack, es: contextlib.ExitStack) -> None:
     say(f"simulator at {handle.base}")
 
 
-def load_settings_from(env: dict[str, str]) -> Settings:
-    """Settings as a flow run will see them (the worker's environment is this ``env``)."""
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def setup_only(api_url: str, start_poller: bool) -> int:
     """Pool, deployments, automations and a poller run on a server that runs elsewhere (compose,
     a shared server): no server, no worker, no waiting. Idempotent like `up`."""
@@ -550,20 +330,6 @@ def setup_only(api_url: str, start_poller: bool) -> int:
     return 0
 
 
-def cancel_pollers(api_url: str, deployments: list[str]) -> int:
-    """Cancel the active runs of these poller deployments and wait until they are Cancelled: run it
-    before stopping a worker (systemd ExecStop=, docker) so the poller flushes instead of becoming
-    a zombie. Exit 0 when every run ended Cancelled."""
-    ok = True
-    with api_client(api_url) as api:
-        for dep in deployments:
-            for run in runs_of(api, dep, ACTIVE):
-                st = cancel_and_wait(api, run["id"])
-                say(f"{dep} run {run['name']} ({run['id']}): {st}")
-                ok &= st == "CANCELLED"
-    return 0 if ok else 1
-
-
 def cli_up(args: argparse.Namespace) -> int:
     """Entry point of `collector up [--sim] [--port 4200] [--no-poller]`."""
     load_settings()  # a bad configuration stops here (ConfigError: `collector` exits 2)
@@ -574,7 +340,7 @@ def cli_up(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flows.up", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m flows.stack.up", description=__doc__.splitlines()[0])
     p.add_argument("--sim", action="store_true")
     p.add_argument("--port", type=int, default=4200)
     p.add_argument("--no-poller", action="store_true")

@@ -14,67 +14,19 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.errors import RateLimited
-from collector.lane import Lane
-from collector.settings import Settings
-from collector.snapshot import SnapshotWatcher, snapshot_path
+from collector.config.settings import Settings
+from collector.model.errors import RateLimited
+from collector.poller.fetch import FetchPool
+from collector.poller.lane import Done, Lane
+from collector.store.snapshot import SnapshotWatcher, snapshot_path
+from collector.store.writer import WriterSet
 from collector.venues import VenueClient, make_client
-from collector.venues.base import FetchResult, now_ms
-from collector.writer import WriterSet
+from collector.venues.base import now_ms
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Done:
-    """A finished fetch, handed from a worker thread to the loop thread."""
-
-    lane: Lane
-    keys: Sequence[str]
-    result: FetchResult | None
-    error: BaseException | None
-    started: float  # monotonic: when the request was sent (or found the venue held)
-    held: bool = False  # not sent: the venue was held (429 / cooldown) when a thread got to it
-
-
-class FetchPool:
-    """A venue's fetch threads: daemon workers fed by one queue.
-
-    Not a ThreadPoolExecutor on purpose: the interpreter joins an executor's workers at exit,
-    so one fetch blocked in a read would hold the process for up to its timeout after the
-    files are closed. A blocked daemon worker never delays shutdown.
-    """
-
-    def __init__(self, workers: int, name: str):
-        self._q: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
-        self._n = workers
-        for i in range(workers):
-            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True).start()
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self._q.put((fn, args))
-
-    def _work(self) -> None:
-        while (job := self._q.get()) is not None:
-            fn, args = job
-            try:
-                fn(*args)
-            except BaseException:  # Poller._fetch already hands errors over; never kill a worker
-                log.exception("fetch job failed")
-
-    def shutdown(self) -> None:
-        """Drop queued jobs and let idle workers exit; never waits for a running fetch."""
-        try:
-            while True:
-                self._q.get_nowait()
-        except queue.Empty:
-            pass
-        for _ in range(self._n):
-            self._q.put(None)
 
 
 def in_shard(instrument_id: str, shard: str) -> bool:

@@ -3,7 +3,7 @@
 For one venue, :func:`discover_venue`:
 
 1. asks the venue client for its open order-book candidates (``client.discover()``);
-2. applies the venue's selection rules (:mod:`collector.rules`);
+2. applies the venue's selection rules (:mod:`collector.discovery.rules`);
 3. merges with the previous snapshot, sticky until expiration: a previous member stays while
    it is still among the venue's open candidates and its ``expires_at_ms`` has not passed, even
    when no rule matches it any more. It is removed with reason ``closed_or_gone`` when the venue
@@ -37,11 +37,23 @@ from typing import Any
 
 import orjson
 
-from collector import rules as rules_mod
-from collector.errors import CollectorError, ConfigError, SnapshotError, VenueError, WriteError
-from collector.models import SCHEMA_VERSION, Instrument
-from collector.settings import ALL_VENUES, Settings
-from collector.snapshot import Snapshot, fsync_dir, read_snapshot, snapshot_path, write_snapshot
+from collector.config.settings import ALL_VENUES, Settings
+from collector.discovery import rules as rules_mod
+from collector.model.errors import (
+    CollectorError,
+    ConfigError,
+    SnapshotError,
+    VenueError,
+    WriteError,
+)
+from collector.model.records import SCHEMA_VERSION, Instrument
+from collector.store.snapshot import (
+    Snapshot,
+    fsync_dir,
+    read_snapshot,
+    snapshot_path,
+    write_snapshot,
+)
 from collector.venues.base import VenueClient
 
 log = logging.getLogger(__name__)

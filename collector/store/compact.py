@@ -12,7 +12,7 @@ exist; torn last lines skipped) and writes
   the levels as four list columns ``bid_prices``, ``bid_sizes``, ``ask_prices``, ``ask_sizes``
   (``list<double>``, best first). Numbers are doubles, ints int64, flags bool; a field of an
   unknown shape (object, list, mixed types) is stored as JSON text and named in the schema
-  metadata key ``collector.json_columns`` (``collector.read`` decodes it).
+  metadata key ``collector.json_columns`` (``collector.read.books`` decodes it).
 * ``<venue>/gaps_parquet/date=2026-01-10/gaps.parquet``: the ``gap`` records, sorted by
   ``ts_ms`` (only when the day has gaps). A separate file keeps the book file's schema tight.
 
@@ -23,7 +23,7 @@ Safety, in this order:
 2. Files are written to hidden temp names, then **verified record for record** against a fresh
    read of the JSONL: same number of books and gaps, and for each position in
    ``(instrument_id, ts_ms)`` order the same values (the Parquet row read back through
-   ``collector.read`` equals the JSONL record, absent and null fields being the same).
+   ``collector.read.books`` equals the JSONL record, absent and null fields being the same).
 3. Only then are they fsync'ed and renamed into place (gaps first; ``orderbooks.parquet`` is the
    marker readers look for).
 4. The JSONL of that day is deleted only when ``keep_jsonl`` is False, the listing of the day did
@@ -58,7 +58,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from collector.read import (
+from collector.config.settings import Settings
+from collector.read.books import (
     BOOK_STREAM,
     IID_RE,
     JSON_COLUMNS_KEY,
@@ -71,8 +72,7 @@ from collector.read import (
     jsonl_files,
     parquet_rows_to_dicts,
 )
-from collector.settings import Settings
-from collector.snapshot import clean_stale_tmp, fsync_dir
+from collector.store.snapshot import clean_stale_tmp, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ class VerificationError(Exception):
 
 
 def _tmp_name(final: Path) -> Path:
-    # same naming as collector.snapshot (".<name>.tmp.<pid>.<hex>") so clean_stale_tmp applies
+    # same naming as collector.store.snapshot (".<name>.tmp.<pid>.<hex>") so clean_stale_tmp applies
     return final.parent / f".{final.name}.tmp.{os.getpid()}.{secrets.token_hex(6)}"
 
 

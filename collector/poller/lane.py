@@ -10,13 +10,15 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from collector.errors import BadPayload, NotFound, RateLimited, VenueError
-from collector.models import SCHEMA_VERSION, BookRecord, Instrument
-from collector.scheduling import (
+from collector.config.settings import PollerSettings, VenueSettings
+from collector.model.errors import BadPayload, NotFound, RateLimited, VenueError
+from collector.model.records import SCHEMA_VERSION, BookRecord, Instrument
+from collector.poller.fetch import FetchPool
+from collector.poller.scheduling import (
     Aimd,
     BackoffPolicy,
     DueQueue,
@@ -26,14 +28,10 @@ from collector.scheduling import (
     VenueCooldown,
     advance_due,
 )
-from collector.settings import PollerSettings, VenueSettings
-from collector.spacing import SendGate
+from collector.store.writer import WriterSet
 from collector.venues import VenueClient
-from collector.venues.base import now_ms
-from collector.writer import WriterSet
-
-if TYPE_CHECKING:
-    from collector.poller import Done, FetchPool
+from collector.venues.base import FetchResult, now_ms
+from collector.venues.pacing import SendGate
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +42,18 @@ class InternalError(VenueError):
     """A client raised something that is not a VenueError (a bug): counted, never fatal."""
 
     kind = "internal"
+
+
+@dataclass(slots=True)
+class Done:
+    """A finished fetch, handed from a worker thread to the loop thread."""
+
+    lane: "Lane"
+    keys: Sequence[str]
+    result: FetchResult | None
+    error: BaseException | None
+    started: float  # monotonic: when the request was sent (or found the venue held)
+    held: bool = False  # not sent: the venue was held (429 / cooldown) when a thread got to it
 
 
 @dataclass(slots=True)
@@ -71,7 +81,7 @@ class Lane:
         client: VenueClient,
         vs: VenueSettings,
         ps: PollerSettings,
-        pool: "FetchPool",
+        pool: FetchPool,
         writers: WriterSet,
     ):
         self.name = name
@@ -172,7 +182,7 @@ class Lane:
         ra = err.retry_after_s
         return max(0.0, ra) if ra is not None and ra == ra else self.vs.cooldown_429_s
 
-    def complete(self, done: "Done", now: float) -> None:
+    def complete(self, done: Done, now: float) -> None:
         self.inflight -= 1
         if done.held:  # never sent: the instruments keep their turn for after the pause
             self.c["held_back"] += 1

@@ -6,7 +6,7 @@ one whose definition changed is updated in place (its enabled/paused toggle is k
 one is skipped (a ``spec:<hash>`` tag records the applied definition), extra copies with the same
 name (e.g. from ``prefect automation create`` run twice) are deleted, and an automation tagged
 ``collector`` whose name left this file is deleted. ``collector up`` calls it on every start;
-``python -m flows.automations [--api-url URL] [--print]`` does the same by hand or prints the JSON.
+``python -m flows.stack.automations [--api-url URL] [--print]`` does the same by hand or prints the JSON.
 
 Alerts go to the ``custom-webhook`` block ``collector-alerts`` (created or updated from
 ``COLLECTOR_PREFECT__WEBHOOK_URL``; the URL is stored as a block secret) through
@@ -44,7 +44,7 @@ from typing import Any
 
 import httpx
 
-from collector.settings import Settings
+from collector.config.settings import Settings
 
 TAG = "collector"
 BLOCK_TYPE = "custom-webhook"
@@ -266,16 +266,16 @@ def apply_automations(api: httpx.Client, settings: Settings, t: Thresholds | Non
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from collector.settings import load_settings
+    from collector.config.settings import load_settings
 
-    p = argparse.ArgumentParser(prog="python -m flows.automations", description="apply the collector's automations")
+    p = argparse.ArgumentParser(prog="python -m flows.stack.automations", description="apply the collector's automations")
     p.add_argument("--api-url", default=os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api"))
     p.add_argument("--print", action="store_true", help="print the definitions as JSON instead (no block id)")
     a = p.parse_args(argv)
     if a.print:
         print(json.dumps({"automations": definitions(None)}, indent=2))
         return 0
-    from flows.up import ApiClient
+    from flows.stack.api import ApiClient
 
     with ApiClient(base_url=a.api_url, timeout=15.0, trust_env=False) as api:
         done = apply_automations(api, load_settings())

@@ -13,9 +13,9 @@ import signal
 import threading
 from contextlib import ExitStack
 
-from collector.discovery import run_discovery
-from collector.poller import Poller
-from collector.settings import Settings, load_settings
+from collector.config.settings import Settings, load_settings
+from collector.discovery.run import run_discovery
+from collector.poller.loop import Poller
 
 log = logging.getLogger(__name__)
 

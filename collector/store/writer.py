@@ -48,8 +48,8 @@ from typing import Any, BinaryIO
 
 import zstandard
 
-from collector.errors import WriteError
-from collector.settings import WriterSettings
+from collector.config.settings import WriterSettings
+from collector.model.errors import WriteError
 
 __all__ = [
     "RETRY_INTERVAL_S",

@@ -1,4 +1,8 @@
-"""`collector` command line. Each subcommand is a thin shim over a core module."""
+"""`collector` command line. Each subcommand is a thin shim over a core module.
+
+This is the core CLI (``python -m collector``): no Prefect. The installed ``collector`` command is
+``flows.cli``, which adds the commands that need Prefect (``up``) on top of this parser.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,11 @@ import json
 import logging
 import sys
 
-
-from collector.errors import ConfigError
+from collector.model.errors import ConfigError
 
 
 def _settings():
-    from collector.settings import load_settings
+    from collector.config.settings import load_settings
 
     return load_settings()
 
@@ -41,7 +44,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from collector.discovery import cli_discover
+    from collector.discovery.run import cli_discover
 
     s = _settings()
     _setup_logging(s.log_level)
@@ -49,7 +52,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from collector.poller import cli_poll
+    from collector.poller.loop import cli_poll
 
     s = _settings()
     _setup_logging(s.log_level)
@@ -57,7 +60,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from collector.runner import cli_run
+    from collector.cli.local import cli_run
 
     s = _settings()
     _setup_logging(s.log_level)
@@ -103,45 +106,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sim", action="store_true", help="start and use the local simulator")
     sp.set_defaults(func=cmd_run)
 
-    # The Prefect stack (flows/up.py): server, pool, deployments, automations, worker, poller run.
-    sp = sub.add_parser("up", help="bring up the local Prefect stack in the foreground, until Ctrl-C")
-    sp.add_argument("--sim", action="store_true", help="point every venue at the local simulator")
-    sp.add_argument("--port", type=int, default=4200, help="Prefect server port on 127.0.0.1")
-    sp.add_argument("--no-poller", action="store_true", help="do not start a poller run")
-    sp.set_defaults(func=_lazy("flows.up", "cli_up", settings=False))
-
     # Operator views over the data (collector/ops.py).
     sp = sub.add_parser("status", help="per venue: active instruments, book age, cooldowns, files, disk")
-    sp.add_argument("--prefect-api-url", help="Prefect API to ask why discovery is not producing snapshots "
-                    "(default PREFECT_API_URL, else the local `collector up` server)")
-    sp.set_defaults(func=_lazy("flows.diagnose", "cli_status"))
+    sp.set_defaults(func=lazy("collector.ops.views", "cli_status"))
     sp = sub.add_parser("tail", help="follow books as they are written")
     sp.add_argument("--venue", action="append", help="only this venue (repeatable)")
     sp.add_argument("--instrument", action="append", help="only this instrument id or poll key (repeatable)")
     sp.add_argument("--raw", action="store_true", help="print JSON lines instead of a table")
     sp.add_argument("--lines", type=int, default=0, help="print the last N records first")
-    sp.set_defaults(func=_lazy("collector.ops", "cli_tail"))
+    sp.set_defaults(func=lazy("collector.ops.views", "cli_tail"))
     sp = sub.add_parser("stats", help="summary of poll_stats over a period")
     sp.add_argument("--venue", action="append")
     sp.add_argument("--since", help="ISO time or relative like 1h, 30m (default 1h)", default="1h")
     sp.add_argument("--until", help="ISO time (default now)")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
-    sp.set_defaults(func=_lazy("collector.ops", "cli_stats"))
+    sp.set_defaults(func=lazy("collector.ops.views", "cli_stats"))
     sp = sub.add_parser("coverage", help="per instrument: seconds active vs seconds with a fresh book")
     sp.add_argument("--date", required=True, help="UTC date YYYY-MM-DD")
     sp.add_argument("--venue", action="append")
     sp.add_argument("--fresh-s", type=float, default=None, help="a book is fresh this long (default 2x interval)")
     sp.add_argument("--json", action="store_true")
-    sp.set_defaults(func=_lazy("collector.ops", "cli_coverage"))
+    sp.set_defaults(func=lazy("collector.ops.views", "cli_coverage"))
     sp = sub.add_parser("compact", help="turn one day of JSONL into verified Parquet")
     sp.add_argument("--date", required=True, help="UTC date YYYY-MM-DD")
     sp.add_argument("--venue", action="append")
     sp.add_argument("--keep-jsonl", action="store_true", default=None, help="keep the JSONL after verification")
-    sp.set_defaults(func=_lazy("collector.compact", "cli_compact"))
+    sp.set_defaults(func=lazy("collector.store.compact", "cli_compact"))
     return p
 
 
-def _lazy(module: str, func: str, settings: bool = True):
+def lazy(module: str, func: str, settings: bool = True):
     """A subcommand whose code is imported only when it runs (keeps `collector --help` fast)."""
 
     def run(args: argparse.Namespace) -> int:
@@ -157,8 +151,8 @@ def _lazy(module: str, func: str, settings: bool = True):
     return run
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand: a bad configuration exits 2 with its message, Ctrl-C 130."""
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
@@ -166,3 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_parsed(build_parser().parse_args(argv))

@@ -1,7 +1,7 @@
 """Operator views over the recorded data: ``collector status | tail | stats | coverage``.
 
 Each view is a function returning plain data (``venue_status``, ``tail``, ``stats_summary``,
-``coverage``) plus a formatter; the ``cli_*`` entry points (called by ``collector.cli``) wire
+``coverage``) plus a formatter; the ``cli_*`` entry points (called by ``collector.cli.main``) wire
 them to the settings and print aligned plain-text tables (or JSON with ``--json``). Long reads
 draw a progress bar on stderr when it is a terminal.
 """
@@ -23,7 +23,7 @@ import orjson
 
 from collector import read
 from collector.read import day_bounds, jsonl_files, parse_time, utc_day
-from collector.writer import iter_jsonl_lines
+from collector.store.writer import iter_jsonl_lines
 
 __all__ = [
     "cli_coverage",
@@ -192,8 +192,8 @@ def _dir_usage(path: Path) -> tuple[int, int]:
 
 def venue_status(data_dir: str | os.PathLike[str], venue: str, now_ms: int | None = None) -> dict[str, Any]:
     """Status of one venue as a dict (see :func:`format_status`)."""
-    from collector.errors import SnapshotError
-    from collector.snapshot import read_snapshot, snapshot_path
+    from collector.model.errors import SnapshotError
+    from collector.store.snapshot import read_snapshot, snapshot_path
 
     now = _now_ms() if now_ms is None else now_ms
     vdir = Path(data_dir) / venue
@@ -877,7 +877,7 @@ def _fresh_intervals(times: list[int], fresh_ms: int) -> list[tuple[int, int]]:
 
 
 def active_intervals(entry: dict[str, Any], lo: int, hi: int) -> list[tuple[int, int]]:
-    """An instrument's active spans (from :func:`collector.read.market_catalog`) clipped to
+    """An instrument's active spans (from :func:`collector.read.books.market_catalog`) clipped to
     ``[lo, hi)`` and to its expiry (the poller stops at ``expires_at_ms`` unless a snapshot
     written after it still lists the instrument)."""
     exp = entry.get("expires_at_ms")

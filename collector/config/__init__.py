@@ -1,0 +1,1 @@
+"""Configuration: one pydantic-settings model (settings) and its generated reference (docgen)."""

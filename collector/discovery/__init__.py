@@ -1,0 +1,1 @@
+"""Discovery (slow path): venue catalogues -> selection rules -> atomic snapshots + market records."""

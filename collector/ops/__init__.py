@@ -1,0 +1,1 @@
+"""Operator views over the recorded files: status, tail, stats, coverage."""

@@ -1,0 +1,1 @@
+"""Storage: the on-disk contract, the rotating JSONL writer, snapshots, Parquet compaction."""

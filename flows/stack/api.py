@@ -1,0 +1,94 @@
+"""The Prefect REST API as the local stack uses it: one retrying client, run queries, states (httpx only)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+POOL = "local"
+POLLER = "poller/poller"
+DISCOVERY = "discovery/discovery"
+COMPACT = "compact/compact"
+DEPLOYMENTS = (POLLER, DISCOVERY, COMPACT)
+ACTIVE = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING"]
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+# -- REST API -------------------------------------------------------------------------------------
+class ApiClient(httpx.Client):
+    """httpx against the Prefect API, retrying 503/429 like Prefect's own client: a busy SQLite
+    database answers 503 ("database is locked") under load."""
+
+    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
+        for attempt in range(6):
+            r = super().request(*args, **kwargs)
+            if r.status_code not in (429, 503):
+                return r
+            time.sleep(0.2 * 2**attempt)
+        return r
+
+
+def local_api(port: int) -> str:
+    return f"http://127.0.0.1:{port}/api"
+
+
+def api_client(api_url: str) -> httpx.Client:
+    return ApiClient(base_url=api_url, timeout=15.0, trust_env=False)
+
+
+def healthy(api: httpx.Client) -> bool:
+    try:
+        r = api.get("/health", timeout=2.0)
+        return r.status_code == 200 and r.json() is True
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def deployment_id(api: httpx.Client, name: str) -> str:
+    r = api.get(f"/deployments/name/{name}")
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+def runs_of(api: httpx.Client, deployment: str, states: list[str]) -> list[dict[str, Any]]:
+    """Flow runs of ``deployment`` ("flow/deployment") in one of ``states`` (state types)."""
+    body = {
+        "deployments": {"id": {"any_": [deployment_id(api, deployment)]}},
+        "flow_runs": {"state": {"type": {"any_": states}}},
+        "sort": "EXPECTED_START_TIME_DESC",
+        "limit": 50,
+    }
+    r = api.post("/flow_runs/filter", json=body)
+    r.raise_for_status()
+    return r.json()
+
+
+def runs_named(api: httpx.Client, deployment: str, state_names: list[str]) -> list[dict[str, Any]]:
+    """Flow runs of ``deployment`` whose state has one of these names (e.g. "Late")."""
+    body = {
+        "deployments": {"id": {"any_": [deployment_id(api, deployment)]}},
+        "flow_runs": {"state": {"name": {"any_": state_names}}},
+        "sort": "EXPECTED_START_TIME_ASC",
+        "limit": 200,
+    }
+    r = api.post("/flow_runs/filter", json=body)
+    r.raise_for_status()
+    return r.json()
+
+
+def read_run(api: httpx.Client, run_id: str) -> dict[str, Any]:
+    r = api.get(f"/flow_runs/{run_id}")
+    r.raise_for_status()
+    return r.json()
+
+
+def set_state(api: httpx.Client, run_id: str, state_type: str, message: str, force: bool = False) -> None:
+    r = api.post(f"/flow_runs/{run_id}/set_state",
+                 json={"state": {"type": state_type, "message": message}, "force": force})
+    r.raise_for_status()
+
+
+def state_of(run: dict[str, Any]) -> str:
+    return (run.get("state") or {}).get("type") or "UNKNOWN"
