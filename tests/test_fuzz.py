@@ -56,7 +56,8 @@ from collector.store.snapshot import (
     write_snapshot,
 )
 from collector.store.writer import iter_jsonl_lines
-from collector.venues.base import Pacer, ThreadLocal
+from collector.venues.base import Pacer
+from collector.venues.http import ThreadLocal
 from collector.venues.limitless import LimitlessClient
 from collector.venues.polymarket import PolymarketClient
 from tests.reliability import schema

@@ -407,7 +407,7 @@ def test_discovery_filters_and_expands(client, rsps):
     }
     assert AMM_ITEM["slug"] not in by and GROUP["slug"] not in by
     assert res.skipped == {"amm": 1, "resolved": 1, "expired": 1}
-    assert by["btc-locked"].meta["status"] == "LOCKED"
+    assert by["btc-locked"].meta.status == "LOCKED"
 
     single = by[CLOB_SINGLE["slug"]]
     assert single.instrument_id == f"limitless:{CLOB_SINGLE['slug']}"
@@ -422,34 +422,34 @@ def test_discovery_filters_and_expands(client, rsps):
     assert single.volume_24h is None
     assert single.liquidity is None
     assert single.size_decimals == 6
-    assert single.meta["id"] == 40123
-    assert single.meta["condition_id"] == "0x4f1c...e2"
-    assert single.meta["token_yes"] == "5615...3044"
-    assert single.meta["token_no"] == "3257...8217"
-    assert single.meta["status"] == "FUNDED"
-    assert single.meta["group_slug"] is None
-    assert single.meta["volume"] == "1532.000000"
+    assert single.meta.id == 40123
+    assert single.meta.condition_id == "0x4f1c...e2"
+    assert single.meta.token_yes == "5615...3044"
+    assert single.meta.token_no == "3257...8217"
+    assert single.meta.status == "FUNDED"
+    assert single.meta.group_slug is None
+    assert single.meta.volume == "1532.000000"
     orjson.dumps(single.flat())  # snapshot-ready
 
     child = by["fed-cut-25bps-july-2026"]
     assert child.event_slug == "fed-decision-july-2026"
-    assert child.meta["group_slug"] == "fed-decision-july-2026"
-    assert child.meta["group_title"] == "Fed decision in July?"
+    assert child.meta.group_slug == "fed-decision-july-2026"
+    assert child.meta.group_title == "Fed decision in July?"
     assert child.expires_at_ms == 1785340800000  # inherited from the group
     assert child.size_decimals == 6
     assert child.tags == ("Economy",)
-    assert child.meta["token_yes"] == "1111..."
+    assert child.meta.token_yes == "1111..."
     assert child.title == "25 bps cut"
     hold = by["fed-hold-july-2026"]
-    assert hold.meta["status"] == "LOCKED"
+    assert hold.meta.status == "LOCKED"
     assert hold.tags == ("Economy", "Fed")
 
     s = by[STRINGY["slug"]]
     assert s.expires_at_ms == 1798779540000
     assert s.size_decimals == 6
     assert s.liquidity == 250.5
-    assert s.meta["id"] == "36814"
-    assert s.meta["status"] == "FUNDED_FLAGGED"
+    assert s.meta.id == "36814"
+    assert s.meta.status == "FUNDED_FLAGGED"
 
 
 def test_group_in_clob_pass_expanded_and_children_inherit_status(client, rsps):

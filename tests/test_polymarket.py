@@ -363,7 +363,7 @@ def test_discover_instrument_fields_from_doc_market(client):
     assert yes.tags == ()
     assert yes.volume_24h == 12044.2
     assert yes.liquidity == 20511.30412
-    assert yes.meta == {
+    assert yes.flat()["meta"] == {  # the typed PolymarketMeta, as written
         "gamma_id": "612345",
         "condition_id": COND,
         "question_id": "0x8a41d2c3b4a59687f1e2d3c4b5a69788f9e0d1c2b3a4958677e8f9a0b1c2d3e4",
@@ -372,7 +372,7 @@ def test_discover_instrument_fields_from_doc_market(client):
         "other_token": NO,
         "end_date": "2026-07-29T18:00:00Z",
     }
-    assert no.meta["token_index"] == 1 and no.meta["other_token"] == YES
+    assert no.meta.token_index == 1 and no.meta.other_token == YES
     orjson.dumps(yes.flat())  # JSON-ready
 
 
@@ -421,14 +421,14 @@ def test_discover_series_tags_times(client):
     res = client.discover()
     by = {i.poll_key: i for i in res.instruments}
     a = by["101"]
-    assert a.expires_at_ms is None and a.meta["end_date"] == "not a date"
+    assert a.expires_at_ms is None and a.meta.end_date == "not a date"
     assert a.starts_at_ms == 1782907200000  # eventStartTime wins over events[0].startTime
     assert a.liquidity == 123.5 and a.volume_24h is None and a.tick_size is None
     assert a.event_slug == "btc-up-or-down-15m-1781712000"
     assert a.series_slug == "btc-up-or-down-15m" and a.recurrence == "15m"
     assert a.tags == ("crypto", "btc", "Only Label", "up-or-down", "Up or Down")
     b = by["201"]
-    assert b.expires_at_ms is None and b.meta["end_date"] is None
+    assert b.expires_at_ms is None and b.meta.end_date is None
     assert b.starts_at_ms == 1777680000000  # date-only startDate, UTC midnight
     assert b.series_slug == "direct-series" and b.recurrence is None
     c = by["301"]
@@ -1030,7 +1030,7 @@ def test_property_levels_equal_stable_decimal_sort(bids, asks):
     levels (same order, ties in arrival order) whether or not a price lies above 1, and the
     text caches never change an answer (same book twice, then with a fresh cache)."""
     from collector.model.decimals import dec_text
-    from collector.venues import polymarket as pm
+    from collector.venues import polymarket_book as pm
 
     def want(levels, desc):
         canon = [(dec_text(lv["price"]), dec_text(lv["size"])) for lv in levels]

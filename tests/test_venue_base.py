@@ -1,11 +1,12 @@
-"""fetch_page: the retry policy of discovery pages."""
+"""fetch_page (collector.venues.http): the retry policy of discovery pages."""
 
 from __future__ import annotations
 
 import pytest
 
 from collector.model import errors
-from collector.venues.base import DiscoveryResult, fetch_page
+from collector.venues.base import DiscoveryResult
+from collector.venues.http import fetch_page
 
 
 def _run(outcomes, attempts=4, max_wait_s=30.0):

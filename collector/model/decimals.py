@@ -50,9 +50,18 @@ def _slow(text: str) -> str:
         raise ValueError(f"not a number: {text!r}") from None
     if not d.is_finite() or d < 0:
         raise ValueError(f"not a finite non-negative number: {text!r}")
-    if d and not -40 <= d.adjusted() <= 40:  # "1e999999999" would expand to a billion digits
-        raise ValueError(f"number out of range: {text[:40]!r}")
+    check_magnitude(d, text[:40])
     return fmt(d)
+
+
+MAX_ADJUSTED_EXP = 40  # |exponent| bound of a venue number in scientific notation
+
+
+def check_magnitude(d: Decimal, shown: str) -> None:
+    """ValueError("number out of range: <shown>") for a finite non-zero ``d`` whose exponent is
+    beyond +-MAX_ADJUSTED_EXP: "1e999999999" would expand to a billion digits of canonical text."""
+    if d and not -MAX_ADJUSTED_EXP <= d.adjusted() <= MAX_ADJUSTED_EXP:
+        raise ValueError(f"number out of range: {shown!r}")
 
 
 def fmt(d: Decimal) -> str:

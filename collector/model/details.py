@@ -5,6 +5,10 @@ underlying, fees, minimum size...). They are parsed from the discovery payload b
 :func:`polymarket_details` / :func:`limitless_details`; a field the venue did not send (or sent
 as null / "" / junk) is None and is *omitted* from the written record (see docs/schema.md).
 Decimal values are canonical decimal text (collector.model.decimals.dec_text), never floats.
+
+The venue's ids and flags (token ids, group, status...) are typed too: :class:`PolymarketMeta` /
+:class:`LimitlessMeta` (``Instrument.meta``), so discovery and the normalizer share named fields,
+not string keys.
 """
 
 from __future__ import annotations
@@ -63,6 +67,62 @@ class LimitlessDetails(_Details):
 
 VenueDetails = PolymarketDetails | LimitlessDetails
 DETAILS_BY_VENUE: dict[str, type[_Details]] = {"polymarket": PolymarketDetails, "limitless": LimitlessDetails}
+
+
+# --------------------------------------------------------------------------- meta
+
+Scalar = str | int | float | bool | None  # a JSON scalar kept as the venue sent it
+
+
+class _Meta(BaseModel):
+    """Venue ids and flags of an instrument (``Instrument.meta``, written as the record's ``meta``).
+
+    Unlike details, fields set to None are written (``"group_slug": null``), fields never set are
+    not (a Limitless single has no ``group_id`` key), and keys this version does not know (older
+    snapshots, other tools) are kept and written back unchanged: hence exclude_unset, extra="allow".
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready dict of the keys discovery set (or the snapshot carried), in field order."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class PolymarketMeta(_Meta):
+    """Gamma ids of one outcome token."""
+
+    gamma_id: Scalar = None  # id: the Gamma market id
+    condition_id: str | None = None  # conditionId
+    question_id: str | None = None  # questionID
+    neg_risk: bool | None = None  # negRisk
+    token_index: int | None = None  # this token's position in clobTokenIds / outcomes
+    other_token: str | None = None  # the other token of a two-outcome market
+    end_date: str | None = None  # endDate as sent (expires_at_ms is its parsed form)
+
+
+class LimitlessMeta(_Meta):
+    """/markets/active ids and flags of one CLOB market (JSON scalars as sent, else None)."""
+
+    id: Scalar = None
+    condition_id: Scalar = None  # conditionId
+    token_yes: Scalar = None  # tokens.yes: the normalizer checks the book's tokenId against it
+    token_no: Scalar = None  # tokens.no
+    status: str | None = None
+    group_slug: str | None = None  # the NegRisk group of a group child
+    volume: Scalar = None  # volumeFormatted (lifetime, shares)
+    volume_raw: Scalar = None  # volume (raw units)
+    trade_type: str | None = None  # tradeType
+    market_type: Scalar = None  # marketType
+    # Set only on group children:
+    group_id: Scalar = None
+    group_title: Scalar = None
+    neg_risk_market_id: Scalar = None  # the group's negRiskMarketId
+    order_in_group: Scalar = None  # orderInGroup
+
+
+VenueMeta = PolymarketMeta | LimitlessMeta
+META_BY_VENUE: dict[str, type[_Meta]] = {"polymarket": PolymarketMeta, "limitless": LimitlessMeta}
 
 
 # --------------------------------------------------------------------------- field parsers

@@ -6,13 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, field_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from collector.model.decimals import mid_text, spread_text
 from collector.model.details import (
     DETAILS_BY_VENUE,
+    META_BY_VENUE,
     LimitlessDetails,
+    LimitlessMeta,
     PolymarketDetails,
+    PolymarketMeta,
 )
 
 SCHEMA_VERSION = 1
@@ -44,7 +47,9 @@ class Instrument(BaseModel):
     starts_at_ms: int | None = None
     # Limitless sizes are integers in 10^-size_decimals units; None when sizes are in shares.
     size_decimals: int | None = None
-    meta: dict[str, Any] = {}
+    # Venue ids and flags (collector.model.details.PolymarketMeta / LimitlessMeta); a plain dict only
+    # for another venue or when none was given. Left to right: a dict stays a dict.
+    meta: dict[str, Any] | PolymarketMeta | LimitlessMeta = Field(default={}, union_mode="left_to_right")
     # Typed venue metadata (strike, series, fees...; collector.model.details). None for instruments
     # read from snapshots written before it existed.
     details: PolymarketDetails | LimitlessDetails | None = None
@@ -59,11 +64,18 @@ class Instrument(BaseModel):
             # The venue decides the class: both have only optional fields, so a dict alone
             # would validate as either.
             data = {**data, "details": DETAILS_BY_VENUE[data["venue"]].model_validate(d)}
+        m = data.get("meta") if isinstance(data, dict) else None
+        if isinstance(m, dict) and data.get("venue") in META_BY_VENUE:
+            data = {**data, "meta": META_BY_VENUE[data["venue"]].model_validate(m)}
         return data
 
     @field_serializer("details")
     def _details_out(self, d: PolymarketDetails | LimitlessDetails | None) -> dict[str, Any] | None:
         return None if d is None else d.record()
+
+    @field_serializer("meta")
+    def _meta_out(self, m: dict[str, Any] | PolymarketMeta | LimitlessMeta) -> dict[str, Any]:
+        return m if type(m) is dict else m.record()
 
     @model_validator(mode="after")
     def _check_id(self) -> "Instrument":

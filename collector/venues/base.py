@@ -1,34 +1,23 @@
-"""The one small protocol every venue client implements, plus shared HTTP plumbing."""
+"""The one small protocol every venue client implements, and the results it hands back.
+
+A venue is one module ``collector/venues/<name>.py`` exposing ``CLIENT``; the poller and discovery
+only ever see this protocol. Shared HTTP plumbing lives in collector.venues.http, shared number
+guards in collector.venues.numbers.
+"""
 
 from __future__ import annotations
 
-import email.utils
-import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import orjson
-
-from collector.model.errors import (
-    BadPayload,
-    ClientError,
-    NotFound,
-    RateLimited,
-    ServerError,
-    Timeout,
-    TransportError,
-    VenueError,
-)
+from collector.model.errors import VenueError
 from collector.model.records import BookRecord, Instrument
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-# Discovery page failures another try can fix; a 404 or another 4xx will not change.
-PAGE_RETRYABLE = (RateLimited, ServerError, Timeout, TransportError, BadPayload)
+if TYPE_CHECKING:  # typing only: pacing is the poller's concern, not the protocol's
+    from collector.venues.pacing import SharedSpacing
 
 
 @dataclass(slots=True)
@@ -43,6 +32,8 @@ class FetchResult:
 
 @dataclass(slots=True)
 class DiscoveryResult:
+    """Outcome of one discovery pass: the open candidates and how the paging went."""
+
     instruments: list[Instrument]
     pages: int = 0
     retries: int = 0  # page requests tried again after a 429 / 5xx / timeout / bad payload
@@ -64,10 +55,20 @@ class VenueClient(Protocol):
     ``fetch_books`` runs on worker threads; it raises a VenueError when the whole request
     failed and reports per-key failures in ``FetchResult.errors``. ``normalize`` runs on the
     poller's single loop thread and raises BadPayload for a book it cannot trust.
+
+    Two attributes shape how the poller's lane drives the client (it reads both with a default,
+    so a minimal test double may leave them out):
+
+    * ``batch_size``: poll keys per ``fetch_books`` call; 1 when the venue has no batch endpoint
+      (the lane then sends one key per call and does not linger to fill batches).
+    * ``shared_spacing``: the venue's request spacing shared with other processes on the same
+      data directory (collector.venues.pacing.SharedSpacing), or None. The venue spaces requests
+      per caller, not per process, so the lane books its sends through it when it is set.
     """
 
     name: ClassVar[str]
-    batch_size: int  # poll keys per fetch_books call (1 when the venue has no batch endpoint)
+    batch_size: int
+    shared_spacing: SharedSpacing | None
 
     def discover(self) -> DiscoveryResult: ...
 
@@ -80,53 +81,6 @@ class VenueClient(Protocol):
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds (delta-seconds or HTTP-date); None when absent or junk."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _snippet(body: bytes, limit: int = 200) -> str:
-    return body[:limit].decode("utf-8", "replace").replace("\n", " ")
-
-
-def raise_for_status(status: int, headers: Any, body: bytes, venue: str) -> None:
-    """Map a non-2xx answer to a typed error. ``headers`` is any case-insensitive mapping."""
-    if 200 <= status < 300:
-        return
-    msg = f"HTTP {status}: {_snippet(body)}"
-    if status == 404:
-        raise NotFound(msg, status=status, venue=venue)
-    if status == 429:
-        raise RateLimited(
-            msg, status=status, venue=venue, retry_after_s=parse_retry_after(headers.get("retry-after"))
-        )
-    if status >= 500 or status == 425:
-        raise ServerError(msg, status=status, venue=venue)
-    raise ClientError(msg, status=status, venue=venue)
-
-
-def parse_json(body: bytes, venue: str) -> Any:
-    """Parse a 2xx body; an HTML page or malformed JSON is a BadPayload, never a crash."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        kind = "HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
-        raise BadPayload(f"{kind}: {_snippet(body)}", venue=venue) from None
 
 
 class Pacer:
@@ -144,68 +98,3 @@ class Pacer:
             self._next = start + self.min_interval_s
         if start > now:
             time.sleep(start - now)
-
-
-def fetch_page(
-    fetch: Callable[[], T],
-    *,
-    attempts: int,
-    max_wait_s: float,
-    what: str,
-    venue: str,
-    result: DiscoveryResult,
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """``fetch()`` one discovery page, trying again on PAGE_RETRYABLE errors up to ``attempts``
-    times: after the venue's Retry-After when a 429 sends one, else 1, 2, 4... s; every wait is
-    capped at ``max_wait_s``. One bad page otherwise fails the whole pass, and Limitless has
-    dozens of pages under a 300 ms spacing that the poller shares."""
-    delay = 1.0
-    for attempt in range(1, attempts + 1):
-        try:
-            return fetch()
-        except PAGE_RETRYABLE as e:
-            if attempt >= attempts:
-                raise
-            ra = e.retry_after_s if isinstance(e, RateLimited) else None
-            wait = min(ra if ra is not None else delay, max_wait_s)
-            delay *= 2
-            result.retries += 1
-            log.warning(
-                "%s discovery: %s failed (%s: %s); try %d of %d in %.1f s",
-                venue, what, e.kind, e, attempt + 1, attempts, wait,
-            )  # fmt: skip
-            sleep(wait)
-    raise AssertionError("unreachable")  # attempts >= 1
-
-
-class ThreadLocal:
-    """One HTTP session per thread (connection pools are not shared across threads)."""
-
-    def __init__(self, factory):
-        self._factory = factory
-        self._local = threading.local()
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
-        self._gen = 0
-
-    def get(self):
-        s = getattr(self._local, "s", None)
-        if s is None or getattr(self._local, "gen", -1) != self._gen:
-            s = self._factory()
-            self._local.s = s
-            self._local.gen = self._gen
-            with self._lock:
-                self._all.append(s)
-        return s
-
-    def close_all(self) -> None:
-        """Close every session; a thread that makes a request afterwards gets a fresh one."""
-        with self._lock:
-            self._gen += 1
-            sessions, self._all = self._all, []
-        for s in sessions:
-            try:
-                s.close()
-            except Exception:  # closing must never raise during shutdown
-                pass

@@ -5,8 +5,9 @@ Venue facts this module relies on (see shared/venues/limitless.md):
 * REST base has no version prefix; public endpoints need no auth.
 * ``GET /markets/active?page=N&limit<=25&tradeType=...`` -> ``{"data": [...], "totalMarketsCount": n}``
   (1-based pages). NegRisk groups (``marketType == "group"``) carry their tradeable children
-  in ``markets[]``; only the children have books. Public adapters page groups separately with
-  ``tradeType=group``, so discovery makes one pass per entry of ``TRADE_TYPES``.
+  in ``markets[]``; only the children have books (mapping: collector.venues.limitless_markets).
+  Public adapters page groups separately with ``tradeType=group``, so discovery makes one pass
+  per entry of ``TRADE_TYPES``.
 * ``GET /markets/{slug}/orderbook`` -> ``{bids, asks, tokenId, adjustedMidpoint, midpoint,
   lastTradePrice, ...}``; one YES book, prices 0..1 (tick 0.001), sizes raw integers in
   10^-decimals units (decimals = collateralToken.decimals, 6 for USDC); no timestamp.
@@ -16,7 +17,6 @@ Venue facts this module relies on (see shared/venues/limitless.md):
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -29,47 +29,26 @@ import requests
 from collector.config.settings import LimitlessSettings
 from collector.model import errors
 from collector.model.decimals import dec_text, scaled_text
-from collector.model.details import limitless_details, time_ms
+from collector.model.details import LimitlessMeta
 from collector.model.records import BookRecord, DecText, Instrument
-from collector.venues.base import (
-    DiscoveryResult,
-    FetchResult,
-    Pacer,
-    ThreadLocal,
-    fetch_page,
-    now_ms,
-    parse_json,
-    raise_for_status,
-)
+from collector.venues.base import DiscoveryResult, FetchResult, Pacer, now_ms
+from collector.venues.http import ThreadLocal, fetch_page, parse_json, raise_for_status
+from collector.venues.limitless_markets import DEFAULT_DECIMALS, VENUE, add_market
+from collector.venues.numbers import as_int
 from collector.venues.pacing import SharedSpacing, spacing_path
 
 log = logging.getLogger(__name__)
 
-VENUE = "limitless"
-DEFAULT_TICK = "0.001"
-DEFAULT_DECIMALS = 6
 MAX_PAGES = 2000  # hard cap per discovery pass
 # Decimal's default context keeps 28 significant digits; a longer raw size could not be
 # scaled exactly (and would be ~10^22 shares anyway), so it is treated as a bad payload.
 _MAX_SIZE_DIGITS = 28
 _ONE = Decimal(1)
-# Fields a group child takes from its group when it lacks them.
-_INHERITED = (
-    "expirationTimestamp",
-    "expirationDate",
-    "collateralToken",
-    "categories",
-    "tags",
-    "status",
-    "expired",
-)
-
-
-class _BadMarket(Exception):
-    """One market object in a discovery page cannot be used."""
 
 
 class LimitlessClient:
+    """VenueClient for Limitless (see collector.venues.base.VenueClient)."""
+
     name: ClassVar[str] = VENUE
     batch_size: int = 1  # the venue has no batch orderbook endpoint
     # Discovery passes over /markets/active (server-side tradeType filter). "group" returns
@@ -176,7 +155,7 @@ class LimitlessClient:
                     f"/markets/active page {page}: expected an object with a 'data' list", venue=VENUE
                 )
             items: list[Any] = payload["data"]
-            total = _as_int(payload.get("totalMarketsCount"))  # the latest count: the list may move
+            total = as_int(payload.get("totalMarketsCount"))  # the latest count: the list may move
             if not items:
                 if total is not None and items_seen < total:
                     log.info(
@@ -192,7 +171,7 @@ class LimitlessClient:
             prev_slugs = slugs
             items_seen += len(items)
             for item in items:
-                self._add_market(item, result, seen)
+                add_market(item, result, seen)
             if total is not None and total >= 0:
                 if items_seen >= total:
                     break
@@ -200,122 +179,6 @@ class LimitlessClient:
                 break
             page += 1
 
-    def _add_market(self, m: Any, result: DiscoveryResult, seen: set[str]) -> None:
-        try:
-            if not isinstance(m, dict):
-                raise _BadMarket("not an object")
-            children = m.get("markets")
-            if m.get("marketType") == "group" or isinstance(children, list):
-                if not isinstance(children, list):
-                    raise _BadMarket("group without a markets list")
-                # Validate the group before expanding so one bad group is one bad_market.
-                group_slug = m.get("slug")
-                if not isinstance(group_slug, str) or not group_slug:
-                    raise _BadMarket("group without slug")
-                group = m
-            else:
-                children, group = [m], None
-        except _BadMarket as e:
-            log.debug("limitless discovery: bad market (%s)", e)
-            result.skip("bad_market")
-            return
-        for child in children:
-            try:
-                inst = self._instrument(child, group, result)
-            except (_BadMarket, KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
-                log.debug("limitless discovery: bad market (%s: %s)", type(e).__name__, e)
-                result.skip("bad_market")
-                continue
-            if inst is None:
-                continue
-            if inst.slug in seen:
-                result.skip("duplicate")
-                continue
-            seen.add(inst.slug)
-            result.instruments.append(inst)
-
-    def _instrument(self, m: Any, group: dict[str, Any] | None, result: DiscoveryResult) -> Instrument | None:
-        """One CLOB market (a single, or a group child) -> Instrument; None when skipped."""
-        if not isinstance(m, dict):
-            raise _BadMarket("not an object")
-        if group is not None:
-            m = {**{k: group[k] for k in _INHERITED if k in group}, **{k: v for k, v in m.items() if v is not None}}
-        slug = m.get("slug")
-        if not isinstance(slug, str) or not slug.strip():
-            raise _BadMarket("no slug")
-        trade_type = m.get("tradeType")
-        tokens = m.get("tokens")
-        if tokens is not None and not isinstance(tokens, dict):
-            raise _BadMarket("tokens is not an object")
-        tokens = tokens or {}
-        if trade_type == "amm":
-            result.skip("amm")
-            return None
-        if trade_type != "clob" and not (trade_type is None and tokens.get("yes")):
-            result.skip("not_clob")
-            return None
-        status = m.get("status")
-        if status is not None and not isinstance(status, str):
-            raise _BadMarket("status is not a string")
-        if status == "RESOLVED":
-            result.skip("resolved")
-            return None
-        if m.get("expired") in (True, "true"):
-            result.skip("expired")
-            return None
-        expires_at_ms = _expiry_ms(m.get("expirationTimestamp"))
-        size_decimals = _decimals(m.get("collateralToken"))
-        tick = DEFAULT_TICK
-        for key in ("tickSize", "minTickSize", "tick_size"):
-            if m.get(key) is not None:
-                tick = dec_text(m[key])
-                if Decimal(tick) <= 0:
-                    raise _BadMarket("tick size <= 0")
-                break
-        tags: list[str] = []
-        for key in ("categories", "tags"):
-            values = m.get(key)
-            if isinstance(values, list):
-                for t in values:
-                    if isinstance(t, str) and t and t not in tags:
-                        tags.append(t)
-        group_slug = group.get("slug") if group is not None else None
-        title = m.get("title")
-        meta: dict[str, Any] = {
-            "id": _scalar(m.get("id")),
-            "condition_id": _scalar(m.get("conditionId")),
-            "token_yes": _scalar(tokens.get("yes")),
-            "token_no": _scalar(tokens.get("no")),
-            "status": status,
-            "group_slug": group_slug,
-            "volume": _scalar(m.get("volumeFormatted")),
-            "volume_raw": _scalar(m.get("volume")),
-            "trade_type": trade_type,
-            "market_type": _scalar(m.get("marketType")),
-        }
-        if group is not None:
-            meta["group_id"] = _scalar(group.get("id"))
-            meta["group_title"] = _scalar(group.get("title"))
-            meta["neg_risk_market_id"] = _scalar(group.get("negRiskMarketId"))
-            meta["order_in_group"] = _scalar(m.get("orderInGroup"))
-        return Instrument(
-            venue=VENUE,
-            poll_key=slug,
-            market_id=slug,
-            outcome="YES",
-            title=title if isinstance(title, str) else "",
-            slug=slug,
-            expires_at_ms=expires_at_ms,
-            tick_size=tick,
-            event_slug=group_slug,
-            tags=tuple(tags),
-            volume_24h=None,  # the venue publishes lifetime volume only (meta["volume"])
-            liquidity=_as_float(m.get("liquidityFormatted")),
-            starts_at_ms=time_ms(m.get("startAt")),
-            size_decimals=size_decimals,
-            meta=meta,
-            details=limitless_details(m, size_decimals),
-        )
 
     # ----------------------------------------------------------------- books
 
@@ -346,7 +209,7 @@ class LimitlessClient:
             v = raw.get(key)
             if v is not None:
                 try:
-                    extra[out] = DecText(_dec(v))
+                    extra[out] = DecText(dec_text(v))
                 except ValueError:
                     raise errors.BadPayload(f"orderbook: bad {key} {v!r:.40}", venue=VENUE) from None
         token = raw.get("tokenId")
@@ -355,7 +218,8 @@ class LimitlessClient:
                 token = str(token)
             elif type(token) is not str:
                 raise errors.BadPayload(f"orderbook: bad tokenId {token!r:.40}", venue=VENUE)
-            expected = inst.meta.get("token_yes")
+            meta = inst.meta  # a plain dict only when discovery gave none: nothing to check against
+            expected = meta.token_yes if type(meta) is LimitlessMeta else None
             if isinstance(expected, str) and expected and token != expected:
                 raise errors.BadPayload(
                     f"orderbook: tokenId {token:.20}... is not the YES token of {inst.poll_key}", venue=VENUE
@@ -398,8 +262,8 @@ def _levels(levels: Any, side: str, decimals: int, *, descending: bool) -> list[
         if type(lvl) is not dict:
             raise errors.BadPayload(f"orderbook: {side} level is not an object", venue=VENUE)
         try:
-            p = _dec(lvl["price"])
-            s = _dec(lvl["size"])
+            p = dec_text(lvl["price"])
+            s = dec_text(lvl["size"])
         except (KeyError, ValueError):
             raise errors.BadPayload(f"orderbook: bad {side} level {lvl!r:.80}", venue=VENUE) from None
         pd = Decimal(p)
@@ -411,76 +275,3 @@ def _levels(levels: Any, side: str, decimals: int, *, descending: bool) -> list[
     keyed.sort(key=lambda t: t[0], reverse=descending)
     return [(p, s) for _, p, s in keyed]
 
-
-def _dec(v: Any) -> str:
-    """dec_text, refusing exponent notation that would expand to absurdly long text."""
-    if type(v) is str and ("e" in v or "E" in v):
-        try:
-            d = Decimal(v.strip())
-        except ArithmeticError:
-            raise ValueError("not a number") from None
-        if d.is_finite() and d and not -40 <= d.adjusted() <= 40:
-            raise ValueError("exponent out of range")
-    return dec_text(v)
-
-
-def _as_int(v: Any) -> int | None:
-    """int or integral numeric string -> int; None for anything else."""
-    if type(v) is int:
-        return v
-    if type(v) is str:
-        try:
-            return int(v.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _as_float(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _expiry_ms(v: Any) -> int | None:
-    """expirationTimestamp (ms epoch; int, float or numeric string) -> ms; seconds are * 1000."""
-    if v is None or v == "":
-        return None
-    if isinstance(v, bool):
-        raise _BadMarket("expirationTimestamp is a bool")
-    if isinstance(v, (int, float)):
-        d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
-    elif isinstance(v, str):
-        d = Decimal(dec_text(v))  # ValueError on junk / negative
-    else:
-        raise _BadMarket("expirationTimestamp has a bad type")
-    if not d.is_finite() or d < 0:
-        raise _BadMarket("expirationTimestamp is not a finite non-negative number")
-    if d < Decimal(10) ** 12:
-        d *= 1000
-    if d >= Decimal(10) ** 15:  # past year 33,000: junk, and too big for int64 consumers
-        raise _BadMarket("expirationTimestamp out of range")
-    return int(d)
-
-
-def _decimals(token: Any) -> int:
-    if token is None:
-        return DEFAULT_DECIMALS
-    if not isinstance(token, dict):
-        raise _BadMarket("collateralToken is not an object")
-    v = token.get("decimals")
-    if v is None:
-        return DEFAULT_DECIMALS
-    n = _as_int(v)
-    if n is None or not 0 <= n <= 36:
-        raise _BadMarket(f"bad collateralToken.decimals {v!r:.20}")
-    return n
-
-
-def _scalar(v: Any) -> Any:
-    """Keep JSON scalars for meta; anything else becomes None."""
-    return v if v is None or isinstance(v, (str, int, float, bool)) else None
