@@ -32,13 +32,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from collector.config.settings import Settings, VenueName, load_settings
-from collector.discovery.run import (
+from collector.discovery.report import (
     AllVenuesFailed,
-    ClientFactory,
     DiscoveryFailed,
     VenueDiscoveryReport,
-    discover_venue,
 )
+from collector.discovery.run import ClientFactory, discover_venue
 from collector.model.errors import ConfigError
 
 ARTIFACT_KEY = "discovery-summary"

@@ -13,7 +13,7 @@
   a period), a torn half line is appended to the open ``orderbooks`` file, which a "later job"
   compresses, and a crash during compression is simulated (``X.jsonl`` and ``X.jsonl.zst`` both
   present, same content);
-* ``markets/`` records (``collector.discovery.run.market_record``) for every discovery run that
+* ``markets/`` records (``collector.discovery.markets_log.market_record``) for every discovery run that
   changes the active set, and the final ``state/`` snapshot.
 
 Everything written is also returned (:class:`Generated`) as ground truth: the orderbook-stream
@@ -32,7 +32,7 @@ from pathlib import Path
 import orjson
 
 from collector.config.settings import WriterSettings
-from collector.discovery.run import (
+from collector.discovery.markets_log import (
     append_market_records,
     market_record,
     market_records_path,

@@ -20,14 +20,9 @@ from hypothesis import strategies as st
 
 from collector.config.settings import Rule, load_settings
 from collector.discovery import rules as R
-from collector.discovery.run import (
-    DiscoveryFailed,
-    VenueDiscoveryReport,
-    cli_discover,
-    discover_venue,
-    market_records_path,
-    run_discovery,
-)
+from collector.discovery.markets_log import market_records_path
+from collector.discovery.report import DiscoveryFailed, VenueDiscoveryReport
+from collector.discovery.run import cli_discover, discover_venue, run_discovery
 from collector.discovery.underlying import underlyings
 from collector.model.details import LimitlessDetails
 from collector.model.errors import (

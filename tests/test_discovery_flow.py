@@ -161,7 +161,7 @@ def test_retry_condition_and_delays():
 
     import flows.discovery as fd
     from collector.config.settings import load_settings
-    from collector.discovery.run import DiscoveryFailed, VenueDiscoveryReport
+    from collector.discovery.report import DiscoveryFailed, VenueDiscoveryReport
     from collector.model.errors import ConfigError
 
     def failed(exc):

@@ -39,14 +39,14 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from collector import read
-from collector.model import errors
 from collector.config.settings import (
     LimitlessSettings,
     PolymarketSettings,
     Settings,
     load_settings,
 )
-from collector.discovery.run import market_record
+from collector.discovery.markets_log import market_record
+from collector.model import errors
 from collector.model.errors import ConfigError, SnapshotError, VenueError
 from collector.model.records import Instrument
 from collector.store.snapshot import (

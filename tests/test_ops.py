@@ -12,7 +12,7 @@ import pytest
 
 from collector import read
 from collector.ops import views as ops
-from collector.discovery.run import (
+from collector.discovery.markets_log import (
     append_market_records,
     market_record,
     market_records_path,

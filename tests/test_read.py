@@ -236,7 +236,7 @@ def test_market_catalog_lifecycle(gen):
 
 
 def test_catalog_repeated_records_and_snapshot_only(tmp_path):
-    from collector.discovery.run import (
+    from collector.discovery.markets_log import (
         append_market_records,
         market_record,
         market_records_path,

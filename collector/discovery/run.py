@@ -19,7 +19,9 @@ For one venue, :func:`discover_venue`:
 
 A failing client, or an empty answer from a venue whose snapshot had instruments
 (``discovery.empty_is_suspect``), leaves the previous snapshot untouched and yields ``ok=False``.
-Nothing in here raises: every outcome is a :class:`VenueDiscoveryReport`.
+Nothing in here raises: every outcome is a :class:`VenueDiscoveryReport`
+(:mod:`collector.discovery.report`). The market records are written by
+:mod:`collector.discovery.markets_log`.
 
 This module never imports Prefect; ``flows/discovery.py`` wires it into a flow.
 """
@@ -27,29 +29,22 @@ This module never imports Prefect; ``flows/discovery.py`` wires it into a flow.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from collector.config.settings import ALL_VENUES, Settings
 from collector.discovery import rules as rules_mod
-from collector.model.errors import (
-    CollectorError,
-    ConfigError,
-    SnapshotError,
-    VenueError,
-    WriteError,
+from collector.discovery.markets_log import (
+    append_market_records,
+    market_record,
+    market_records_path,
 )
-from collector.model.records import SCHEMA_VERSION, Instrument
+from collector.discovery.report import SuspectEmpty, VenueDiscoveryReport, is_retryable
+from collector.model.errors import ConfigError, SnapshotError, WriteError
+from collector.model.records import Instrument
 from collector.store.snapshot import (
     Snapshot,
-    fsync_dir,
     read_snapshot,
     snapshot_path,
     write_snapshot,
@@ -58,198 +53,18 @@ from collector.venues.base import VenueClient
 
 log = logging.getLogger(__name__)
 
-MARKET_RECORD_SCHEMA_VERSION = SCHEMA_VERSION
-
 ClientFactory = Callable[[str, Settings], VenueClient]
-
-
-class SuspectEmpty(CollectorError):
-    """The venue answered with no open market although the previous snapshot had instruments."""
-
-    retryable = True
-
-
-class DiscoveryFailed(CollectorError):
-    """Raised by callers that need an exception for ``ok=False`` (the Prefect task)."""
-
-    def __init__(self, report: "VenueDiscoveryReport"):
-        super().__init__(f"discovery of {report.venue} failed: {report.error}")
-        self.report = report
-        self.retryable = report.retryable
-
-
-class AllVenuesFailed(CollectorError):
-    """Every venue of a discovery run failed (the Prefect flow raises it to end Failed)."""
-
-    def __init__(self, reports: Sequence["VenueDiscoveryReport"]):
-        detail = "; ".join(f"{r.venue}: {r.error}" for r in reports) or "no venue ran"
-        super().__init__(f"discovery failed for every venue: {detail}")
-        self.reports = list(reports)
-
-
-@dataclass
-class VenueDiscoveryReport:
-    venue: str
-    ok: bool
-    instruments: int = 0  # members after this run (the previous count when the run failed)
-    added: int = 0
-    removed: int = 0
-    candidates: int = 0  # open instruments the venue listed
-    selected: int = 0  # candidates a rule selects (before stickiness)
-    markets: int = 0  # distinct market_id among members
-    pages: int = 0
-    page_retries: int = 0  # page requests tried again (429 / 5xx / timeout / bad body)
-    duration_s: float = 0.0
-    error: str | None = None  # "<ErrorClass>: <message>"
-    error_type: str | None = None  # the error class name, e.g. "Timeout", "SuspectEmpty"
-    retryable: bool = False  # a retry may help (transport-type failure)
-    snapshot_written: bool = False
-    market_records_file: str | None = None
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count (from the client)
-    paging_stops: dict[str, int] = field(default_factory=dict)  # passes ended on a guard (page bound, repeat)
-    removed_reasons: dict[str, int] = field(default_factory=dict)  # reason -> count
-    kept_past_expiry: int = 0  # members kept past the expiry the previous snapshot recorded
-    asof_ms: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary_row(self) -> dict[str, Any]:
-        """One row of the run summary table (Prefect artifact ``discovery-summary``)."""
-        return {
-            "venue": self.venue,
-            "ok": self.ok,
-            "instruments": self.instruments,
-            "added": self.added,
-            "removed": self.removed,
-            "candidates": self.candidates,
-            "pages": self.pages,
-            "duration_s": round(self.duration_s, 3),
-            "snapshot_written": self.snapshot_written,
-            "error": self.error or "",
-        }
-
-    def event_payload(self) -> dict[str, Any]:
-        """Counts for the per-venue ``collector.discovery.completed|failed`` event."""
-        p = self.summary_row()
-        p.update(
-            error_type=self.error_type,
-            retryable=self.retryable,
-            selected=self.selected,
-            markets=self.markets,
-            page_retries=self.page_retries,
-            skipped=dict(self.skipped),
-            paging_stops=dict(self.paging_stops),
-            removed_reasons=dict(self.removed_reasons),
-            asof_ms=self.asof_ms,
-        )
-        return p
-
-    @classmethod
-    def from_exception(
-        cls,
-        venue: str,
-        exc: BaseException,
-        duration_s: float = 0.0,
-        settings: Settings | None = None,
-    ) -> "VenueDiscoveryReport":
-        """Report for a venue whose run ended in ``exc`` (e.g. a task timeout or a crash).
-
-        With ``settings``, ``instruments`` is the count of the (kept) previous snapshot.
-        """
-        if isinstance(exc, DiscoveryFailed):
-            return exc.report
-        rep = cls(venue=venue, ok=False, duration_s=duration_s)
-        rep.error_type = type(exc).__name__
-        rep.error = f"{rep.error_type}: {exc}"
-        rep.retryable = _is_retryable(exc)
-        if settings is not None:
-            try:
-                rep.instruments = len(read_snapshot(snapshot_path(settings.data_dir, venue)).instruments)
-            except SnapshotError:
-                pass
-        return rep
-
-    def summary_line(self) -> str:
-        if self.ok:
-            status = "ok"
-            tail = "written" if self.snapshot_written else "unchanged"
-        else:
-            status = "FAILED"
-            tail = f"snapshot untouched; {self.error}"
-        return (
-            f"discovery {self.venue}: {status} instruments={self.instruments} +{self.added} -{self.removed} "
-            f"candidates={self.candidates} pages={self.pages}"
-            + (f" page_retries={self.page_retries}" if self.page_retries else "")
-            + (f" paging_stops={self.paging_stops}" if self.paging_stops else "")
-            + f" {self.duration_s:.2f}s {tail}"
-        )
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, ConfigError):
-        return False
-    if isinstance(exc, VenueError):
-        return bool(exc.retryable)
-    if isinstance(exc, SuspectEmpty):
-        return True
-    # Raw network errors a client failed to map to a VenueError.
-    return isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def market_records_path(data_dir: str | os.PathLike[str], venue: str, ts_ms: int, pid: int | None = None) -> Path:
-    """``<data_dir>/<venue>/markets/date=YYYY-MM-DD/markets.<HHMMSS>.<pid>.jsonl`` (UTC of ts_ms)."""
-    t = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
-    pid = os.getpid() if pid is None else pid
-    return (
-        Path(data_dir)
-        / venue
-        / "markets"
-        / f"date={t:%Y-%m-%d}"
-        / f"markets.{t:%H%M%S}.{pid}.jsonl"
-    )
-
-
-def market_record(inst: Instrument, event: str, reason: str, ts_ms: int) -> dict[str, Any]:
-    """One flat ``market`` record: envelope fields, then every Instrument field at top level."""
-    rec: dict[str, Any] = {
-        "record_type": "market",
-        "schema_version": MARKET_RECORD_SCHEMA_VERSION,
-        "event": event,
-        "reason": reason,
-        "ts_ms": ts_ms,
-    }
-    rec.update(inst.flat())
-    return rec
-
-
-def append_market_records(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    """Append JSONL records and fsync the file (and the directory when the file is new)."""
-    if not records:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists()
-        data = b"".join(orjson.dumps(r) + b"\n" for r in records)
-        with open(path, "ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if new:
-            fsync_dir(path.parent)
-    except OSError as e:
-        raise WriteError(f"{path}: cannot write market records: {e}") from e
-
-
 def _fail(rep: VenueDiscoveryReport, exc: BaseException, t0: float) -> VenueDiscoveryReport:
     rep.ok = False
     rep.error_type = type(exc).__name__
     rep.error = f"{rep.error_type}: {exc}"
-    rep.retryable = _is_retryable(exc)
+    rep.retryable = is_retryable(exc)
     rep.duration_s = time.monotonic() - t0
     return rep
 
