@@ -1,4 +1,11 @@
-"""Venue clients. Each venue is one module ``collector/venues/<name>.py`` exposing ``CLIENT``."""
+"""Venue clients behind one small protocol (collector.venues.base.VenueClient).
+
+Each venue is one module ``collector/venues/<name>.py`` exposing ``CLIENT`` (endpoints, paging,
+fetch, normalize), with companions for what would crowd it: ``<name>_markets`` maps a discovery
+item to Instruments, ``polymarket_book`` is Polymarket's book normalizer (the hot path) and
+``polyhash`` its book-hash check. Shared plumbing: ``http`` (sessions, status -> typed errors,
+JSON, page retries) and ``numbers`` (lenient number/time guards).
+"""
 
 from __future__ import annotations
 
