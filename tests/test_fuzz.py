@@ -39,7 +39,6 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from collector import read
-from collector.model import errors
 from collector.config.settings import (
     LimitlessSettings,
     PolymarketSettings,
@@ -47,6 +46,7 @@ from collector.config.settings import (
     load_settings,
 )
 from collector.discovery.run import market_record
+from collector.model import errors
 from collector.model.errors import ConfigError, SnapshotError, VenueError
 from collector.model.records import Instrument
 from collector.store.snapshot import (
@@ -56,8 +56,9 @@ from collector.store.snapshot import (
     write_snapshot,
 )
 from collector.store.writer import iter_jsonl_lines
-from collector.venues.base import Pacer, ThreadLocal
+from collector.venues.base import ThreadLocal
 from collector.venues.limitless import LimitlessClient
+from collector.venues.pacing import Pacer
 from collector.venues.polymarket import PolymarketClient
 from tests.reliability import schema
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from collector.poller.scheduling import RateBudget
-from collector.venues.pacing import SharedSpacing, spacing_path
+from collector.venues.pacing import RateBudget
+from collector.venues.shared_spacing import SharedSpacing, spacing_path
 
 
 def test_try_acquire_and_next_allowed(tmp_path):
@@ -75,7 +75,7 @@ def test_threads_never_start_closer_than_the_spacing(tmp_path):
 
 _CHILD = """
 import sys, time
-from collector.venues.pacing import SharedSpacing
+from collector.venues.shared_spacing import SharedSpacing
 s = SharedSpacing(sys.argv[1], float(sys.argv[2]))
 for _ in range(int(sys.argv[3])):
     s.wait()

@@ -39,6 +39,7 @@ import orjson
 
 from collector.config.settings import ALL_VENUES, Settings
 from collector.discovery import rules as rules_mod
+from collector.model.clock import now_ms as _now_ms
 from collector.model.errors import (
     CollectorError,
     ConfigError,
@@ -184,10 +185,6 @@ class VenueDiscoveryReport:
             + (f" paging_stops={self.paging_stops}" if self.paging_stops else "")
             + f" {self.duration_s:.2f}s {tail}"
         )
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _is_retryable(exc: BaseException) -> bool:

@@ -23,6 +23,7 @@ from collector.model.errors import (
     VenueError,
 )
 from collector.model.records import BookRecord, Instrument
+from collector.venues.shared_spacing import SharedSpacing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +69,9 @@ class VenueClient(Protocol):
 
     name: ClassVar[str]
     batch_size: int  # poll keys per fetch_books call (1 when the venue has no batch endpoint)
+    # The venue's request spacing shared with other processes on the data directory, or None.
+    # The poller's rate budget and send gate consult it, so its holds pause the poller too.
+    shared_spacing: SharedSpacing | None
 
     def discover(self) -> DiscoveryResult: ...
 
@@ -76,10 +80,6 @@ class VenueClient(Protocol):
     def normalize(self, inst: Instrument, raw: Any, ts_ms: int, latency_ms: float) -> BookRecord: ...
 
     def close(self) -> None: ...
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -127,23 +127,6 @@ def parse_json(body: bytes, venue: str) -> Any:
     except orjson.JSONDecodeError:
         kind = "HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
         raise BadPayload(f"{kind}: {_snippet(body)}", venue=venue) from None
-
-
-class Pacer:
-    """Spaces calls at least ``min_interval_s`` apart (thread-safe). Used for discovery paging."""
-
-    def __init__(self, requests: int, window_s: float, min_spacing_s: float = 0.0):
-        self.min_interval_s = max(window_s / requests, min_spacing_s)
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.min_interval_s
-        if start > now:
-            time.sleep(start - now)
 
 
 def fetch_page(

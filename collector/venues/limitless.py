@@ -28,20 +28,20 @@ import requests
 
 from collector.config.settings import LimitlessSettings
 from collector.model import errors
+from collector.model.clock import now_ms
 from collector.model.decimals import dec_text, scaled_text
 from collector.model.details import limitless_details, time_ms
 from collector.model.records import BookRecord, DecText, Instrument
 from collector.venues.base import (
     DiscoveryResult,
     FetchResult,
-    Pacer,
     ThreadLocal,
     fetch_page,
-    now_ms,
     parse_json,
     raise_for_status,
 )
-from collector.venues.pacing import SharedSpacing, spacing_path
+from collector.venues.pacing import Pacer
+from collector.venues.shared_spacing import SharedSpacing, spacing_path
 
 log = logging.getLogger(__name__)
 

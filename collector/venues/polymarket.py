@@ -35,6 +35,7 @@ import orjson
 
 from collector.config.settings import PolymarketSettings
 from collector.model import errors
+from collector.model.clock import now_ms
 from collector.model.decimals import dec_text
 from collector.model.details import polymarket_details
 from collector.model.records import BookRecord, DecText, Instrument, Level
@@ -42,13 +43,12 @@ from collector.venues import polyhash
 from collector.venues.base import (
     DiscoveryResult,
     FetchResult,
-    Pacer,
     ThreadLocal,
     fetch_page,
-    now_ms,
     parse_json,
     raise_for_status,
 )
+from collector.venues.pacing import Pacer
 from collector.venues.polyhash import CheckedBook, ExactReply
 
 log = logging.getLogger(__name__)
@@ -331,6 +331,7 @@ class PolymarketClient:
     """VenueClient for Polymarket (see collector.venues.base.VenueClient)."""
 
     name: ClassVar[str] = "polymarket"
+    shared_spacing: None = None  # no spacing shared with other processes (limits are per window)
 
     def __init__(self, settings: PolymarketSettings, *, state_dir: str | os.PathLike[str] | None = None):
         self.settings = settings  # state_dir: unused (discovery and books are on different hosts)
