@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from collector.config.settings import PolymarketSettings  # noqa: E402
+from collector.model.clock import now_ms  # noqa: E402
 from collector.model.records import Instrument  # noqa: E402
-from collector.sim.state import SimState, now_ms  # noqa: E402
+from collector.sim.state import SimState  # noqa: E402
 from collector.venues import polyhash  # noqa: E402
 from collector.venues.polyhash import CheckedBook  # noqa: E402
 from collector.venues.polymarket import PolymarketClient  # noqa: E402

@@ -11,8 +11,8 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from collector.store import compact as cm
 from collector import read
+from collector.store import compact as cm
 from collector.store.writer import StreamWriter, compress_file, iter_jsonl_lines
 from tests.datagen import DEFAULT_START_MS, copy_of, shared
 

@@ -56,9 +56,9 @@ from collector.store.snapshot import (
     write_snapshot,
 )
 from collector.store.writer import iter_jsonl_lines
-from collector.venues.base import Pacer
 from collector.venues.http import ThreadLocal
 from collector.venues.limitless import LimitlessClient
+from collector.venues.pacing import Pacer
 from collector.venues.polymarket import PolymarketClient
 from tests.reliability import schema
 

@@ -11,13 +11,13 @@ import orjson
 import pytest
 
 from collector import read
-from collector.ops import views as ops
 from collector.discovery.markets_log import (
     append_market_records,
     market_record,
     market_records_path,
 )
 from collector.model.records import Instrument
+from collector.ops import views as ops
 from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot
 from collector.store.writer import StreamWriter
 from tests.datagen import DEFAULT_START_MS, shared

@@ -353,6 +353,7 @@ def test_a_job_handed_over_before_a_429_is_held_at_send_time(tmp_path, monkeypat
 
     class Fake:
         batch_size = 1
+        shared_spacing = None
 
         def fetch_books(self, keys):
             sent.append(keys[0])
@@ -383,7 +384,7 @@ def test_a_job_handed_over_before_a_429_is_held_at_send_time(tmp_path, monkeypat
     lane.complete(done_a, time.monotonic())
     lane.complete(done_b, time.monotonic())
     assert lane.inflight == 0 and not lane.state["b"].inflight and lane.state["b"].failures == 0
-    assert lane.c["held_back"] == 1 and lane.c["polls_failed"] == 0
+    assert lane.c.held_back == 1 and lane.c.polls_failed == 0
     assert lane.cooldown.remaining(time.monotonic()) > 4.5
     poller.close()
 

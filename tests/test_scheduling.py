@@ -1,4 +1,5 @@
-"""collector.poller.scheduling: backoff, cooldown, rate budget, AIMD, due queue, rolling stats.
+"""The poller's scheduling pieces: backoff, cooldown, rate budget, AIMD, due queue, rolling stats
+(collector.poller.{backoff,cooldown,aimd,due,stats} and collector.venues.pacing.RateBudget).
 
 Everything runs on a fake clock (plain floats passed as ``now``).
 """
@@ -18,20 +19,17 @@ from collector.config.settings import (
     PollerSettings,
     PolymarketSettings,
 )
-from collector.poller.scheduling import (
-    Aimd,
-    Backoff,
-    BackoffPolicy,
-    CooldownEnd,
-    DueQueue,
+from collector.poller.aimd import Aimd
+from collector.poller.backoff import BackoffPolicy
+from collector.poller.cooldown import CooldownEnd, VenueCooldown
+from collector.poller.due import DueQueue, advance_due
+from collector.poller.stats import (
     IntervalTracker,
     LatencyWindow,
-    RateBudget,
     RollingWindow,
-    VenueCooldown,
-    advance_due,
     percentile_sorted,
 )
+from collector.venues.pacing import RateBudget
 
 ids = st.text(min_size=1, max_size=40)
 policies = st.builds(
@@ -91,7 +89,7 @@ def test_backoff_deterministic(p, iid, k):
 def test_backoff_jitter_stable_across_processes():
     """Seeded by a stable hash, not Python's per-process salted hash()."""
     code = (
-        "from collector.poller.scheduling import BackoffPolicy as B;"
+        "from collector.poller.backoff import BackoffPolicy as B;"
         "p=B(jitter=0.7);print(repr([p.delay(f'polymarket:{i}', k) for i in range(5) for k in (1,3,9)]))"
     )
     outs = {
@@ -116,37 +114,6 @@ def test_backoff_jitter_spreads_instruments_at_cap():
     assert min(capped) >= 32 and max(capped) <= 60
     assert p.delay("a", 50) == p.delay("a", 7)  # settled: a fixed value per id once capped
     assert BackoffPolicy(jitter=0).delay("a", 50) == 60
-
-
-def test_backoff_tracker_counts_and_resets():
-    b = Backoff(BackoffPolicy())
-    assert b.failures("x") == 0 and len(b) == 0
-    assert [b.on_failure("x") for _ in range(4)] == [1, 2, 4, 8]
-    assert b.failures("x") == 4 and len(b) == 1
-    assert b.on_success("x") == 4
-    assert b.failures("x") == 0 and len(b) == 0
-    assert b.on_failure("x") == 1  # reset on success: the curve starts over
-    b.forget("x")
-    assert b.failures("x") == 0
-    assert b.on_success("never-failed") == 0
-
-
-@given(policies, ids, st.lists(st.booleans(), max_size=60))
-def test_backoff_tracker_property(p, iid, outcomes):
-    b = Backoff(p)
-    run = 0
-    prev = 0.0
-    for ok in outcomes:
-        if ok:
-            b.on_success(iid)
-            run, prev = 0, 0.0
-        else:
-            run += 1
-            d = b.on_failure(iid)
-            assert d == p.delay(iid, run)
-            assert prev <= d <= p.cap
-            prev = d
-        assert b.failures(iid) == run
 
 
 def test_backoff_from_settings():
@@ -442,8 +409,6 @@ def test_rate_budget_from_settings_mirrors_fields():
     for v in (LimitlessSettings(), PolymarketSettings()):
         b = RateBudget.from_settings(v)
         assert (b.requests, b.window_s, b.min_spacing_s) == (v.rate_requests, v.rate_window_s, v.min_spacing_s)
-        d = RateBudget.discovery_from_settings(v)
-        assert (d.requests, d.window_s) == (v.discovery_rate_requests, v.discovery_rate_window_s)
 
 
 def test_rate_budget_limitless_documented_limits():

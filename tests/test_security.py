@@ -27,11 +27,12 @@ from pydantic import SecretStr
 
 from collector.config.settings import Settings, load_settings
 from collector.discovery.run import run_discovery
+from collector.model.clock import now_ms
 from collector.model.errors import ConfigError
 from collector.model.records import BookRecord, Instrument
 from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
-from collector.venues.base import DiscoveryResult, FetchResult, now_ms
+from collector.venues.base import DiscoveryResult, FetchResult
 from tests import helpers as h
 from tests.reliability import schema
 
@@ -193,6 +194,7 @@ class NastyClient:
     """A venue whose every string is hostile: poll keys, market ids, outcomes, titles, slugs."""
 
     batch_size = 1
+    shared_spacing = None
 
     def __init__(self, name: str):
         self.name = name

@@ -41,6 +41,7 @@ from collector.discovery.markets_log import (
     market_records_path,
 )
 from collector.discovery.report import SuspectEmpty, VenueDiscoveryReport, is_retryable
+from collector.model.clock import now_ms as _now_ms
 from collector.model.errors import ConfigError, SnapshotError, WriteError
 from collector.model.records import Instrument
 from collector.store.snapshot import (
@@ -56,8 +57,6 @@ log = logging.getLogger(__name__)
 ClientFactory = Callable[[str, Settings], VenueClient]
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _fail(rep: VenueDiscoveryReport, exc: BaseException, t0: float) -> VenueDiscoveryReport:

@@ -194,3 +194,130 @@ class DecText(str):
     """Marks an ``extra`` value that is decimal text and must be written as a JSON number."""
 
     __slots__ = ()
+
+
+@dataclass(slots=True)
+class GapRecord:
+    """A span without books, written to the orderbooks stream.
+
+    An instrument gap (``instrument_id`` set, ``failures`` counted) spans its last good book to the
+    first good one after a run of failures; a venue gap (``instrument_id`` None, ``failures`` None,
+    reason ``cooldown:<reason>``) spans a cooldown. ``failures`` is written only when it is set,
+    which is how readers tell the two apart.
+    """
+
+    venue: str
+    instrument_id: str | None
+    from_ts_ms: int | None  # None: no good book before (it failed from the start)
+    to_ts_ms: int
+    reason: str
+    failures: int | None = None
+
+    def to_json(self) -> bytes:
+        rec: dict[str, Any] = {
+            "record_type": "gap",
+            "schema_version": SCHEMA_VERSION,
+            "venue": self.venue,
+            "instrument_id": self.instrument_id,
+            "ts_ms": self.to_ts_ms,
+            "from_ts_ms": self.from_ts_ms,
+            "to_ts_ms": self.to_ts_ms,
+            "reason": self.reason,
+        }
+        if self.failures is not None:
+            rec["failures"] = self.failures
+        return orjson.dumps(rec)
+
+
+@dataclass(slots=True)
+class PollErrorRecord:
+    """One failed poll of one instrument (sampled: the first failure of a run, then every Nth)."""
+
+    ts_ms: int
+    venue: str
+    market_id: str
+    slug: str
+    instrument_id: str
+    http_status: int | None
+    latency_ms: float
+    error_type: str  # the VenueError kind
+    consecutive_failures: int
+    message: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "record_type": "poll_error",
+                "schema_version": SCHEMA_VERSION,
+                "ts_ms": self.ts_ms,
+                "venue": self.venue,
+                "market_id": self.market_id,
+                "slug": self.slug,
+                "instrument_id": self.instrument_id,
+                "http_status": self.http_status,
+                "latency_ms": self.latency_ms,
+                "error_type": self.error_type,
+                "consecutive_failures": self.consecutive_failures,
+                "message": self.message,
+            }
+        )
+
+
+@dataclass(slots=True)
+class PollStats:
+    """A venue's poll_stats record: counts since the previous record plus current gauges.
+
+    Field order is the JSON key order (after ``record_type`` and ``schema_version``); the names
+    are the record's keys, documented in docs/schema.md.
+    """
+
+    ts_ms: int
+    venue: str
+    active_instruments: int
+    requests: int
+    requests_ok: int
+    requests_failed: int
+    submitted: int
+    ok: int
+    failed: int
+    books_written: int
+    gaps: int
+    http_4xx: int
+    http_5xx: int
+    http_429: int
+    timeouts: int
+    held_back: int
+    errors: dict[str, int]  # VenueError kind -> failed polls
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    cooldown_remaining_s: float
+    cooldown_reason: str | None
+    workers: int
+    inflight_cap: int
+    inflight: int
+    target_interval_s: float
+    achieved_interval_mean_s: float | None
+    achieved_interval_p50_s: float | None
+    achieved_interval_p99_s: float | None
+    book_age_p50_s: float | None
+    book_age_p99_s: float | None
+    stale_instruments: int
+    expired_dropped: int
+    hash_mismatch: int
+    snapshot_error: str | None
+    writer_error: str | None
+    records_dropped: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a dict (the heartbeat carries it too), keys in record order."""
+        rec: dict[str, Any] = {"record_type": "poll_stats", "schema_version": SCHEMA_VERSION}
+        for name in _POLL_STATS_FIELDS:
+            rec[name] = getattr(self, name)
+        return rec
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+_POLL_STATS_FIELDS = tuple(PollStats.__dataclass_fields__)

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import orjson
 
 from collector import read
+from collector.model.clock import now_ms as _now_ms
 from collector.read import day_bounds, jsonl_files, parse_time, utc_day
 from collector.store.writer import iter_jsonl_lines
 
@@ -115,10 +116,6 @@ def iso_ms(ts_ms: int | None) -> str:
     if ts_ms is None:
         return "-"
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms // 1000)) + "Z"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # --------------------------------------------------------------------------- status

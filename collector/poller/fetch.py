@@ -1,4 +1,5 @@
-"""A venue's fetch threads: the only code of the poller that runs off the loop thread."""
+"""A venue's fetch threads, the only code of the poller that runs off the loop thread, and how
+whatever a fetch raised is classified for the loop thread (:func:`as_venue_error`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,23 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from collector.model.errors import VenueError
+
 log = logging.getLogger(__name__)
+
+
+class InternalError(VenueError):
+    """A client raised something that is not a VenueError (a bug): counted, never fatal."""
+
+    kind = "internal"
+
+
+def as_venue_error(e: BaseException) -> VenueError:
+    """What a fetch raised, as the VenueError the lane counts (a bug becomes InternalError)."""
+    if isinstance(e, VenueError):
+        return e
+    log.warning("fetch raised %s: %s", type(e).__name__, e)
+    return InternalError(f"{type(e).__name__}: {e}")
 
 
 class FetchPool:

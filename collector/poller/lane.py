@@ -1,47 +1,43 @@
-"""Per-venue polling state: schedule, backoff, cooldown, rate budget, AIMD, stats.
+"""One venue's polling state and decisions: which instruments to fetch next, and what a finished
+fetch means (books, gaps, poll errors, backoff, cooldown, AIMD), plus its poll_stats record.
 
-A Lane is only touched by the poller's loop thread. It decides which instruments to fetch next,
-hands batches to its thread pool, and turns finished fetches into records.
+A Lane is only touched by the poller's loop thread; it hands batches to its fetch pool and gets
+them back as :class:`Done`. The policies it combines live in their own modules (backoff, cooldown,
+aimd, due, stats; pacing in collector.venues.pacing); the records in collector.model.records.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from collector.config.settings import PollerSettings, VenueSettings
+from collector.model.clock import now_ms
 from collector.model.errors import BadPayload, NotFound, RateLimited, VenueError
-from collector.model.records import SCHEMA_VERSION, BookRecord, Instrument
-from collector.poller.fetch import FetchPool
-from collector.poller.scheduling import (
-    Aimd,
-    BackoffPolicy,
-    DueQueue,
-    IntervalTracker,
-    LatencyWindow,
-    RateBudget,
-    VenueCooldown,
-    advance_due,
+from collector.model.records import (
+    BookRecord,
+    GapRecord,
+    Instrument,
+    PollErrorRecord,
+    PollStats,
 )
+from collector.poller.aimd import Aimd
+from collector.poller.backoff import BackoffPolicy
+from collector.poller.cooldown import VenueCooldown
+from collector.poller.counters import LaneCounters
+from collector.poller.due import DueQueue, advance_due
+from collector.poller.fetch import FetchPool, as_venue_error
+from collector.poller.stats import IntervalTracker, LatencyWindow
 from collector.store.writer import WriterSet
 from collector.venues import VenueClient
-from collector.venues.base import FetchResult, now_ms
-from collector.venues.pacing import SendGate
+from collector.venues.base import FetchResult
+from collector.venues.pacing import RateBudget, SendGate
 
 log = logging.getLogger(__name__)
 
 _MSG_MAX = 300
-
-
-class InternalError(VenueError):
-    """A client raised something that is not a VenueError (a bug): counted, never fatal."""
-
-    kind = "internal"
 
 
 @dataclass(slots=True)
@@ -75,6 +71,13 @@ def _pct(sorted_vals: list[float], q: float) -> float | None:
 
 
 class Lane:
+    """One venue's instruments, schedule and limits, and the records its fetches produce.
+
+    ``submit_due`` hands due batches to the pool while the venue is not cooling down, the budget
+    allows and fewer than ``min(aimd cap, workers)`` requests are in flight; ``complete`` takes a
+    finished :class:`Done` back; ``write_stats`` closes a poll_stats period.
+    """
+
     def __init__(
         self,
         name: str,
@@ -95,7 +98,7 @@ class Lane:
         self.queue = DueQueue()
         self.state: dict[str, InstState] = {}
         self.backoff = BackoffPolicy.from_settings(ps)
-        shared = getattr(client, "shared_spacing", None)
+        shared = client.shared_spacing
         self.budget = RateBudget.from_settings(vs, shared)
         self.gate = SendGate(shared)  # checked by the fetch thread at send time
         self.cooldown = VenueCooldown.from_settings(vs, ps)
@@ -108,8 +111,8 @@ class Lane:
         self.books = writers.get(name, "orderbooks")
         self.stats_out = writers.get(name, "poll_stats")
         self.errors_out = writers.get(name, "poll_errors")
-        self.c: Counter[str] = Counter()  # counters since the last stats record
-        self.total: Counter[str] = Counter()  # counters since start
+        self.c = LaneCounters()  # since the last stats record
+        self.total = LaneCounters()  # since start
 
     # -- membership -------------------------------------------------------------------------
     def set_instruments(self, insts: Sequence[Instrument], asof_ms: int, now: float) -> None:
@@ -134,7 +137,7 @@ class Lane:
             if st.inst.expires_at_ms is not None and st.inst.expires_at_ms < wall_ms and asof <= st.inst.expires_at_ms
         ]:
             self._drop(key)
-            self.c["expired_dropped"] += 1
+            self.c.expired_dropped += 1
 
     def _drop(self, key: str) -> None:
         self.state.pop(key, None)
@@ -161,8 +164,8 @@ class Lane:
             for k in keys:
                 self.state[k].inflight = True
             self.inflight += 1
-            self.c["requests"] += 1
-            self.c["polls_submitted"] += len(keys)
+            self.c.requests += 1
+            self.c.polls_submitted += len(keys)
             self.pool.submit(fetch, self, keys)
 
     def next_wake(self, now: float) -> float:
@@ -185,7 +188,7 @@ class Lane:
     def complete(self, done: Done, now: float) -> None:
         self.inflight -= 1
         if done.held:  # never sent: the instruments keep their turn for after the pause
-            self.c["held_back"] += 1
+            self.c.held_back += 1
             for key in done.keys:
                 st = self.state.get(key)
                 if st is not None:
@@ -193,12 +196,12 @@ class Lane:
                     self.queue.reschedule(key, st.due)
             return
         if done.error is not None:
-            self._request_failed(done.keys, _as_venue_error(done.error), now, done.started)
+            self._request_failed(done.keys, as_venue_error(done.error), now, done.started)
             return
         res = done.result
         self.latency.add(now, res.latency_ms)
         self.cooldown.record(now, True)
-        self.c["requests_ok"] += 1
+        self.c.requests_ok += 1
         normalize = self.client.normalize
         for key in done.keys:
             st = self.state.get(key)
@@ -227,11 +230,11 @@ class Lane:
         st.failures = 0
         st.last_ok = now
         st.last_ok_ts_ms = rec.ts_ms
-        self.c["polls_ok"] += 1
+        self.c.polls_ok += 1
         if rec.hash_ok is False:  # kept and flagged in the record; counted for poll_stats
-            self.c["hash_mismatch"] += 1
+            self.c.hash_mismatch += 1
         if self.books.write(line):
-            self.c["books_written"] += 1
+            self.c.books_written += 1
         # Keep the instrument on its interval grid; under overload this keeps the longest-waiting
         # instruments first in line (round robin) without bursting to catch up on missed slots.
         st.due = advance_due(st.due, self.interval, now)
@@ -241,8 +244,8 @@ class Lane:
         st.inflight = False
         st.failures += 1
         st.last_error = err.kind
-        self.c["polls_failed"] += 1
-        self.c[f"err_{err.kind}"] += 1
+        self.c.polls_failed += 1
+        self.c.error(err.kind)
         if st.failures == 1 or st.failures % self.ps.error_sample_every == 0:
             self._write_error(st, err, latency_ms)
         # The backoff alone, not at least an interval: with a 1.5 s interval (Limitless) one blip
@@ -252,7 +255,7 @@ class Lane:
 
     def _request_failed(self, keys: Sequence[str], err: VenueError, now: float, started: float) -> None:
         latency_ms = (now - started) * 1000
-        self.c["requests_failed"] += 1
+        self.c.requests_failed += 1
         self._count_http(err)
         if isinstance(err, RateLimited):
             # The venue's limit, not the instruments' fault: cool the venue, keep their turn.
@@ -279,13 +282,13 @@ class Lane:
     def _count_http(self, err: VenueError) -> None:
         s = err.status
         if s == 429:
-            self.c["http_429"] += 1
+            self.c.http_429 += 1
         elif s is not None and 400 <= s < 500:
-            self.c["http_4xx"] += 1
+            self.c.http_4xx += 1
         elif s is not None and s >= 500:
-            self.c["http_5xx"] += 1
+            self.c.http_5xx += 1
         if err.kind == "timeout":
-            self.c["timeouts"] += 1
+            self.c.timeouts += 1
 
     def _maybe_close_cooldown_gap(self, now: float) -> None:
         wall = now_ms()
@@ -297,105 +300,63 @@ class Lane:
 
     # -- records ------------------------------------------------------------------------------
     def _write_gap(self, instrument_id: str | None, from_ms: int | None, to_ms: int, reason: str, failures: int | None) -> None:
-        rec = {
-            "record_type": "gap",
-            "schema_version": SCHEMA_VERSION,
-            "venue": self.name,
-            "instrument_id": instrument_id,
-            "ts_ms": to_ms,
-            "from_ts_ms": from_ms,
-            "to_ts_ms": to_ms,
-            "reason": reason,
-        }
-        if failures is not None:
-            rec["failures"] = failures
-        self.books.write(orjson.dumps(rec))
-        self.c["gaps"] += 1
+        self.books.write(GapRecord(self.name, instrument_id, from_ms, to_ms, reason, failures).to_json())
+        self.c.gaps += 1
 
     def _write_error(self, st: InstState, err: VenueError, latency_ms: float) -> None:
         inst = st.inst
-        self.errors_out.write(
-            orjson.dumps(
-                {
-                    "record_type": "poll_error",
-                    "schema_version": SCHEMA_VERSION,
-                    "ts_ms": now_ms(),
-                    "venue": self.name,
-                    "market_id": inst.market_id,
-                    "slug": inst.slug,
-                    "instrument_id": inst.instrument_id,
-                    "http_status": err.status,
-                    "latency_ms": round(latency_ms, 3),
-                    "error_type": err.kind,
-                    "consecutive_failures": st.failures,
-                    "message": str(err)[:_MSG_MAX],
-                }
-            )
+        rec = PollErrorRecord(
+            ts_ms=now_ms(),
+            venue=self.name,
+            market_id=inst.market_id,
+            slug=inst.slug,
+            instrument_id=inst.instrument_id,
+            http_status=err.status,
+            latency_ms=round(latency_ms, 3),
+            error_type=err.kind,
+            consecutive_failures=st.failures,
+            message=str(err)[:_MSG_MAX],
         )
+        self.errors_out.write(rec.to_json())
 
     def write_stats(self, now: float) -> dict[str, Any]:
+        """Write the poll_stats record, run AIMD's periodic check, start the next period's counts.
+        Returns the record as a dict (for the heartbeat)."""
         ages = sorted(now - (st.last_ok if st.last_ok is not None else st.added) for st in self.state.values())
         p50, p95, p99 = self.latency.percentiles((50, 95, 99), now)
         iv = self.intervals.summary(now)
         c = self.c
-        attempted = c["polls_ok"] + c["polls_failed"]
+        attempted = c.polls_ok + c.polls_failed
         # Venue health for AIMD: books missing because their market closed are not congestion.
-        fail_rate = (c["polls_failed"] - c["err_not_found"]) / attempted if attempted else 0.0
+        fail_rate = (c.polls_failed - c.errors.get("not_found", 0)) / attempted if attempted else 0.0
         self.aimd.evaluate(now, fail_rate, p95)
         stale_after = 5 * self.interval
-        rec = {
-            "record_type": "poll_stats",
-            "schema_version": SCHEMA_VERSION,
-            "ts_ms": now_ms(),
-            "venue": self.name,
-            "active_instruments": len(self.state),
-            "requests": c["requests"],
-            "requests_ok": c["requests_ok"],
-            "requests_failed": c["requests_failed"],
-            "submitted": c["polls_submitted"],
-            "ok": c["polls_ok"],
-            "failed": c["polls_failed"],
-            "books_written": c["books_written"],
-            "gaps": c["gaps"],
-            "http_4xx": c["http_4xx"],
-            "http_5xx": c["http_5xx"],
-            "http_429": c["http_429"],
-            "timeouts": c["timeouts"],
-            "held_back": c["held_back"],
-            "errors": {k[4:]: v for k, v in c.items() if k.startswith("err_")},
-            "latency_p50_ms": _round(p50),
-            "latency_p95_ms": _round(p95),
-            "latency_p99_ms": _round(p99),
-            "cooldown_remaining_s": round(self.cooldown.remaining(now), 3),
-            "cooldown_reason": self.cooldown.reason if self.cooldown.active(now) else None,
-            "workers": self.vs.max_workers,
-            "inflight_cap": self.aimd.cap,
-            "inflight": self.inflight,
-            "target_interval_s": self.interval,
-            "achieved_interval_mean_s": _round(iv.mean),
-            "achieved_interval_p50_s": _round(iv.p50),
-            "achieved_interval_p99_s": _round(iv.p99),
-            "book_age_p50_s": _round(_pct(ages, 0.50)),
-            "book_age_p99_s": _round(_pct(ages, 0.99)),
-            "stale_instruments": sum(1 for a in ages if a > stale_after),
-            "expired_dropped": c["expired_dropped"],
-            "hash_mismatch": c["hash_mismatch"],
-            "snapshot_error": self.snapshot_error,
-            "writer_error": self.books.stats.last_error if self.books.stats.failing else None,
-            "records_dropped": self.books.stats.records_dropped,
-        }
-        self.stats_out.write(orjson.dumps(rec))
-        self.total.update(c)
-        self.c = Counter()
-        return rec
+        stats = PollStats(
+            ts_ms=now_ms(), venue=self.name, active_instruments=len(self.state),
+            requests=c.requests, requests_ok=c.requests_ok, requests_failed=c.requests_failed,
+            submitted=c.polls_submitted, ok=c.polls_ok, failed=c.polls_failed,
+            books_written=c.books_written, gaps=c.gaps,
+            http_4xx=c.http_4xx, http_5xx=c.http_5xx, http_429=c.http_429, timeouts=c.timeouts,
+            held_back=c.held_back, errors=dict(c.errors),
+            latency_p50_ms=_round(p50), latency_p95_ms=_round(p95), latency_p99_ms=_round(p99),
+            cooldown_remaining_s=round(self.cooldown.remaining(now), 3),
+            cooldown_reason=self.cooldown.reason if self.cooldown.active(now) else None,
+            workers=self.vs.max_workers, inflight_cap=self.aimd.cap, inflight=self.inflight,
+            target_interval_s=self.interval,
+            achieved_interval_mean_s=_round(iv.mean), achieved_interval_p50_s=_round(iv.p50),
+            achieved_interval_p99_s=_round(iv.p99),
+            book_age_p50_s=_round(_pct(ages, 0.50)), book_age_p99_s=_round(_pct(ages, 0.99)),
+            stale_instruments=sum(1 for a in ages if a > stale_after),
+            expired_dropped=c.expired_dropped, hash_mismatch=c.hash_mismatch,
+            snapshot_error=self.snapshot_error,
+            writer_error=self.books.stats.last_error if self.books.stats.failing else None,
+            records_dropped=self.books.stats.records_dropped,
+        )  # fmt: skip
+        self.stats_out.write(stats.to_json())
+        self.total.add(c)
+        self.c = LaneCounters()
+        return stats.to_dict()
 
 
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
-
-
-def _as_venue_error(e: BaseException) -> VenueError:
-    if isinstance(e, VenueError):
-        return e
-    log.warning("fetch raised %s: %s", type(e).__name__, e)
-    return InternalError(f"{type(e).__name__}: {e}")

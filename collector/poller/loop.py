@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from collector.config.settings import Settings
+from collector.model.clock import now_ms
 from collector.model.errors import RateLimited
 from collector.poller.fetch import FetchPool
 from collector.poller.lane import Done, Lane
 from collector.store.snapshot import SnapshotWatcher, snapshot_path
 from collector.store.writer import WriterSet
 from collector.venues import VenueClient, make_client
-from collector.venues.base import now_ms
 
 log = logging.getLogger(__name__)
 

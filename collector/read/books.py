@@ -56,6 +56,7 @@ from typing import Any
 
 import orjson
 
+from collector.model.clock import now_ms as _now_ms
 from collector.store.writer import iter_jsonl_lines
 
 log = logging.getLogger(__name__)
@@ -165,10 +166,6 @@ def duration_ms(value: Any) -> int:
 
 def _opt_time(value: Any) -> int | None:
     return None if value is None else parse_time(value)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def day_bounds(date: str) -> tuple[int, int]:

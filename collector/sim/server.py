@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from collector.model.clock import now_ms
 from collector.sim.faults import (
     ControlError,
     FaultEngine,
@@ -32,7 +33,7 @@ from collector.sim.faults import (
     down_reply,
     json_reply,
 )
-from collector.sim.state import GAMMA_SCHEMA, SimError, SimState, now_ms
+from collector.sim.state import GAMMA_SCHEMA, SimError, SimState
 
 Handler = Callable[[Request], Awaitable[tuple[Reply, int]]]
 

@@ -26,15 +26,12 @@ from typing import Any
 
 import orjson
 
+from collector.model.clock import now_ms
 from collector.sim import limitless_catalog as lcat
 
 INF_MS = 1 << 62
 GAMMA_SCHEMA = "https://gamma-api.polymarket.com/schemas/MarketsKeysetPage.json"
 USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # ---------------------------------------------------------------------------------------

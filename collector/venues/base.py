@@ -7,8 +7,6 @@ guards in collector.venues.numbers.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -17,7 +15,7 @@ from collector.model.errors import VenueError
 from collector.model.records import BookRecord, Instrument
 
 if TYPE_CHECKING:  # typing only: pacing is the poller's concern, not the protocol's
-    from collector.venues.pacing import SharedSpacing
+    from collector.venues.shared_spacing import SharedSpacing
 
 
 @dataclass(slots=True)
@@ -67,7 +65,9 @@ class VenueClient(Protocol):
     """
 
     name: ClassVar[str]
-    batch_size: int
+    batch_size: int  # poll keys per fetch_books call (1 when the venue has no batch endpoint)
+    # The venue's request spacing shared with other processes on the data directory, or None.
+    # The poller's rate budget and send gate consult it, so its holds pause the poller too.
     shared_spacing: SharedSpacing | None
 
     def discover(self) -> DiscoveryResult: ...
@@ -77,24 +77,3 @@ class VenueClient(Protocol):
     def normalize(self, inst: Instrument, raw: Any, ts_ms: int, latency_ms: float) -> BookRecord: ...
 
     def close(self) -> None: ...
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class Pacer:
-    """Spaces calls at least ``min_interval_s`` apart (thread-safe). Used for discovery paging."""
-
-    def __init__(self, requests: int, window_s: float, min_spacing_s: float = 0.0):
-        self.min_interval_s = max(window_s / requests, min_spacing_s)
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.min_interval_s
-        if start > now:
-            time.sleep(start - now)

@@ -28,14 +28,16 @@ import requests
 
 from collector.config.settings import LimitlessSettings
 from collector.model import errors
+from collector.model.clock import now_ms
 from collector.model.decimals import dec_text, scaled_text
 from collector.model.details import LimitlessMeta
 from collector.model.records import BookRecord, DecText, Instrument
-from collector.venues.base import DiscoveryResult, FetchResult, Pacer, now_ms
+from collector.venues.base import DiscoveryResult, FetchResult
 from collector.venues.http import ThreadLocal, fetch_page, parse_json, raise_for_status
 from collector.venues.limitless_markets import DEFAULT_DECIMALS, VENUE, add_market
 from collector.venues.numbers import as_int
-from collector.venues.pacing import SharedSpacing, spacing_path
+from collector.venues.pacing import Pacer
+from collector.venues.shared_spacing import SharedSpacing, spacing_path
 
 log = logging.getLogger(__name__)
 

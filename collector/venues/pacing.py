@@ -1,160 +1,157 @@
-"""A venue's minimum request spacing, shared by every collector process on the host.
+"""Request pacing: who may start a request, and when. One small protocol, three pacers, one gate.
 
-Limitless allows one request per 300 ms per caller, and its discovery and the poller run in
-separate processes (Prefect runs each flow in its own). Each keeps its own budget, but both take
-their start times from here: one "next free start" (CLOCK_MONOTONIC, the same clock in every
-process of a host) in an 8-byte file under the data directory, read and written under ``flock``.
-Without it a discovery page lands between two poller requests only by luck and meets a 429.
+The protocol (times are ``time.monotonic()`` seconds):
 
-The same file carries a *hold*: a 429's Retry-After seen by any process pauses every process,
-because the venue counts requests per caller, not per process (a discovery page that drew a
-429 must stop the poller's book requests too, and the other way round).
+- :class:`Pacing`, for the poller's non-blocking loop: ``try_acquire(now) -> bool`` takes the
+  start at ``now`` if it is allowed; ``next_allowed(now) -> float`` is the earliest start
+  ``>= now`` (``try_acquire(next_allowed(now))`` succeeds unless someone else took it first).
+- :class:`BlockingPacing`, for discovery paging on its own thread: ``wait()`` books the next
+  free start and sleeps until it.
 
-If the file cannot be used (read-only data directory, no ``fcntl``), the spacing falls back to
-this process alone, with one warning: pacing must never stop the collector.
+Implementations:
+
+- :class:`RateBudget` (``Pacing``): a venue's order-book budget, N starts per sliding window plus
+  a minimum spacing, optionally behind a shared spacing. Loop thread only, not thread-safe.
+- :class:`Pacer` (``BlockingPacing``): discovery's in-process spacing, evenly spread at the
+  discovery budget's average rate. Thread-safe.
+- :class:`collector.venues.shared_spacing.SharedSpacing` (both): one spacing for every process on
+  the data directory, plus a cross-process hold after a 429.
+
+:class:`SendGate` is not a pacer: it is the fetch thread's last check that the venue is not held
+(a 429 seen meanwhile), made at the moment of sending.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import struct
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TypeVar
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
 
-try:
-    import fcntl
-except ImportError:  # not on Windows: per-process spacing only
-    fcntl = None  # type: ignore[assignment]
+if TYPE_CHECKING:  # only for annotations; no runtime dependency on pydantic
+    from collector.config.settings import VenueSettings
+    from collector.venues.shared_spacing import SharedSpacing
 
-log = logging.getLogger(__name__)
-R = TypeVar("R")
-
-_SLOT = struct.Struct("<dd")  # next free start, hold until (CLOCK_MONOTONIC seconds)
-_OLD_SLOT = struct.Struct("<d")  # files written before the hold existed
-# A stored start further ahead than this comes from an earlier boot (CLOCK_MONOTONIC restarts).
-_STALE_S = 600.0
+__all__ = ["BlockingPacing", "Pacer", "Pacing", "RateBudget", "SendGate"]
 
 
-def spacing_path(data_dir: str | os.PathLike[str], venue: str) -> Path:
-    """``<data_dir>/<venue>/state/request_spacing``, next to the venue's snapshot."""
-    return Path(data_dir) / venue / "state" / "request_spacing"
-
-
-class SharedSpacing:
-    """Request starts at least ``spacing_s`` apart across threads and processes.
-
-    ``try_acquire(now)`` is for the poller's non-blocking loop; ``wait()`` reserves the next free
-    start (ahead of anyone who only tries) and sleeps until it, for discovery paging.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], spacing_s: float) -> None:
-        self.path = Path(path)
-        self.spacing_s = float(spacing_s)
-        self._lock = threading.Lock()
-        self._local_next = -math.inf
-        self._local_hold = -math.inf
-        self._fd: int | None = None
-        if fcntl is None:
-            log.warning("shared request spacing: no fcntl on this platform; spacing is per process")
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            log.warning("shared request spacing: cannot open %s (%s); spacing is per process", self.path, e)
-
-    @property
-    def shared(self) -> bool:
-        return self._fd is not None
-
-    def _update(self, step: Callable[[float, float], tuple[float, float, R]]) -> R:
-        """Apply ``step(next_free, hold) -> (next_free, hold, result)`` atomically."""
-        with self._lock:
-            if self._fd is not None:
-                try:
-                    return self._update_file(self._fd, step)
-                except OSError as e:
-                    log.warning("shared request spacing: %s failed (%s); spacing is per process", self.path, e)
-                    self._close()
-            self._local_next, self._local_hold, result = step(self._local_next, self._local_hold)
-            return result
-
-    def _update_file(self, fd: int, step: Callable[[float, float], tuple[float, float, R]]) -> R:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            raw = os.pread(fd, _SLOT.size, 0)
-            if len(raw) == _SLOT.size:
-                nxt, hold = _SLOT.unpack(raw)
-            elif len(raw) == _OLD_SLOT.size:
-                nxt, hold = _OLD_SLOT.unpack(raw)[0], -math.inf
-            else:
-                nxt = hold = -math.inf
-            limit = time.monotonic() + _STALE_S
-            nxt = -math.inf if math.isnan(nxt) or nxt > limit else nxt
-            hold = -math.inf if math.isnan(hold) or hold > limit else hold
-            new_next, new_hold, result = step(max(nxt, self._local_next), max(hold, self._local_hold))
-            if (new_next, new_hold) != (nxt, hold) or len(raw) != _SLOT.size:
-                os.pwrite(fd, _SLOT.pack(new_next, new_hold), 0)
-            self._local_next, self._local_hold = new_next, new_hold
-            return result
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+class Pacing(Protocol):
+    """Non-blocking pacing: the caller passes the monotonic time and never sleeps here."""
 
     def try_acquire(self, now: float) -> bool:
-        """Take the start at ``now`` if it is free and no hold is in force."""
-
-        def step(nxt: float, hold: float) -> tuple[float, float, bool]:
-            if now >= nxt and now >= hold:
-                return now + self.spacing_s, hold, True
-            return nxt, hold, False
-
-        return self._update(step)
+        """Consume the start at ``now`` and return True if a request may start then; else False."""
+        ...
 
     def next_allowed(self, now: float) -> float:
-        """Earliest start >= now that is free (someone may take it first)."""
-        return self._update(lambda nxt, hold: (nxt, hold, max(now, nxt, hold)))
+        """Earliest time >= now at which a request may start."""
+        ...
 
-    def reserve(self, now: float) -> float:
-        """Book the next free start >= now (after any hold) and return it."""
 
-        def step(nxt: float, hold: float) -> tuple[float, float, float]:
-            start = max(now, nxt, hold)
-            return start + self.spacing_s, hold, start
-
-        return self._update(step)
-
-    def hold(self, until: float) -> None:
-        """No process may start a request before ``until`` (a 429's Retry-After)."""
-        until = min(until, time.monotonic() + _STALE_S)  # a longer one would read back as stale
-        self._update(lambda nxt, hold: (nxt, max(hold, until), None))
-
-    def held_until(self, now: float) -> float:
-        """End of the hold in force at ``now``, or ``now`` when there is none."""
-        return self._update(lambda nxt, hold: (nxt, hold, max(now, hold)))
+class BlockingPacing(Protocol):
+    """Blocking pacing, for callers on their own thread (discovery paging)."""
 
     def wait(self) -> None:
-        """Reserve the next free start and sleep until it."""
-        now = time.monotonic()
-        start = self.reserve(now)
+        """Book the next free start and sleep until it."""
+        ...
+
+
+class RateBudget:
+    """At most ``requests`` starts in any sliding ``window_s`` and ``min_spacing_s`` between starts.
+
+    Precisely: after a start at ``t`` another may start at ``now >= t + min_spacing_s``; a start
+    at ``t`` stops counting against the window once ``now >= t + window_s``. So any half-open
+    interval of length ``window_s`` holds at most ``requests`` starts. ``next_allowed`` uses
+    the same arithmetic, so ``try_acquire(next_allowed(now))`` always succeeds.
+
+    Saturated throughput is ``min(requests / window_s, 1 / min_spacing_s)`` per second on
+    average (Limitless defaults: 30 per 10 s and 300 ms -> 3/s; spacing alone -> 3.33/s).
+    Memory: at most ``requests`` timestamps.
+
+    ``shared`` (optional, any :class:`Pacing`; in practice a
+    :class:`collector.venues.shared_spacing.SharedSpacing`) is a spacing other processes use too
+    (Limitless: discovery next to the poller); a start also needs it free.
+    """
+
+    __slots__ = ("requests", "window_s", "min_spacing_s", "shared", "_starts", "_last")
+
+    def __init__(
+        self, requests: int, window_s: float, min_spacing_s: float = 0.0, shared: Pacing | None = None
+    ) -> None:
+        if requests < 1 or not window_s > 0 or min_spacing_s < 0:
+            raise ValueError("need requests >= 1, window_s > 0, min_spacing_s >= 0")
+        self.requests = int(requests)
+        self.window_s = float(window_s)
+        self.min_spacing_s = float(min_spacing_s)
+        self.shared = shared
+        self._starts: deque[float] = deque()
+        self._last = -math.inf
+
+    @classmethod
+    def from_settings(cls, venue: VenueSettings, shared: Pacing | None = None) -> RateBudget:
+        """The order-book polling budget of a venue."""
+        return cls(venue.rate_requests, venue.rate_window_s, venue.min_spacing_s, shared)
+
+    def _evict(self, now: float) -> None:
+        starts, w = self._starts, self.window_s
+        while starts and starts[0] + w <= now:
+            starts.popleft()
+
+    def next_allowed(self, now: float) -> float:
+        """Earliest time >= now at which a request may start."""
+        self._evict(now)
+        t = self._last + self.min_spacing_s
+        if len(self._starts) >= self.requests:
+            w = self._starts[0] + self.window_s
+            if w > t:
+                t = w
+        if self.shared is not None:
+            t = max(t, self.shared.next_allowed(now))
+        return t if t > now else now
+
+    def try_acquire(self, now: float) -> bool:
+        """Consume a slot and return True if a request may start at ``now``; else False."""
+        if now < self._last + self.min_spacing_s:
+            return False
+        self._evict(now)
+        if len(self._starts) >= self.requests:
+            return False
+        if self.shared is not None and not self.shared.try_acquire(now):
+            return False
+        self._starts.append(now)
+        self._last = now
+        return True
+
+    def available(self, now: float) -> int:
+        """Window slots left at ``now`` (ignores spacing): how many starts the window still allows."""
+        self._evict(now)
+        return self.requests - len(self._starts)
+
+    def used(self, now: float) -> int:
+        """Starts counted in the current window."""
+        self._evict(now)
+        return len(self._starts)
+
+
+class Pacer:
+    """Starts at least ``min_interval_s`` apart, booked in call order (thread-safe): discovery paging.
+
+    ``min_interval_s`` is ``max(window_s / requests, min_spacing_s)``: the budget's average rate,
+    spread evenly, never in sliding-window bursts.
+    """
+
+    def __init__(self, requests: int, window_s: float, min_spacing_s: float = 0.0):
+        self.min_interval_s = max(window_s / requests, min_spacing_s)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.min_interval_s
         if start > now:
             time.sleep(start - now)
-
-    def _close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        with self._lock:
-            self._close()
 
 
 class SendGate:

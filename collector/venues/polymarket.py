@@ -30,10 +30,12 @@ import orjson
 
 from collector.config.settings import PolymarketSettings
 from collector.model import errors
+from collector.model.clock import now_ms
 from collector.model.records import BookRecord, Instrument
 from collector.venues import polyhash
-from collector.venues.base import DiscoveryResult, FetchResult, Pacer, now_ms
+from collector.venues.base import DiscoveryResult, FetchResult
 from collector.venues.http import ThreadLocal, fetch_page, parse_json, raise_for_status
+from collector.venues.pacing import Pacer
 from collector.venues.polyhash import CheckedBook, ExactReply
 from collector.venues.polymarket_book import VENUE, book_record
 from collector.venues.polymarket_markets import add_market

@@ -64,12 +64,12 @@ from flows.stack.api import (
 from flows.stack.procs import (
     PROJECT_DIR,
     Stop,
-    signals_raise_stop,
     load_settings_from,
     prefect_cli,
     prefect_env,
     run_cli,
     say,
+    signals_raise_stop,
     spawn,
     stop,
     tail,

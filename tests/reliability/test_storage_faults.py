@@ -119,7 +119,7 @@ def test_disk_full_then_space_returns(tmpfs, tmp_path, monkeypatch, caplog):
         lane = poller.lanes[v]
         ws = lane.books.stats
         on_disk = len(ds.books(v)) + len(ds.gaps(v))
-        produced = lane.total["polls_ok"] + lane.total["gaps"]
+        produced = lane.total.polls_ok + lane.total.gaps
         assert on_disk + ws.records_dropped == produced, (v, on_disk, ws.records_dropped, produced)
         assert ws.records_dropped > 0 and ws.error_count >= 1
         assert "ENOSPC" in ws.last_error and str(data) in ws.last_error, ws.last_error

@@ -262,9 +262,9 @@ def test_success_after_a_failure_blip_starts_no_cooldown(tmp_path, monkeypatch):
 
 
 def test_success_never_starts_a_failure_cooldown_unit():
-    """The deterministic core of BUG-COOLDOWN-ON-SUCCESS, on collector.poller.scheduling.VenueCooldown:
+    """The deterministic core of BUG-COOLDOWN-ON-SUCCESS, on collector.poller.cooldown.VenueCooldown:
     5 failures then 5 successes inside the window (10 outcomes, share 0.5)."""
-    from collector.poller.scheduling import VenueCooldown
+    from collector.poller.cooldown import VenueCooldown
 
     cd = VenueCooldown(30.0, failure_fraction=0.5, failure_min_requests=10, failure_window_s=10.0,
                        failure_cooldown_s=15.0)
