@@ -9,12 +9,17 @@ import sys
 from collections import Counter
 from typing import Any
 
-import orjson
-
 from collector import read
 from collector.ops import scope
 from collector.ops.stats import gap_seconds
-from collector.ops.table import fmt_age, fmt_num, fmt_pct, format_table, short_id
+from collector.ops.table import (
+    fmt_age,
+    fmt_num,
+    fmt_pct,
+    format_json,
+    format_table,
+    short_id,
+)
 from collector.read import day_bounds
 
 
@@ -189,7 +194,7 @@ def cli_coverage(settings: Any, args: Any) -> int:
         fresh = args.fresh_s if getattr(args, "fresh_s", None) else 2 * settings.venue(v).interval_s
         results.append(coverage(settings.data_dir, v, args.date, fresh, progress=True))
     if getattr(args, "json", False):
-        sys.stdout.write(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(format_json(results))
     else:
         print(format_coverage(results))
     return 0

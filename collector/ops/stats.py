@@ -10,11 +10,16 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from collector import read
 from collector.ops import scope
-from collector.ops.table import fmt_age, fmt_num, fmt_pct, format_table, iso_ms
+from collector.ops.table import (
+    fmt_age,
+    fmt_num,
+    fmt_pct,
+    format_json,
+    format_table,
+    iso_ms,
+)
 from collector.read import parse_time
 
 # The poll_stats counters (each record counts its interval): summed over a period. Declared once.
@@ -260,7 +265,7 @@ def cli_stats(settings: Any, args: Any) -> int:
     summary = stats_summary(settings.data_dir, venues, since, until, progress=True)
     if getattr(args, "json", False):
         doc = {"since_ms": since, "until_ms": until, "venues": summary}
-        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(format_json(doc))
     else:
         print(format_stats(summary, since, until))
     return 0

@@ -1,4 +1,5 @@
-"""Plain-text formatting for the operator views: aligned tables, ages, bytes, numbers, times."""
+"""Formatting for the operator views: aligned plain-text tables, ages, bytes, numbers, times, and
+the ``--json`` documents."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import orjson
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
@@ -101,3 +104,8 @@ def iso_ms(ts_ms: int | None) -> str:
     if ts_ms is None:
         return "-"
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms // 1000)) + "Z"
+
+
+def format_json(doc: Any) -> str:
+    """A ``--json`` document: indented, one trailing newline."""
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
