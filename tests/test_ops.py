@@ -1,4 +1,4 @@
-"""collector.ops.views: status, tail, stats and coverage over generated and live-written data."""
+"""collector.ops: status, tail, stats and coverage over generated and live-written data."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from collector.discovery.markets_log import (
     market_records_path,
 )
 from collector.model.records import Instrument
-from collector.ops import views as ops
+from collector.ops.coverage import cli_coverage, coverage
+from collector.ops.stats import format_stats, stats_summary
+from collector.ops.status import cli_status, format_status, venue_status
+from collector.ops.table import fmt_age, fmt_bytes, format_table
+from collector.ops.tail import format_tail_line, tail
 from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot
 from collector.store.writer import StreamWriter
 from tests.datagen import DEFAULT_START_MS, shared
@@ -34,13 +38,13 @@ def gen(tmp_path_factory):
 
 
 def test_format_table_aligns_numbers_right():
-    out = ops.format_table(["name", "n", "pct"], [["a", "1,234", "5.0%"], ["bbbb", "7", "-"]])
+    out = format_table(["name", "n", "pct"], [["a", "1,234", "5.0%"], ["bbbb", "7", "-"]])
     lines = out.splitlines()
     assert lines[0] == "name      n   pct"
     assert lines[2] == "a     1,234  5.0%"
     assert lines[3] == "bbbb      7     -"
-    assert ops.fmt_age(0.42) == "0.4s" and ops.fmt_age(600) == "10m" and ops.fmt_age(3 * 86400) == "3.0d"
-    assert ops.fmt_bytes(20_100_000) == "20.1 MB"
+    assert fmt_age(0.42) == "0.4s" and fmt_age(600) == "10m" and fmt_age(3 * 86400) == "3.0d"
+    assert fmt_bytes(20_100_000) == "20.1 MB"
 
 
 # --------------------------------------------------------------------------- status
@@ -48,7 +52,7 @@ def test_format_table_aligns_numbers_right():
 
 def test_status(gen):
     now = gen.end_ms + 5_000
-    st = ops.venue_status(gen.data_dir, "polymarket", now_ms=now)
+    st = venue_status(gen.data_dir, "polymarket", now_ms=now)
     snap_n = len(read.market_catalog(gen.data_dir, "polymarket"))
     assert 0 < st["active_instruments"] <= snap_n
     last = max(orjson.loads(x)["ts_ms"] for x in gen.books["polymarket"])
@@ -56,14 +60,14 @@ def test_status(gen):
     assert st["stats"]["record_type"] == "poll_stats" and st["stats_age_s"] <= 15
     assert st["files_today"] > 10  # date=2026-01-11: 4 streams, 10-minute files
     assert st["disk_bytes"] > 1_000_000
-    text = ops.format_status([st, ops.venue_status(gen.data_dir, "limitless", now_ms=now)], gen.data_dir)
+    text = format_status([st, venue_status(gen.data_dir, "limitless", now_ms=now)], gen.data_dir)
     assert "polymarket" in text and "limitless" in text and "last book" in text
 
 
 def test_status_of_an_empty_venue(tmp_path):
-    st = ops.venue_status(tmp_path, "limitless", now_ms=0)
+    st = venue_status(tmp_path, "limitless", now_ms=0)
     assert st["active_instruments"] is None and "no snapshot" in st["snapshot_error"]
-    text = ops.format_status([st], tmp_path)
+    text = format_status([st], tmp_path)
     assert "no order book recorded yet" in text and "snapshot" in text
 
 
@@ -106,7 +110,7 @@ def test_tail_follows_rotation_and_compression(tmp_path):
     buf = io.StringIO()
     stop = threading.Event()
     th = threading.Thread(
-        target=ops.tail, args=(tmp_path, ["polymarket"]), kwargs=dict(raw=True, out=buf, poll_s=0.005, stop=stop.is_set)
+        target=tail, args=(tmp_path, ["polymarket"]), kwargs=dict(raw=True, out=buf, poll_s=0.005, stop=stop.is_set)
     )
     th.start()
     try:
@@ -135,7 +139,7 @@ def test_tail_follows_rotation_and_compression(tmp_path):
 def test_tail_filter_lines_and_table(gen):
     inst = gen.instruments["limitless"][0]
     buf = io.StringIO()
-    n = ops.tail(gen.data_dir, ["limitless"], instruments=[inst.poll_key], lines=5, out=buf, stop=lambda: True)
+    n = tail(gen.data_dir, ["limitless"], instruments=[inst.poll_key], lines=5, out=buf, stop=lambda: True)
     assert n == 5
     rows = buf.getvalue().splitlines()
     assert rows[0].startswith("time (UTC)") and len(rows) == 6
@@ -145,7 +149,7 @@ def test_tail_filter_lines_and_table(gen):
     t = time.strftime("%H:%M:%S", time.gmtime(want[-1]["ts_ms"] // 1000))
     assert rows[-1].startswith(t)
     gap = {"record_type": "gap", "venue": "polymarket", "instrument_id": None, "ts_ms": 5000, "from_ts_ms": 0, "to_ts_ms": 5000, "reason": "cooldown:rate_limited"}
-    assert "GAP 5.0s cooldown:rate_limited" in ops.format_tail_line(gap)
+    assert "GAP 5.0s cooldown:rate_limited" in format_tail_line(gap)
 
 
 def test_cli_tail_until_ctrl_c(gen, monkeypatch, capsys):
@@ -156,7 +160,7 @@ def test_cli_tail_until_ctrl_c(gen, monkeypatch, capsys):
     def interrupt(_s):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ops.time, "sleep", interrupt)
+    monkeypatch.setattr(time, "sleep", interrupt)
     assert main(["tail", "--venue", "polymarket", "--raw", "--lines", "3"]) == 130
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3 and all(orjson.loads(x)["venue"] == "polymarket" for x in out)
@@ -166,7 +170,7 @@ def test_cli_tail_until_ctrl_c(gen, monkeypatch, capsys):
 
 
 def test_stats_summary(gen):
-    s = ops.stats_summary(gen.data_dir, ["polymarket"], gen.start_ms, gen.end_ms)["polymarket"]
+    s = stats_summary(gen.data_dir, ["polymarket"], gen.start_ms, gen.end_ms)["polymarket"]
     recs = gen.stats["polymarket"]
     assert s["records"] == len(recs)
     for k in ("ok", "failed", "books_written", "requests", "http_5xx", "timeouts"):
@@ -184,7 +188,7 @@ def test_stats_summary(gen):
     assert s["target_interval_s"] == 2.0 and s["cooldown_intervals"] >= 2
     assert s["bucket_s"] == 300 and len(s["buckets"]) == 24
     assert sum(b["books_written"] for b in s["buckets"]) == s["books_written"]
-    text = ops.format_stats({"polymarket": s}, gen.start_ms, gen.end_ms)
+    text = format_stats({"polymarket": s}, gen.start_ms, gen.end_ms)
     assert "errors by kind" in text and "per 5m" in text
 
 
@@ -219,7 +223,7 @@ def test_coverage_exact_small_case(tmp_path):
     w.write(orjson.dumps({"record_type": "gap", "instrument_id": "limitless:a", "venue": "limitless", "ts_ms": t0 + 30_000, "from_ts_ms": t0 + 2000, "to_ts_ms": t0 + 30_000, "reason": "timeout", "failures": 9}))
     w.write(orjson.dumps({"record_type": "orderbook", "instrument_id": "limitless:b", "venue": "limitless", "ts_ms": t0}))
     w.close()
-    res = ops.coverage(tmp_path, "limitless", "2026-01-11", fresh_s=2, now_ms=t0 + 100_000)
+    res = coverage(tmp_path, "limitless", "2026-01-11", fresh_s=2, now_ms=t0 + 100_000)
     rows = {r["instrument_id"]: r for r in res["rows"]}
     ra = rows["limitless:a"]
     # active [0, 50) (expired at 50 s, removed at 60 s); fresh [0, 4) + [30, 61) -> within active: 4 + 20
@@ -236,7 +240,7 @@ def test_coverage_matches_brute_force(gen):
     fresh_s = 4.0
     date = "2026-01-11"
     d0, d1 = read.day_bounds(date)
-    res = ops.coverage(gen.data_dir, "polymarket", date, fresh_s, now_ms=gen.end_ms + 1)
+    res = coverage(gen.data_dir, "polymarket", date, fresh_s, now_ms=gen.end_ms + 1)
     times: dict[str, list[int]] = {}
     for x in gen.books["polymarket"]:
         r = orjson.loads(x)
@@ -261,7 +265,7 @@ def test_coverage_matches_brute_force(gen):
         assert row["fresh_s"] == pytest.approx(fresh / 1000, abs=0.02 * row["active_s"] + 1)
         assert 0.9 < row["coverage"] <= 1.0
     assert res["summary"]["venue_gaps"] == 0  # the cooldown was on the first day
-    first = ops.coverage(gen.data_dir, "polymarket", "2026-01-10", fresh_s, now_ms=gen.end_ms)
+    first = coverage(gen.data_dir, "polymarket", "2026-01-10", fresh_s, now_ms=gen.end_ms)
     assert first["summary"]["venue_gaps"] == 1 and first["summary"]["venue_gap_s"] == 25.0
 
 
@@ -284,14 +288,14 @@ def test_coverage_reads_parquet_days(gen, tmp_path):
     from tests.datagen import copy_of
 
     g = copy_of(gen, tmp_path / "d")
-    before = ops.coverage(g.data_dir, "limitless", "2026-01-10", 6.0, now_ms=gen.end_ms)
+    before = coverage(g.data_dir, "limitless", "2026-01-10", 6.0, now_ms=gen.end_ms)
     assert compact_day(g.data_dir, "limitless", "2026-01-10", now_ms=gen.end_ms + 3 * 86_400_000).ok
-    after = ops.coverage(g.data_dir, "limitless", "2026-01-10", 6.0, now_ms=gen.end_ms)
+    after = coverage(g.data_dir, "limitless", "2026-01-10", 6.0, now_ms=gen.end_ms)
     assert after == before
 
 
 def test_cli_entry_points_take_settings_and_args(gen, capsys):
     s = SimpleNamespace(data_dir=gen.data_dir, venues=["limitless"], venue=lambda v: SimpleNamespace(interval_s=3.0))
-    assert ops.cli_status(s, SimpleNamespace()) == 0
-    assert ops.cli_coverage(s, SimpleNamespace(date="2026-01-11", venue=None, fresh_s=None, json=False)) == 0
+    assert cli_status(s, SimpleNamespace()) == 0
+    assert cli_coverage(s, SimpleNamespace(date="2026-01-11", venue=None, fresh_s=None, json=False)) == 0
     assert "fresh 6s" in capsys.readouterr().out

@@ -84,9 +84,9 @@ def discovery_notes(api: httpx.Client, now: float | None = None) -> list[str]:
 
 
 def cli_status(settings: Any, args: Any) -> int:
-    """`collector status`: the files' view (collector.ops.views), plus the orchestrator's notes when a
+    """`collector status`: the files' view (collector.ops.status), plus the orchestrator's notes when a
     Prefect API answers (PREFECT_API_URL, else the local `collector up` server)."""
-    from collector.ops.views import cli_status as files_status
+    from collector.ops.status import cli_status as files_status
 
     url = getattr(args, "prefect_api_url", None) or os.environ.get("PREFECT_API_URL") or "http://127.0.0.1:4200/api"
     try:
