@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from collector.config.settings import PolymarketSettings  # noqa: E402
 from collector.model.records import Instrument  # noqa: E402
-from collector.sim.state import SimState, now_ms  # noqa: E402
+from collector.sim.clock import now_ms  # noqa: E402
+from collector.sim.state import SimState  # noqa: E402
 from collector.venues import polyhash  # noqa: E402
 from collector.venues.polyhash import CheckedBook  # noqa: E402
 from collector.venues.polymarket import PolymarketClient  # noqa: E402
@@ -38,7 +39,8 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 def sim_books(n: int) -> list[bytes]:
     st = SimState(seed=3, markets=max(50, n // 2), epoch=None, tick_s=1.0, change_prob=0.3)
     now = now_ms()
-    out = [b for t in st.tokens if (b := st.book_bytes(t, now)) is not None]
+    poly = st.polymarket
+    out = [b for t in poly.tokens if (b := poly.book_bytes(t, now)) is not None]
     return out[:n]
 
 
