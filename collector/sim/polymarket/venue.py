@@ -144,18 +144,23 @@ class PolymarketSim(VenueSim):
                 m.event = dict(m.event, slug=m.slug)
             if spec.get("question") and len(ms) == 1:
                 m.question = str(spec["question"])
-            if "volume24hr" in spec:
-                m.volume24hr = float(spec["volume24hr"])
             if spec.get("hydrating"):
                 f.hydrating(m, True)
-            if "accepting_orders" in spec:
-                m.accepting = bool(spec["accepting_orders"])
-            if "enable_order_book" in spec:
-                m.enable_ob = bool(spec["enable_order_book"])
-            if "has_book" in spec:
-                m.has_book = bool(spec["has_book"])
+            self._apply_flags(m, spec)
             self._register(m)
         return ms
+
+    @staticmethod
+    def _apply_flags(m: PolyMarket, spec: dict[str, Any]) -> None:
+        """The plain market fields ``add`` and ``update`` both accept."""
+        if "accepting_orders" in spec:
+            m.accepting = bool(spec["accepting_orders"])
+        if "enable_order_book" in spec:
+            m.enable_ob = bool(spec["enable_order_book"])
+        if "has_book" in spec:
+            m.has_book = bool(spec["has_book"])
+        if "volume24hr" in spec:
+            m.volume24hr = float(spec["volume24hr"])
 
     def select(self, spec: dict[str, Any]) -> list[PolyMarket]:
         if "id" in spec:
@@ -204,14 +209,7 @@ class PolymarketSim(VenueSim):
     def update(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
         for m in self.select(spec):
-            if "accepting_orders" in spec:
-                m.accepting = bool(spec["accepting_orders"])
-            if "enable_order_book" in spec:
-                m.enable_ob = bool(spec["enable_order_book"])
-            if "has_book" in spec:
-                m.has_book = bool(spec["has_book"])
-            if "volume24hr" in spec:
-                m.volume24hr = float(spec["volume24hr"])
+            self._apply_flags(m, spec)
             if "hydrating" in spec:
                 if spec["hydrating"]:
                     for t in m.tokens:
