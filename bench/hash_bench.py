@@ -39,7 +39,8 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 def sim_books(n: int) -> list[bytes]:
     st = SimState(seed=3, markets=max(50, n // 2), epoch=None, tick_s=1.0, change_prob=0.3)
     now = now_ms()
-    out = [b for t in st.tokens if (b := st.book_bytes(t, now)) is not None]
+    poly = st.polymarket
+    out = [b for t in poly.tokens if (b := poly.book_bytes(t, now)) is not None]
     return out[:n]
 
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from collector.config.settings import PolymarketSettings
 from collector.model.records import Instrument
 from collector.poller.loop import Poller
-from collector.sim.state import poly_book_bytes
+from collector.sim.polymarket.books import poly_book_bytes
 from collector.sim.testing import run_sim
 from collector.venues import polyhash
 from collector.venues.polyhash import CheckedBook

@@ -5,4 +5,9 @@ prefixes ``/gamma``, ``/clob`` and ``/limitless`` and prints the three ``COLLECT
 variables on stdout. Books follow a seeded random walk advanced lazily by simulated time;
 faults, rate limits and the market lifecycle are driven by flags and by ``/_sim/*`` control
 endpoints. ``collector.sim.testing.run_sim`` starts one as a subprocess for tests.
+
+Layout: ``clock`` (seeds, tick, lazy book schedule) and ``walk`` (the book random walk) are
+shared; each venue is a subpackage (``polymarket/``, ``limitless/``: market, books, catalogue,
+venue state, routes); ``state`` composes the venues, ``pipeline`` + ``faults`` + ``replies`` +
+``requestlog`` are the request path, ``control`` the ``/_sim/*`` plane, ``server`` the app.
 """

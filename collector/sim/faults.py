@@ -1,4 +1,5 @@
-"""Fault injection, per-venue rate limiting and the request log of the simulator.
+"""Fault injection and per-venue rate limiting of the simulator (the canned bodies are in
+``collector.sim.replies``, the request log in ``collector.sim.requestlog``).
 
 One ``FaultEngine`` holds a config per venue ("polymarket" covers /gamma and /clob,
 "limitless" covers /limitless). All fault randomness comes from one seeded RNG.
@@ -15,7 +16,8 @@ from typing import Any
 
 import orjson
 
-VENUES = ("polymarket", "limitless")
+from collector.sim.replies import CF_403, CF_502, HOSTS, Reply, json_reply, too_many
+from collector.sim.venue import VENUES
 
 # Documented limits. Polymarket: sliding windows (requests, seconds) per bucket.
 POLY_LIMITS = {
@@ -62,50 +64,6 @@ def default_config(venue: str, args: Any = None) -> dict[str, Any]:
 
 class ControlError(ValueError):
     pass
-
-
-CF_502 = """<!DOCTYPE html>
-<!--[if lt IE 7]> <html class="no-js ie6 oldie" lang="en-US"> <![endif]-->
-<html lang="en-US">
-<head><title>{host} | 502: Bad gateway</title>
-<meta charset="UTF-8" /><meta name="robots" content="noindex, nofollow" /></head>
-<body><div id="cf-wrapper"><div id="cf-error-details" class="p-0">
-<header><h1><span class="inline-block">Bad gateway</span> <span class="code-label">Error code 502</span></h1>
-<div>Visit <a href="https://www.cloudflare.com/5xx-error-landing/" target="_blank">cloudflare.com</a> for more information.</div>
-</header>
-<div class="cf-error-footer"><p>Cloudflare Ray ID: <strong>{ray}</strong> &bull; Performance &amp; security by Cloudflare</p></div>
-</div></div></body></html>
-"""
-
-CF_403 = """<!DOCTYPE html>
-<html lang="en-US">
-<head><title>Attention Required! | Cloudflare</title>
-<meta charset="UTF-8" /><meta name="robots" content="noindex, nofollow" /></head>
-<body><div id="cf-wrapper"><div id="cf-error-details" class="cf-error-details-wrapper">
-<h1 data-translate="block_headline">Sorry, you have been blocked</h1>
-<h2 class="cf-subheadline">You are unable to access {host}</h2>
-<p>This website is using a security service to protect itself from online attacks.</p>
-<div class="cf-error-footer"><p>Cloudflare Ray ID: <strong>{ray}</strong> &bull; Performance &amp; security by Cloudflare</p></div>
-</div></div></body></html>
-"""
-
-HOSTS = {"gamma": "gamma-api.polymarket.com", "clob": "clob.polymarket.com", "limitless": "api.limitless.exchange"}
-
-
-class Reply:
-    """A canned reply: status, body bytes, content type, extra headers."""
-
-    __slots__ = ("status", "body", "ctype", "headers")
-
-    def __init__(self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None) -> None:
-        self.status = status
-        self.body = body
-        self.ctype = ctype
-        self.headers = headers
-
-
-def json_reply(status: int, obj: Any, headers: dict | None = None) -> Reply:
-    return Reply(status, orjson.dumps(obj), "application/json", headers)
 
 
 class FaultEngine:
@@ -322,68 +280,3 @@ class FaultEngine:
         if len(body) <= 2:
             return body[:1]
         return body[: self.rng.randint(1, len(body) - 1)]
-
-
-def too_many(venue: str, headers: dict | None) -> Reply:
-    if venue == "limitless":
-        return json_reply(429, {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"}, headers)
-    return json_reply(429, {"error": "Too Many Requests"}, headers)
-
-
-def down_reply(venue: str) -> Reply:
-    if venue == "limitless":
-        return json_reply(503, {"statusCode": 503, "message": "Service Unavailable"})
-    return json_reply(503, {"error": "Service Unavailable"})
-
-
-class RequestLog:
-    """Counters plus a bounded list of recent requests (dicts mutated when the reply is sent)."""
-
-    def __init__(self, maxlen: int = 5000) -> None:
-        self.maxlen = maxlen
-        self.reset()
-
-    def reset(self) -> None:
-        self.recent: deque[dict[str, Any]] = deque(maxlen=self.maxlen)
-        self.by_venue: dict[str, int] = {v: 0 for v in VENUES}
-        self.by_endpoint: dict[str, int] = {}
-        self.by_status: dict[str, dict[str, int]] = {v: {} for v in VENUES}
-        self.books: dict[str, int] = {v: 0 for v in VENUES}
-        self.since = time.time()
-
-    def start(self, t: float, venue: str, endpoint: str, method: str, path: str) -> dict[str, Any]:
-        self.by_venue[venue] += 1
-        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
-        e = {"t": t, "venue": venue, "endpoint": endpoint, "method": method, "path": path, "status": None,
-             "fault": None, "ms": None}
-        self.recent.append(e)
-        return e
-
-    def finish(self, e: dict[str, Any], status: int, fault: str | None, t_end: float, books: int = 0) -> None:
-        e["status"] = status
-        e["fault"] = fault
-        e["ms"] = round((t_end - e["t"]) * 1000, 3)
-        st = self.by_status[e["venue"]]
-        k = str(status)
-        st[k] = st.get(k, 0) + 1
-        if books:
-            self.books[e["venue"]] += books
-
-    def report(self, since: float | None = None, venue: str | None = None, endpoint: str | None = None,
-               limit: int = 1000) -> dict[str, Any]:
-        rec = [
-            e for e in self.recent
-            if (since is None or e["t"] >= since) and (venue is None or e["venue"] == venue)
-            and (endpoint is None or e["endpoint"] == endpoint)
-        ]
-        if limit >= 0:
-            rec = rec[-limit:] if limit else []
-        return {
-            "since": self.since,
-            "now": time.time(),
-            "counts": dict(self.by_venue),
-            "endpoints": dict(self.by_endpoint),
-            "status": {v: dict(s) for v, s in self.by_status.items()},
-            "books_served": dict(self.books),
-            "recent": rec,
-        }

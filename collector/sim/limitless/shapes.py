@@ -1,4 +1,4 @@
-"""Real-shaped Limitless crypto markets for the simulator.
+"""Real-shaped Limitless crypto markets (titles, slugs, tags, metadata) for the simulator.
 
 Modelled on the captures in shared/real-payloads/limitless/ (see SOURCES.md there):
 

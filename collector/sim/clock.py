@@ -1,0 +1,94 @@
+"""The simulated clock every venue shares: seeds, the book tick and the lazy change schedule.
+
+Everything random is drawn from ``random.Random`` instances seeded from ``--seed`` plus a
+stable key, so the same seed gives the same catalogue and the same book paths.
+
+Books follow a random walk (``collector.sim.walk``) advanced lazily: each book changes at
+tick boundaries (``tick_s``, plus a per-book phase) with probability ``change_prob`` per tick.
+The number of ticks to the next change is drawn from a geometric distribution, so a request
+only pays for the changes that happened since the book was last looked at.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+from collector.sim.walk import Walk
+
+INF_MS = 1 << 62
+
+
+
+class SimError(ValueError):
+    """A control request the simulator refuses (answered with HTTP 400)."""
+
+
+class SimClock:
+    """Seed, catalogue epoch, book tick and the one lifecycle RNG all venues draw from.
+
+    ``life_rng`` is shared on purpose: churn and the control API draw from it venue after venue,
+    and that order is part of what a seed reproduces."""
+
+    def __init__(self, seed: int, epoch: float | None, tick_s: float, change_prob: float,
+                 t0: float | None) -> None:
+        self.seed = seed
+        self.epoch = float(epoch) if epoch is not None else time.time()
+        self.t0_ms = int((t0 if t0 is not None else time.time()) * 1000)
+        self.tick_ms = max(1, int(tick_s * 1000))
+        self.change_prob = change_prob
+        self.life_rng = random.Random(f"{seed}:life")
+
+    def pick(self, pool: list[Any], spec: dict[str, Any]) -> list[Any]:
+        """``spec["count"]`` (default 1) random members of ``pool``, or all of it."""
+        count = int(spec.get("count", 1))
+        if count >= len(pool):
+            return pool
+        return self.life_rng.sample(pool, count)
+
+
+def _geom(rng: random.Random, p: float) -> int:
+    """Ticks until the next change, >= 1."""
+    if p >= 1.0:
+        return 1
+    if p <= 0.0:
+        return 1 << 40
+    return 1 + int(math.log(1.0 - rng.random()) / math.log(1.0 - p))
+
+
+class LazyBook:
+    """A walk plus its change schedule. Venue subclasses render the wire bytes (and cache
+    them until ``dirty``: a book is rebuilt only after it changed)."""
+
+    __slots__ = ("rng", "walk", "ts_ms", "next_ms", "tick_ms", "p", "dirty", "frozen")
+
+    def __init__(self, clock: SimClock, key: str, n: int) -> None:
+        rng = random.Random(f"{clock.seed}:book:{key}")
+        self.rng = rng
+        self.walk = Walk(rng, n)
+        self.tick_ms = clock.tick_ms
+        self.p = clock.change_prob
+        phase = rng.randrange(max(1, clock.tick_ms))
+        self.ts_ms = clock.t0_ms - rng.randint(1_000, 900_000)
+        self.next_ms = clock.t0_ms + phase + clock.tick_ms * _geom(rng, self.p)
+        self.dirty = True
+        self.frozen = False
+
+    def advance(self, now: int) -> None:
+        if now < self.next_ms:
+            return
+        rng, walk, p, tick = self.rng, self.walk, self.p, self.tick_ms
+        nxt = self.next_ms
+        while nxt <= now:
+            walk.mutate(rng)
+            self.ts_ms = nxt
+            nxt += tick * _geom(rng, p)
+        self.next_ms = nxt
+        self.dirty = True
+
+    def freeze(self, now: int) -> None:
+        self.advance(now)
+        self.next_ms = INF_MS
+        self.frozen = True

@@ -1,0 +1,2 @@
+"""The simulated Limitless (markets, groups, AMM and CLOB books): market, books, catalogue
+shapes, venue state and HTTP routes."""

@@ -1,0 +1,95 @@
+"""Polymarket CLOB books as served: the YES book of a market and its NO mirror image, with
+the venue's ``hash`` computed over the very bytes sent."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from collector.sim.clock import LazyBook, SimClock
+
+if TYPE_CHECKING:
+    from collector.sim.polymarket.market import PolyMarket
+
+_PRICE_STR: dict[int, list[str]] = {}
+
+
+def _price_strs(n: int) -> list[str]:
+    t = _PRICE_STR.get(n)
+    if t is None:
+        dec = len(str(n)) - 1
+        t = []
+        for p in range(n + 1):
+            s = f"{p / n:.{dec}f}"
+            if "." in s:
+                s = s.rstrip("0").rstrip(".")
+            t.append(s)
+        _PRICE_STR[n] = t
+    return t
+
+
+def _size_str(cents: int) -> str:
+    q, r = divmod(cents, 100)
+    if r == 0:
+        return str(q)
+    return f"{q}.{r:02d}".rstrip("0")
+
+
+class PolyBooks(LazyBook):
+    """The YES book of a market plus its mirror image for the NO token (they change together)."""
+
+    __slots__ = ("market", "cache")
+
+    def __init__(self, clock: SimClock, market: PolyMarket) -> None:
+        super().__init__(clock, f"poly:{market.id}", market.tick_n)
+        self.market = market
+        self.cache: list[bytes] = [b"", b""]
+
+    def get(self, side: int, now: int) -> bytes:
+        if now >= self.next_ms:
+            self.advance(now)
+        if self.dirty:
+            self._render()
+        return self.cache[side]
+
+    def _render(self) -> None:
+        m, w = self.market, self.walk
+        n = w.n
+        ps = _price_strs(n)
+        yes_bids = [{"price": ps[p], "size": _size_str(s)} for p, s in reversed(w.bids)]
+        yes_asks = [{"price": ps[p], "size": _size_str(s)} for p, s in reversed(w.asks)]
+        no_bids = [{"price": ps[n - p], "size": _size_str(s)} for p, s in reversed(w.asks)]
+        no_asks = [{"price": ps[n - p], "size": _size_str(s)} for p, s in reversed(w.bids)]
+        last = w.last
+        ts = str(self.ts_ms)
+        for side, (bids, asks, ltp) in enumerate(
+            (
+                (yes_bids, yes_asks, "" if last is None else ps[last]),
+                (no_bids, no_asks, "" if last is None else ps[n - last]),
+            )
+        ):
+            d = {
+                "market": m.condition_id,
+                "asset_id": m.tokens[side],
+                "timestamp": ts,
+                "hash": "",
+                "bids": bids,
+                "asks": asks,
+                "min_order_size": m.min_size_s,
+                "tick_size": m.tick_s,
+                "neg_risk": m.neg_risk,
+                "last_trade_price": ltp,
+            }
+            self.cache[side] = poly_book_bytes(d)
+        self.dirty = False
+
+
+def poly_book_bytes(d: dict[str, Any]) -> bytes:
+    """A Polymarket book body as the venue serves it: compact JSON in ``d``'s key order whose
+    ``hash`` is the SHA-1 of these very bytes with ``hash`` = "" (``d["hash"]`` must be "")."""
+    blank = orjson.dumps(d)
+    h = hashlib.sha1(blank).hexdigest().encode()
+    # The first '"hash":""' is the key itself: every value before it is hex or digits.
+    return blank.replace(b'"hash":""', b'"hash":"' + h + b'"', 1)
