@@ -19,7 +19,7 @@ Hook (flows/poller.py)::
 
     p = Poller(settings, on_heartbeat=with_venue_alerts(_emit_heartbeat, settings))
 
-Thresholds come from ``settings.prefect.<name>`` when such fields exist, else the defaults here.
+Thresholds are the ``prefect.venue_*`` settings (defaults declared once, in collector/config/settings.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from collector.config.settings import PrefectSettings
 
 DEGRADED = "collector.poller.venue.degraded"
 RECOVERED = "collector.poller.venue.recovered"
@@ -47,12 +49,15 @@ def coverage(v: dict[str, Any]) -> float | None:
     return 1 - (v.get("stale_instruments") or 0) / n if n else None
 
 
+_DEFAULTS = PrefectSettings()  # thresholds are declared once, in collector/config/settings.py
+
+
 @dataclass
 class VenueHealth:
-    cooldown_alert_s: float = 300.0
-    min_coverage: float = 0.9
-    coverage_grace_s: float = 120.0
-    repeat_s: float = 900.0
+    cooldown_alert_s: float = _DEFAULTS.venue_cooldown_alert_s
+    min_coverage: float = _DEFAULTS.venue_min_coverage
+    coverage_grace_s: float = _DEFAULTS.venue_coverage_grace_s
+    repeat_s: float = _DEFAULTS.venue_repeat_s
     emit: Callable[..., Any] = _prefect_emit
     clock: Callable[[], float] = time.monotonic
     _since: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -105,11 +110,9 @@ class VenueHealth:
 
 
 def from_settings(settings: Any) -> VenueHealth:
-    p = getattr(settings, "prefect", None)
-    defaults = VenueHealth()
-    kw = {k: getattr(p, f"venue_{k}", getattr(defaults, k))
-          for k in ("cooldown_alert_s", "min_coverage", "coverage_grace_s", "repeat_s")}
-    return VenueHealth(**kw)
+    p = getattr(settings, "prefect", None) or _DEFAULTS
+    return VenueHealth(cooldown_alert_s=p.venue_cooldown_alert_s, min_coverage=p.venue_min_coverage,
+                       coverage_grace_s=p.venue_coverage_grace_s, repeat_s=p.venue_repeat_s)
 
 
 def with_venue_alerts(on_heartbeat: Callable[[dict[str, Any]], None], settings: Any = None,

@@ -45,17 +45,17 @@ class Rule(_Strict):
     Every criterion is optional; a rule with none matches every open order-book market.
     """
 
-    name: str = "all"  # shown in market records as reason "rule:<name>"
-    slug_prefixes: list[str] = []  # market slug starts with any of these
-    underlyings: list[str] = []  # asset tickers, e.g. ["BTC", "ETH"]: oracle ticker, $BTC title marker, slug family
-    event_slug_prefixes: list[str] = []  # Polymarket event or series slug; Limitless group slug
-    tags: list[str] = []  # Polymarket event tags / Limitless categories and tags (any match)
-    recurrence: list[str] = []  # Polymarket series recurrence: 5m, 15m, hourly, daily, weekly...
-    min_minutes_to_expiry: float | None = None  # at least this long to expiry (no expiry passes)
-    max_minutes_to_expiry: float | None = None  # at most this long to expiry (no expiry fails)
-    min_volume_24h: float | None = None  # 24 h volume (Polymarket volume24hr); unknown fails
-    min_liquidity: float | None = None  # venue liquidity figure; unknown fails
-    max_markets: int | None = Field(default=None, ge=1)  # keep the top N by 24 h volume
+    name: str = Field(default="all", description="shown in market records as reason \"rule:<name>\"")
+    slug_prefixes: list[str] = Field(default=[], description="market slug starts with any of these")
+    underlyings: list[str] = Field(default=[], description="asset tickers, e.g. [\"BTC\", \"ETH\"]: oracle ticker, $BTC title marker, slug family")
+    event_slug_prefixes: list[str] = Field(default=[], description="Polymarket event or series slug; Limitless group slug")
+    tags: list[str] = Field(default=[], description="Polymarket event tags / Limitless categories and tags (any match)")
+    recurrence: list[str] = Field(default=[], description="Polymarket series recurrence: 5m, 15m, hourly, daily, weekly...")
+    min_minutes_to_expiry: float | None = Field(default=None, description="at least this long to expiry (no expiry passes)")
+    max_minutes_to_expiry: float | None = Field(default=None, description="at most this long to expiry (no expiry fails)")
+    min_volume_24h: float | None = Field(default=None, description="24 h volume (Polymarket volume24hr); unknown fails")
+    min_liquidity: float | None = Field(default=None, description="venue liquidity figure; unknown fails")
+    max_markets: int | None = Field(default=None, ge=1, description="keep the top N by 24 h volume")
 
 
 def _polymarket_default_rules() -> list[Rule]:
@@ -80,40 +80,40 @@ def _limitless_default_rules() -> list[Rule]:
 class VenueSettings(_Strict):
     """Tunables every venue has. Defaults follow the venue docs and the original collector."""
 
-    connect_timeout_s: float = Field(default=2.0, gt=0)  # TCP/TLS connect timeout for book requests
-    read_timeout_s: float = Field(default=2.0, gt=0)  # read timeout for book requests (original: 2.0)
-    discovery_timeout_s: float = Field(default=10.0, gt=0)  # per discovery page request
-    user_agent: str = "pm-orderbook-collector/0.1"  # explicit UA (default library UAs get blocked)
-    interval_s: float = Field(default=1.0, gt=0)  # target poll interval per instrument
-    max_workers: int = Field(default=16, ge=1, le=256)  # fetch threads
-    inflight_start: int = Field(default=4, ge=1)  # AIMD starting in-flight cap
-    inflight_ceiling: int = Field(default=16, ge=1)  # AIMD hard ceiling (<= max_workers)
-    rate_requests: int = Field(default=500, ge=1)  # at most this many requests ...
-    rate_window_s: float = Field(default=10.0, gt=0)  # ... per this sliding window
-    min_spacing_s: float = Field(default=0.0, ge=0)  # minimum gap between two requests
-    discovery_rate_requests: int = Field(default=300, ge=1)  # discovery pages per window (Gamma /markets: 300/10 s)
-    discovery_rate_window_s: float = Field(default=10.0, gt=0)  # window of discovery_rate_requests
-    discovery_page_attempts: int = Field(default=4, ge=1, le=20)  # tries per discovery page on 429 / 5xx / timeout / bad body
-    discovery_retry_max_s: float = Field(default=30.0, ge=0)  # longest wait between those tries (Retry-After up to this)
-    cooldown_429_s: float = Field(default=30.0, ge=0)  # used when no Retry-After is sent
-    batch_linger_s: float = Field(default=0.1, ge=0)  # wait this long to fill a batch request
-    rules: list[Rule] = []  # selection rules, see below
+    connect_timeout_s: float = Field(default=2.0, gt=0, description="TCP/TLS connect timeout for book requests")
+    read_timeout_s: float = Field(default=2.0, gt=0, description="read timeout for book requests (original: 2.0)")
+    discovery_timeout_s: float = Field(default=10.0, gt=0, description="per discovery page request")
+    user_agent: str = Field(default="pm-orderbook-collector/0.1", description="explicit UA (default library UAs get blocked)")
+    interval_s: float = Field(default=1.0, gt=0, description="target poll interval per instrument")
+    max_workers: int = Field(default=16, ge=1, le=256, description="fetch threads")
+    inflight_start: int = Field(default=4, ge=1, description="AIMD starting in-flight cap")
+    inflight_ceiling: int = Field(default=16, ge=1, description="AIMD hard ceiling (<= max_workers)")
+    rate_requests: int = Field(default=500, ge=1, description="at most this many requests ...")
+    rate_window_s: float = Field(default=10.0, gt=0, description="... per this sliding window")
+    min_spacing_s: float = Field(default=0.0, ge=0, description="minimum gap between two requests")
+    discovery_rate_requests: int = Field(default=300, ge=1, description="discovery pages per window (Gamma /markets: 300/10 s)")
+    discovery_rate_window_s: float = Field(default=10.0, gt=0, description="window of discovery_rate_requests")
+    discovery_page_attempts: int = Field(default=4, ge=1, le=20, description="tries per discovery page on 429 / 5xx / timeout / bad body")
+    discovery_retry_max_s: float = Field(default=30.0, ge=0, description="longest wait between those tries (Retry-After up to this)")
+    cooldown_429_s: float = Field(default=30.0, ge=0, description="used when no Retry-After is sent")
+    batch_linger_s: float = Field(default=0.1, ge=0, description="wait this long to fill a batch request")
+    rules: list[Rule] = Field(default=[], description="selection rules, see below")
 
 
 class PolymarketSettings(VenueSettings):
-    gamma_url: str = "https://gamma-api.polymarket.com"  # Gamma API (discovery)
-    clob_url: str = "https://clob.polymarket.com"  # CLOB API (books)
-    books_batch_size: int = Field(default=100, ge=1, le=500)  # POST /books items per request
+    gamma_url: str = Field(default="https://gamma-api.polymarket.com", description="Gamma API (discovery)")
+    clob_url: str = Field(default="https://clob.polymarket.com", description="CLOB API (books)")
+    books_batch_size: int = Field(default=100, ge=1, le=500, description="POST /books items per request")
     # "batch": POST /books with books_batch_size tokens per request. "single": one GET /book per
     # token (the per-instrument baseline the benchmark compares against; /book is 1500 per 10 s).
-    books_endpoint: Literal["batch", "single"] = "batch"  # "single" = GET /book per token (baseline)
-    gamma_page_limit: int = Field(default=100, ge=1, le=100)  # keyset page size (venue caps at 100)
-    verify_book_hash: bool = True  # recompute each book's hash at capture; a mismatch flags (hash_ok false)
-    max_workers: int = Field(default=16, ge=1, le=256)  # fetch threads
-    inflight_start: int = Field(default=4, ge=1)  # AIMD starting in-flight cap
-    inflight_ceiling: int = Field(default=16, ge=1)  # AIMD hard ceiling (<= max_workers)
-    rate_requests: int = Field(default=500, ge=1)  # /books: 500 per 10 s
-    rules: list[Rule] = Field(default_factory=_polymarket_default_rules)  # BTC/ETH up-or-down
+    books_endpoint: Literal["batch", "single"] = Field(default="batch", description="\"single\" = GET /book per token (baseline)")
+    gamma_page_limit: int = Field(default=100, ge=1, le=100, description="keyset page size (venue caps at 100)")
+    verify_book_hash: bool = Field(default=True, description="recompute each book's hash at capture; a mismatch flags (hash_ok false)")
+    max_workers: int = Field(default=16, ge=1, le=256, description="fetch threads")
+    inflight_start: int = Field(default=4, ge=1, description="AIMD starting in-flight cap")
+    inflight_ceiling: int = Field(default=16, ge=1, description="AIMD hard ceiling (<= max_workers)")
+    rate_requests: int = Field(default=500, ge=1, description="/books: 500 per 10 s")
+    rules: list[Rule] = Field(default_factory=_polymarket_default_rules, description="BTC/ETH up-or-down")
 
     @field_validator("gamma_url", "clob_url")
     @classmethod
@@ -122,19 +122,19 @@ class PolymarketSettings(VenueSettings):
 
 
 class LimitlessSettings(VenueSettings):
-    api_url: str = "https://api.limitless.exchange"  # REST base (no version prefix)
-    read_timeout_s: float = Field(default=2.5, gt=0)  # read timeout for book requests (original: 2.5)
-    page_size: int = Field(default=25, ge=1, le=25)  # /markets/active page size (venue max 25)
-    max_workers: int = Field(default=2, ge=1, le=64)  # fetch threads
-    inflight_start: int = Field(default=1, ge=1)  # AIMD starting in-flight cap
-    inflight_ceiling: int = Field(default=2, ge=1)  # docs: at most 2 concurrent requests
-    rate_requests: int = Field(default=27, ge=1)  # ~10% below the venue limit, left for discovery
-    rate_window_s: float = Field(default=10.0, gt=0)  # window of rate_requests
-    min_spacing_s: float = Field(default=0.35, ge=0)  # docs: >= 300 ms between calls; margin for jitter
-    discovery_rate_requests: int = Field(default=15, ge=1)  # discovery pages per window: every other slot, the rest for the poller
-    share_spacing: bool = True  # processes on one data_dir share min_spacing_s (file data_dir/limitless/state/request_spacing)
-    api_key: SecretStr | None = None  # optional; public endpoints need none
-    rules: list[Rule] = Field(default_factory=_limitless_default_rules)  # BTC and ETH markets (by underlying)
+    api_url: str = Field(default="https://api.limitless.exchange", description="REST base (no version prefix)")
+    read_timeout_s: float = Field(default=2.5, gt=0, description="read timeout for book requests (original: 2.5)")
+    page_size: int = Field(default=25, ge=1, le=25, description="/markets/active page size (venue max 25)")
+    max_workers: int = Field(default=2, ge=1, le=64, description="fetch threads")
+    inflight_start: int = Field(default=1, ge=1, description="AIMD starting in-flight cap")
+    inflight_ceiling: int = Field(default=2, ge=1, description="docs: at most 2 concurrent requests")
+    rate_requests: int = Field(default=27, ge=1, description="~10% below the venue limit, left for discovery")
+    rate_window_s: float = Field(default=10.0, gt=0, description="window of rate_requests")
+    min_spacing_s: float = Field(default=0.35, ge=0, description="docs: >= 300 ms between calls; margin for jitter")
+    discovery_rate_requests: int = Field(default=15, ge=1, description="discovery pages per window: every other slot, the rest for the poller")
+    share_spacing: bool = Field(default=True, description="processes on one data_dir share min_spacing_s (file data_dir/limitless/state/request_spacing)")
+    api_key: SecretStr | None = Field(default=None, description="optional; public endpoints need none")
+    rules: list[Rule] = Field(default_factory=_limitless_default_rules, description="BTC and ETH markets (by underlying)")
 
     @field_validator("api_url")
     @classmethod
@@ -149,22 +149,22 @@ def _check_url(v: str) -> str:
 
 
 class PollerSettings(_Strict):
-    snapshot_check_s: float = Field(default=1.0, gt=0)  # how often snapshot mtimes are checked
-    stats_interval_s: float = Field(default=10.0, gt=0)  # poll_stats record cadence
-    heartbeat_interval_s: float = Field(default=30.0, gt=0)  # Prefect heartbeat event cadence
-    error_sample_every: int = Field(default=10, ge=1)  # log every Nth consecutive failure
-    backoff_base_s: float = Field(default=1.0, gt=0)  # first retry delay after a failed poll
-    backoff_factor: float = Field(default=2.0, ge=1)  # delay multiplier per consecutive failure
-    backoff_cap_s: float = Field(default=60.0, gt=0)  # longest retry delay
-    backoff_jitter: float = Field(default=0.0, ge=0, le=1)  # seeded by instrument id
-    failure_cooldown_fraction: float = Field(default=0.5, gt=0, le=1)  # venue cools down above this failed share
-    failure_cooldown_min_requests: int = Field(default=10, ge=1)  # ... once the window has this many requests
-    failure_cooldown_window_s: float = Field(default=10.0, gt=0)  # sliding window of that failure share
-    failure_cooldown_s: float = Field(default=15.0, ge=0)  # length of a failure cooldown
-    aimd_p95_latency_ms: float = Field(default=1500.0, gt=0)  # "high" latency
-    aimd_failure_rate: float = Field(default=0.2, gt=0, le=1)  # "high" failure rate
-    aimd_stable_window_s: float = Field(default=900.0, gt=0)  # +1 after this long stable
-    shard: str = "0/1"  # k/n: poll only instruments whose id hashes to shard k of n
+    snapshot_check_s: float = Field(default=1.0, gt=0, description="how often snapshot mtimes are checked")
+    stats_interval_s: float = Field(default=10.0, gt=0, description="poll_stats record cadence")
+    heartbeat_interval_s: float = Field(default=30.0, gt=0, description="Prefect heartbeat event cadence")
+    error_sample_every: int = Field(default=10, ge=1, description="log every Nth consecutive failure")
+    backoff_base_s: float = Field(default=1.0, gt=0, description="first retry delay after a failed poll")
+    backoff_factor: float = Field(default=2.0, ge=1, description="delay multiplier per consecutive failure")
+    backoff_cap_s: float = Field(default=60.0, gt=0, description="longest retry delay")
+    backoff_jitter: float = Field(default=0.0, ge=0, le=1, description="seeded by instrument id")
+    failure_cooldown_fraction: float = Field(default=0.5, gt=0, le=1, description="venue cools down above this failed share")
+    failure_cooldown_min_requests: int = Field(default=10, ge=1, description="... once the window has this many requests")
+    failure_cooldown_window_s: float = Field(default=10.0, gt=0, description="sliding window of that failure share")
+    failure_cooldown_s: float = Field(default=15.0, ge=0, description="length of a failure cooldown")
+    aimd_p95_latency_ms: float = Field(default=1500.0, gt=0, description="\"high\" latency")
+    aimd_failure_rate: float = Field(default=0.2, gt=0, le=1, description="\"high\" failure rate")
+    aimd_stable_window_s: float = Field(default=900.0, gt=0, description="+1 after this long stable")
+    shard: str = Field(default="0/1", description="k/n: poll only instruments whose id hashes to shard k of n")
 
     @field_validator("shard")
     @classmethod
@@ -179,40 +179,40 @@ class PollerSettings(_Strict):
 
 
 class WriterSettings(_Strict):
-    rotate_minutes: int = Field(default=10, ge=1, le=1440)  # new file every N minutes and at UTC midnight
-    fsync_interval_s: float = Field(default=1.0, gt=0)  # at most this much data is lost on a crash
-    compress_closed: bool = False  # zstd-compress files once rotated out
+    rotate_minutes: int = Field(default=10, ge=1, le=1440, description="new file every N minutes and at UTC midnight")
+    fsync_interval_s: float = Field(default=1.0, gt=0, description="at most this much data is lost on a crash")
+    compress_closed: bool = Field(default=False, description="zstd-compress files once rotated out")
 
 
 class DiscoverySettings(_Strict):
-    interval_s: float = Field(default=60.0, gt=0)  # cadence of `collector run` without Prefect
-    empty_is_suspect: bool = True  # an empty answer from a venue that had instruments is an error
-    task_retries: int = Field(default=3, ge=0)  # Prefect retries of a venue task on transport errors
-    task_retry_delays_s: list[float] = [2.0, 10.0, 30.0]  # backoff between task retries
-    task_timeout_s: float = Field(default=600.0, gt=0)  # Prefect task timeout per venue
+    interval_s: float = Field(default=60.0, gt=0, description="cadence of `collector run` without Prefect")
+    empty_is_suspect: bool = Field(default=True, description="an empty answer from a venue that had instruments is an error")
+    task_retries: int = Field(default=3, ge=0, description="Prefect retries of a venue task on transport errors")
+    task_retry_delays_s: list[float] = Field(default=[2.0, 10.0, 30.0], description="backoff between task retries")
+    task_timeout_s: float = Field(default=600.0, gt=0, description="Prefect task timeout per venue")
 
 
 class CompactSettings(_Strict):
-    keep_jsonl: bool = False  # keep a day's JSONL after its Parquet is verified
-    grace_s: float = Field(default=900.0, ge=0)  # compact a day only this long after its UTC end
-    max_rows: int = Field(default=100_000, ge=1000)  # books in memory per pass (~4.5 kB each)
+    keep_jsonl: bool = Field(default=False, description="keep a day's JSONL after its Parquet is verified")
+    grace_s: float = Field(default=900.0, ge=0, description="compact a day only this long after its UTC end")
+    max_rows: int = Field(default=100_000, ge=1000, description="books in memory per pass (~4.5 kB each)")
 
 
 class PrefectSettings(_Strict):
     """Alerting thresholds for the automations in flows/automations.py (seconds unless noted)."""
 
-    webhook_url: SecretStr | None = None  # alerts go here when set
-    discovery_stale_s: int = Field(default=600, ge=60)  # alert: no Completed discovery run this long
-    poller_heartbeat_s: int = Field(default=120, ge=10)  # alert: no poller heartbeat event this long
-    zombie_s: int = Field(default=90, ge=90)  # mark a run Crashed after this long without flow heartbeats (>= 3 x 30 s)
-    pending_stuck_s: int = Field(default=120, ge=30)  # mark a run Crashed that stays Pending this long (its worker is gone)
-    restart_delay_s: int = Field(default=10, ge=0)  # a crashed poller is restarted this long after the crash
-    restart_window_s: int = Field(default=300, ge=10)  # at most one automatic poller restart per window
-    discovery_failed_window_s: int = Field(default=900, ge=0)  # a failing discovery alerts once per window
-    venue_cooldown_alert_s: float = Field(default=300.0, gt=0)  # alert: a venue in cooldown this long
-    venue_min_coverage: float = Field(default=0.9, ge=0, le=1)  # alert: fresh-book share of a venue below this
-    venue_coverage_grace_s: float = Field(default=120.0, ge=0)  # ... for at least this long
-    venue_repeat_s: float = Field(default=900.0, gt=0)  # repeat a venue alert at most this often
+    webhook_url: SecretStr | None = Field(default=None, description="alerts go here when set")
+    discovery_stale_s: int = Field(default=600, ge=60, description="alert: no Completed discovery run this long")
+    poller_heartbeat_s: int = Field(default=120, ge=10, description="alert: no poller heartbeat event this long")
+    zombie_s: int = Field(default=90, ge=90, description="mark a run Crashed after this long without flow heartbeats (>= 3 x 30 s)")
+    pending_stuck_s: int = Field(default=120, ge=30, description="mark a run Crashed that stays Pending this long (its worker is gone)")
+    restart_delay_s: int = Field(default=10, ge=0, description="a crashed poller is restarted this long after the crash")
+    restart_window_s: int = Field(default=300, ge=10, description="at most one automatic poller restart per window")
+    discovery_failed_window_s: int = Field(default=900, ge=0, description="a failing discovery alerts once per window")
+    venue_cooldown_alert_s: float = Field(default=300.0, gt=0, description="alert: a venue in cooldown this long")
+    venue_min_coverage: float = Field(default=0.9, ge=0, le=1, description="alert: fresh-book share of a venue below this")
+    venue_coverage_grace_s: float = Field(default=120.0, ge=0, description="... for at least this long")
+    venue_repeat_s: float = Field(default=900.0, gt=0, description="repeat a venue alert at most this often")
 
 
 class Settings(BaseSettings):
@@ -223,10 +223,10 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    config: Path | None = None  # path of the TOML file (COLLECTOR_CONFIG); informational
-    data_dir: Path = Path("./data")  # root of everything written
-    venues: Annotated[list[VenueName], NoDecode] = Field(default_factory=lambda: list(ALL_VENUES))  # enabled venues
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # console log level
+    config: Path | None = Field(default=None, description="path of the TOML file (COLLECTOR_CONFIG); informational")
+    data_dir: Path = Field(default=Path("./data"), description="root of everything written")
+    venues: Annotated[list[VenueName], NoDecode] = Field(default_factory=lambda: list(ALL_VENUES), description="enabled venues")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="console log level")
     polymarket: PolymarketSettings = Field(default_factory=PolymarketSettings)
     limitless: LimitlessSettings = Field(default_factory=LimitlessSettings)
     poller: PollerSettings = Field(default_factory=PollerSettings)

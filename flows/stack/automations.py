@@ -44,7 +44,7 @@ from typing import Any
 
 import httpx
 
-from collector.config.settings import Settings
+from collector.config.settings import PrefectSettings, Settings
 
 TAG = "collector"
 BLOCK_TYPE = "custom-webhook"
@@ -58,17 +58,21 @@ FINAL = ["prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-
          "prefect.flow-run.Crashed"]
 
 
+_DEFAULTS = PrefectSettings()
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """Alert thresholds (seconds), read from ``settings.prefect`` (collector/settings.py)."""
+    """Alert thresholds (seconds): the ``prefect`` settings, whose defaults are declared once, in
+    collector/config/settings.py (``PrefectSettings``, with the reason for each)."""
 
-    discovery_stale_s: int = 600  # 10 one-minute schedules without a Completed run
-    poller_heartbeat_s: int = 120  # 4 x the poller's 30 s heartbeat_interval_s
-    zombie_s: int = 90  # 3 x PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30
-    restart_delay_s: int = 10  # the restarted poller run starts this long after the crash
-    restart_window_s: int = 300  # at most one automatic restart per poller deployment per window
-    discovery_failed_window_s: int = 900  # a failing discovery alerts once per window, not every minute
-    pending_stuck_s: int = 120  # a run claimed by a worker (Pending) that has not started by then
+    discovery_stale_s: int = _DEFAULTS.discovery_stale_s
+    poller_heartbeat_s: int = _DEFAULTS.poller_heartbeat_s
+    zombie_s: int = _DEFAULTS.zombie_s
+    restart_delay_s: int = _DEFAULTS.restart_delay_s
+    restart_window_s: int = _DEFAULTS.restart_window_s
+    discovery_failed_window_s: int = _DEFAULTS.discovery_failed_window_s
+    pending_stuck_s: int = _DEFAULTS.pending_stuck_s
 
 
 def thresholds_from(settings: Settings) -> Thresholds:
