@@ -63,8 +63,9 @@ sys.path.insert(0, str(ROOT))
 from collector.config.settings import PolymarketSettings  # noqa: E402
 from collector.model.records import Instrument  # noqa: E402
 from collector.sim.testing import run_sim, stop_process  # noqa: E402
-from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot  # noqa: E402
-from collector.store.writer import iter_jsonl_lines  # noqa: E402
+from collector.store.files import iter_jsonl_lines  # noqa: E402
+from collector.store.layout import snapshot_path  # noqa: E402
+from collector.store.snapshot import Snapshot, write_snapshot  # noqa: E402
 from collector.venues.base import now_ms  # noqa: E402
 from collector.venues.polymarket import PolymarketClient  # noqa: E402
 

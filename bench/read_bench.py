@@ -28,7 +28,8 @@ import zstandard  # noqa: E402
 
 from collector import read  # noqa: E402
 from collector.store.compact import compact_day  # noqa: E402
-from collector.store.writer import compress_file  # noqa: E402
+from collector.store.compress import compress_file  # noqa: E402
+from collector.store.layout import date_partitions  # noqa: E402
 from tests.datagen import generate  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def make_variants(src: Path, dst: Path, now_ms: int) -> dict[str, Path]:
                         compress_file(f)
         if name == "parquet":
             for venue_dir in d.iterdir():
-                for date in read.date_partitions(venue_dir / "orderbooks"):
+                for date in date_partitions(venue_dir / "orderbooks"):
                     rep = compact_day(d, venue_dir.name, date, keep_jsonl=False, now_ms=now_ms)
                     assert rep.ok and not rep.kept_jsonl, rep.summary_line()
         out[name] = d

@@ -11,14 +11,15 @@ import orjson
 import pytest
 
 from collector import read
-from collector.ops import views as ops
 from collector.discovery.run import (
     append_market_records,
     market_record,
     market_records_path,
 )
 from collector.model.records import Instrument
-from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot
+from collector.ops import views as ops
+from collector.store.layout import day_bounds, snapshot_path
+from collector.store.snapshot import Snapshot, write_snapshot
 from collector.store.writer import StreamWriter
 from tests.datagen import DEFAULT_START_MS, shared
 
@@ -235,7 +236,7 @@ def test_coverage_exact_small_case(tmp_path):
 def test_coverage_matches_brute_force(gen):
     fresh_s = 4.0
     date = "2026-01-11"
-    d0, d1 = read.day_bounds(date)
+    d0, d1 = day_bounds(date)
     res = ops.coverage(gen.data_dir, "polymarket", date, fresh_s, now_ms=gen.end_ms + 1)
     times: dict[str, list[int]] = {}
     for x in gen.books["polymarket"]:

@@ -47,13 +47,9 @@ from collector.model.errors import (
     WriteError,
 )
 from collector.model.records import SCHEMA_VERSION, Instrument
-from collector.store.snapshot import (
-    Snapshot,
-    fsync_dir,
-    read_snapshot,
-    snapshot_path,
-    write_snapshot,
-)
+from collector.store.durable import fsync_dir
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import Snapshot, read_snapshot, write_snapshot
 from collector.venues.base import VenueClient
 
 log = logging.getLogger(__name__)

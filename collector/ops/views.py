@@ -22,8 +22,11 @@ from typing import Any, TextIO
 import orjson
 
 from collector import read
-from collector.read import day_bounds, jsonl_files, parse_time, utc_day
-from collector.store.writer import iter_jsonl_lines
+from collector.read import parse_time
+from collector.read.records import book_times
+from collector.read.scan import expand_instruments
+from collector.store.files import iter_jsonl_lines, jsonl_files
+from collector.store.layout import date_partitions, day_bounds, utc_day
 
 __all__ = [
     "cli_coverage",
@@ -155,7 +158,7 @@ def _last_record(path: Path, record_type: str | None = None, tail_bytes: int = 1
 
 def newest_record(data_dir: str | os.PathLike[str], venue: str, stream: str, record_type: str | None = None) -> dict | None:
     """The latest record (by ``ts_ms``) at the end of the newest files of a stream."""
-    parts = read.date_partitions(Path(data_dir) / venue / stream)
+    parts = date_partitions(Path(data_dir) / venue / stream)
     for date in reversed(list(parts)):
         files = jsonl_files(parts[date])
         starts = {}
@@ -193,7 +196,8 @@ def _dir_usage(path: Path) -> tuple[int, int]:
 def venue_status(data_dir: str | os.PathLike[str], venue: str, now_ms: int | None = None) -> dict[str, Any]:
     """Status of one venue as a dict (see :func:`format_status`)."""
     from collector.model.errors import SnapshotError
-    from collector.store.snapshot import read_snapshot, snapshot_path
+    from collector.store.layout import snapshot_path
+    from collector.store.snapshot import read_snapshot
 
     now = _now_ms() if now_ms is None else now_ms
     vdir = Path(data_dir) / venue
@@ -384,7 +388,7 @@ class Follower:
     def _current(self) -> list[Path]:
         out = []
         for v in self.venues:
-            parts = read.date_partitions(self.data_dir / v / self.stream)
+            parts = date_partitions(self.data_dir / v / self.stream)
             for d in list(parts)[-2:]:
                 try:
                     names = os.listdir(parts[d])
@@ -480,7 +484,7 @@ def _lines_after(z: Path, offset: int) -> list[bytes]:
 
 
 def _matcher(instruments: Sequence[str] | None, venues: Sequence[str]) -> Callable[[dict], bool]:
-    ids = read.expand_instruments(instruments, venues)
+    ids = expand_instruments(instruments, venues)
     if ids is None:
         return lambda r: True
     return lambda r: r.get("instrument_id") in ids or (r.get("record_type") == "gap" and r.get("instrument_id") is None)
@@ -492,7 +496,7 @@ def last_records(
     """The last ``n`` matching orderbook-stream records of the newest files, ordered by ts_ms."""
     found: list[dict] = []
     for v in venues:
-        parts = read.date_partitions(Path(data_dir) / v / "orderbooks")
+        parts = date_partitions(Path(data_dir) / v / "orderbooks")
         got: list[dict] = []
         for d in reversed(list(parts)):
             for p in reversed(jsonl_files(parts[d])):
@@ -915,7 +919,7 @@ def coverage(
     hi = min(d1, now)
     fresh_ms = int(fresh_s * 1000)
     cat = read.market_catalog(data_dir, venue)
-    times, gaps = read.book_times(data_dir, venue, d0 - fresh_ms, d1, progress=progress)
+    times, gaps = book_times(data_dir, venue, d0 - fresh_ms, d1, progress=progress)
     gap_n: Counter[str] = Counter(g["instrument_id"] for g in gaps if g.get("instrument_id") and g["ts_ms"] >= d0)
     venue_gaps = [g for g in gaps if g.get("instrument_id") is None and g["ts_ms"] >= d0]
     rows = []

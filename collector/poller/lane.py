@@ -28,7 +28,7 @@ from collector.poller.scheduling import (
     VenueCooldown,
     advance_due,
 )
-from collector.store.writer import WriterSet
+from collector.store.writer_set import WriterSet
 from collector.venues import VenueClient
 from collector.venues.base import FetchResult, now_ms
 from collector.venues.pacing import SendGate
