@@ -6,7 +6,7 @@ Usage: .venv/bin/python bench/read_bench.py [--minutes 120] [--pm-markets 30] [-
 Generates a realistic recording with the real writer (tests/datagen.py: both venues, 23:00 ->
 01:00 UTC by default, rotated files, torn lines, gaps), then makes three copies of its
 order books: every file plain ``.jsonl``, every file ``.jsonl.zst``, and every day compacted to
-Parquet (``collector.store.compact``). For each it times ``collector.read.books.load_books`` over everything
+Parquet (``collector.store.compact``). For each it times ``collector.read.load_books`` over everything
 (dicts ordered by ``ts_ms``: parse, k-way merge, reorder) and, unless ``--no-duckdb``, a DuckDB
 scan (``count(*)``, ``avg(mid)``, ``sum(len(bids))``) of the same files. Best of ``--repeat``.
 Prints human lines, then one JSON line with the results as the last line.
@@ -130,7 +130,7 @@ def main() -> None:
             el, n = time_read(d, args.repeat)
             assert n == gen.n_books, (kind, n, gen.n_books)
             r = {"records": n, "bytes": size, "bytes_per_record": round(size / n, 1), "read_s": round(el, 3), "records_per_s": round(n / el)}
-            line = f"{kind:8s} collector.read.books: {n / el:>10,.0f} records/s  ({n:,} records in {el:.2f}s; {size / 1e6:,.1f} MB, {size / n:,.0f} B/record)"
+            line = f"{kind:8s} collector.read: {n / el:>10,.0f} records/s  ({n:,} records in {el:.2f}s; {size / 1e6:,.1f} MB, {size / n:,.0f} B/record)"
             if not args.no_duckdb:
                 del_, dn = time_duckdb(d, kind, args.repeat)
                 r.update({"duckdb_s": round(del_, 3), "duckdb_records_per_s": round(dn / del_)})

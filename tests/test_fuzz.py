@@ -11,7 +11,7 @@
   accepted snapshot is usable by the poller (a lane takes it) and can be written again.
 * Config: TOML text and ``COLLECTOR_*`` values -> ``Settings`` or ``ConfigError``; accepted
   settings print (``collector config``).
-* Reader input: arbitrary bytes as data files -> ``collector.read.books`` and
+* Reader input: arbitrary bytes as data files -> ``collector.read`` and
   ``writer.iter_jsonl_lines`` never raise.
 
 Crashes these fuzzers found (all fixed in 5915c76) are pinned by small regression tests below:
