@@ -153,7 +153,7 @@ def book_times(
     files = data_files(data_dir, venue, BOOK_STREAM, start_ms, end_ms)
     times: dict[str, list[int]] = {}
     gaps: list[dict] = []
-    bar = Progress(sum(f.size for f in files), "orderbooks") if progress else None
+    bar = Progress(sum(f.size for f in files), BOOK_STREAM) if progress else None
 
     def keep(ts: int) -> bool:
         return (start_ms is None or ts >= start_ms) and (end_ms is None or ts < end_ms)

@@ -55,7 +55,7 @@ def iter_jsonl_lines(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[bytes
     """
     path = Path(path)
     with open(path, "rb") as f:
-        chunks = _zst_chunks(f, chunk_size, path) if path.name.endswith(".zst") else _raw_chunks(f, chunk_size)
+        chunks = _zst_chunks(f, chunk_size, path) if layout.is_compressed(path.name) else _raw_chunks(f, chunk_size)
         rest = b""
         for chunk in chunks:
             data = rest + chunk if rest else chunk
