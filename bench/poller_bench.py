@@ -64,8 +64,9 @@ from collector.config.settings import PolymarketSettings  # noqa: E402
 from collector.model.clock import now_ms  # noqa: E402
 from collector.model.records import Instrument  # noqa: E402
 from collector.sim.testing import run_sim, stop_process  # noqa: E402
-from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot  # noqa: E402
-from collector.store.writer import iter_jsonl_lines  # noqa: E402
+from collector.store.files import iter_jsonl_lines  # noqa: E402
+from collector.store.layout import snapshot_path  # noqa: E402
+from collector.store.snapshot import Snapshot, write_snapshot  # noqa: E402
 from collector.venues.polymarket import PolymarketClient  # noqa: E402
 
 KEYS = ("books_per_s", "target_ratio", "cpu_us_per_book", "p50_age_s", "p99_age_s", "rss_mb", "instruments", "seconds")

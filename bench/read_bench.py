@@ -6,7 +6,7 @@ Usage: .venv/bin/python bench/read_bench.py [--minutes 120] [--pm-markets 30] [-
 Generates a realistic recording with the real writer (tests/datagen.py: both venues, 23:00 ->
 01:00 UTC by default, rotated files, torn lines, gaps), then makes three copies of its
 order books: every file plain ``.jsonl``, every file ``.jsonl.zst``, and every day compacted to
-Parquet (``collector.store.compact``). For each it times ``collector.read.books.load_books`` over everything
+Parquet (``collector.store.compact``). For each it times ``collector.read.load_books`` over everything
 (dicts ordered by ``ts_ms``: parse, k-way merge, reorder) and, unless ``--no-duckdb``, a DuckDB
 scan (``count(*)``, ``avg(mid)``, ``sum(len(bids))``) of the same files. Best of ``--repeat``.
 Prints human lines, then one JSON line with the results as the last line.
@@ -28,7 +28,8 @@ import zstandard  # noqa: E402
 
 from collector import read  # noqa: E402
 from collector.store.compact import compact_day  # noqa: E402
-from collector.store.writer import compress_file  # noqa: E402
+from collector.store.compress import compress_file  # noqa: E402
+from collector.store.layout import date_partitions  # noqa: E402
 from tests.datagen import generate  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def make_variants(src: Path, dst: Path, now_ms: int) -> dict[str, Path]:
                         compress_file(f)
         if name == "parquet":
             for venue_dir in d.iterdir():
-                for date in read.date_partitions(venue_dir / "orderbooks"):
+                for date in date_partitions(venue_dir / "orderbooks"):
                     rep = compact_day(d, venue_dir.name, date, keep_jsonl=False, now_ms=now_ms)
                     assert rep.ok and not rep.kept_jsonl, rep.summary_line()
         out[name] = d
@@ -129,7 +130,7 @@ def main() -> None:
             el, n = time_read(d, args.repeat)
             assert n == gen.n_books, (kind, n, gen.n_books)
             r = {"records": n, "bytes": size, "bytes_per_record": round(size / n, 1), "read_s": round(el, 3), "records_per_s": round(n / el)}
-            line = f"{kind:8s} collector.read.books: {n / el:>10,.0f} records/s  ({n:,} records in {el:.2f}s; {size / 1e6:,.1f} MB, {size / n:,.0f} B/record)"
+            line = f"{kind:8s} collector.read: {n / el:>10,.0f} records/s  ({n:,} records in {el:.2f}s; {size / 1e6:,.1f} MB, {size / n:,.0f} B/record)"
             if not args.no_duckdb:
                 del_, dn = time_duckdb(d, kind, args.repeat)
                 r.update({"duckdb_s": round(del_, 3), "duckdb_records_per_s": round(dn / del_)})

@@ -71,8 +71,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from collector import read  # noqa: E402
+from collector.read.records import book_times  # noqa: E402
 from collector.sim.testing import run_sim  # noqa: E402
-from collector.store.writer import iter_jsonl_lines  # noqa: E402
+from collector.store.files import iter_jsonl_lines  # noqa: E402
 from tests.reliability import schema  # noqa: E402
 
 POLY, LIM = "polymarket", "limitless"
@@ -211,7 +212,7 @@ def coverage(data: Path, venue: str, lo_ms: int, hi_ms: int, closed_at: dict[str
     cat = read.market_catalog(data, venue)
     skipped = [iid for iid in cat if iid in no_book]
     cat = {iid: e for iid, e in cat.items() if iid not in no_book}
-    times, gaps = read.book_times(data, venue, lo_ms - fresh_ms, hi_ms)
+    times, gaps = book_times(data, venue, lo_ms - fresh_ms, hi_ms)
     act_raw = act = fresh_raw = fresh = 0
     worst: list[tuple[float, str]] = []
     for iid, e in cat.items():

@@ -20,7 +20,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.store.writer import StreamWriter, iter_jsonl_lines  # noqa: E402
+from collector.store.files import iter_jsonl_lines  # noqa: E402
+from collector.store.writer import StreamWriter  # noqa: E402
 
 
 def make_lines(n_distinct: int, size: int) -> list[bytes]:
@@ -91,7 +92,7 @@ def main() -> None:
             "buffer_bytes": w._buf_limit,
         }
         if args.compress and path is not None:
-            from collector.store.writer import compress_file
+            from collector.store.compress import compress_file
 
             raw = path.stat().st_size
             t1 = time.perf_counter()

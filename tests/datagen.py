@@ -38,8 +38,10 @@ from collector.discovery.markets_log import (
     market_records_path,
 )
 from collector.model.records import SCHEMA_VERSION, BookRecord, DecText, Instrument
-from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot
-from collector.store.writer import WriterSet, compress_file
+from collector.store.compress import compress_file
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import Snapshot, write_snapshot
+from collector.store.writer_set import WriterSet
 
 DEFAULT_START_MS = calendar.timegm((2026, 1, 10, 23, 0, 0)) * 1000
 

@@ -18,7 +18,7 @@ import orjson
 from collector.config.settings import load_settings
 from collector.discovery.run import run_discovery
 from collector.sim.testing import SimHandle
-from collector.store.writer import iter_jsonl_lines
+from collector.store.files import iter_jsonl_lines
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from collector import read
+from collector.read.datafiles import data_files
 from collector.store import compact as cm
-from collector.store.writer import StreamWriter, compress_file, iter_jsonl_lines
+from collector.store import verify
+from collector.store.compress import compress_file
+from collector.store.files import iter_jsonl_lines
+from collector.store.writer import StreamWriter
 from tests.datagen import DEFAULT_START_MS, copy_of, shared
 
 DAY1, DAY2 = "2026-01-10", "2026-01-11"
@@ -73,7 +77,7 @@ def test_compact_round_trip_and_delete(data):
     assert not day_files(d, "polymarket", DAY1) and not (d / "polymarket/orderbooks" / f"date={DAY1}").exists()
     assert reps[("polymarket", DAY1)].deleted_files >= reps[("polymarket", DAY1)].files
     assert day_files(d, "limitless", DAY2) and reps[("limitless", DAY2)].keep_reason == "keep_jsonl"
-    kinds = {f.kind for v in data.venues for f in read.data_files(d, v)}
+    kinds = {f.kind for v in data.venues for f in data_files(d, v)}
     assert kinds == {"parquet"}
     # a second run: nothing left to do for polymarket; limitless is rewritten identically
     again = cm.compact_day(d, "polymarket", DAY1, now_ms=LATER)
@@ -131,7 +135,7 @@ def test_verification_failure_keeps_the_jsonl(data, monkeypatch):
     d = data.data_dir
     files = day_files(d, "limitless", DAY1)
     snap = {p: p.read_bytes() for p in files}
-    real = cm.parquet_rows_to_dicts
+    real = verify.parquet_rows_to_dicts
 
     def corrupt(table, **kw):
         for i, r in enumerate(real(table, **kw)):
@@ -139,7 +143,7 @@ def test_verification_failure_keeps_the_jsonl(data, monkeypatch):
                 r = {**r, "best_bid": 0.123456}
             yield r
 
-    monkeypatch.setattr(cm, "parquet_rows_to_dicts", corrupt)
+    monkeypatch.setattr(verify, "parquet_rows_to_dicts", corrupt)
     rep = cm.compact_day(d, "limitless", DAY1, now_ms=LATER)
     assert not rep.ok and rep.status == "failed" and "best_bid" in rep.error
     assert {p: p.read_bytes() for p in day_files(d, "limitless", DAY1)} == snap  # untouched

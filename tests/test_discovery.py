@@ -34,12 +34,8 @@ from collector.model.errors import (
     TransportError,
 )
 from collector.model.records import Instrument
-from collector.store.snapshot import (
-    Snapshot,
-    read_snapshot,
-    snapshot_path,
-    write_snapshot,
-)
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import Snapshot, read_snapshot, write_snapshot
 from collector.venues.base import DiscoveryResult
 
 ROOT = Path(__file__).resolve().parents[1]

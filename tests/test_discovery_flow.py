@@ -8,7 +8,8 @@ import time
 import pytest
 
 from collector.model.errors import ClientError, TransportError
-from collector.store.snapshot import read_snapshot, snapshot_path
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import read_snapshot
 from tests.test_discovery import FakeClient, ll, pm_market
 
 pytestmark = pytest.mark.prefect

@@ -11,7 +11,7 @@
   accepted snapshot is usable by the poller (a lane takes it) and can be written again.
 * Config: TOML text and ``COLLECTOR_*`` values -> ``Settings`` or ``ConfigError``; accepted
   settings print (``collector config``).
-* Reader input: arbitrary bytes as data files -> ``collector.read.books`` and
+* Reader input: arbitrary bytes as data files -> ``collector.read`` and
   ``writer.iter_jsonl_lines`` never raise.
 
 Crashes these fuzzers found (all fixed in 5915c76) are pinned by small regression tests below:
@@ -49,13 +49,15 @@ from collector.discovery.markets_log import market_record
 from collector.model import errors
 from collector.model.errors import ConfigError, SnapshotError, VenueError
 from collector.model.records import Instrument
+from collector.read.catalog import market_records
+from collector.read.records import book_times
+from collector.store.files import iter_jsonl_lines
 from collector.store.snapshot import (
     Snapshot,
     parse_snapshot,
     read_snapshot,
     write_snapshot,
 )
-from collector.store.writer import iter_jsonl_lines
 from collector.venues.http import ThreadLocal
 from collector.venues.limitless import LimitlessClient
 from collector.venues.pacing import Pacer
@@ -454,7 +456,7 @@ def test_snapshot_parsing(data):
     # an accepted snapshot is usable: the poller's lane takes it, expiry pruning runs, and it
     # can be written again (discovery rewrites from it)
     from collector.poller.lane import Lane
-    from collector.store.writer import WriterSet
+    from collector.store.writer_set import WriterSet
 
     with tempfile.TemporaryDirectory() as d:
         ws = WriterSet(Path(d))
@@ -611,10 +613,10 @@ READER_CALLS = [
     lambda root: list(read.iter_books(root, "polymarket", start="2026-01-10T00:30Z", end="2026-01-10T01:30Z")),
     lambda root: list(read.iter_books(root, "polymarket", exact=True)),
     lambda root: list(read.iter_records(root, "polymarket", "poll_stats", exact=True)),
-    lambda root: read.book_times(root, "polymarket"),
+    lambda root: book_times(root, "polymarket"),
     lambda root: read.books_at(root, "polymarket", ["polymarket:1"], "2026-01-10T01:00Z"),
     lambda root: read.market_catalog(root),
-    lambda root: read.market_records(root, "polymarket"),
+    lambda root: market_records(root, "polymarket"),
     lambda root: [list(iter_jsonl_lines(f)) for f in sorted(root.rglob("*.jsonl*"))],
 ]
 
@@ -657,7 +659,7 @@ def _one_file(tmp_path: Path, blob: bytes, name: str = "orderbooks.20260110T0000
 
 def test_reader_survives_invalid_utf8_in_an_instrument_id(tmp_path):
     _one_file(tmp_path, BAD_UTF8_IID)
-    read.book_times(tmp_path, "polymarket")
+    book_times(tmp_path, "polymarket")
     assert list(read.iter_books(tmp_path, "polymarket", instruments=["polymarket:1"])) == []
     read.books_at(tmp_path, "polymarket", ["polymarket:1"], "2026-01-10T01:00Z")
 
@@ -665,7 +667,7 @@ def test_reader_survives_invalid_utf8_in_an_instrument_id(tmp_path):
 def test_reader_survives_a_huge_ts_ms(tmp_path):
     _one_file(tmp_path, HUGE_TS)
     assert list(read.iter_books(tmp_path, "polymarket", start="2026-01-10T00:30Z", end="2026-01-10T01:30Z")) == []
-    read.book_times(tmp_path, "polymarket")
+    book_times(tmp_path, "polymarket")
 
 
 def test_reader_survives_deep_nesting_with_exact_numbers(tmp_path):

@@ -22,7 +22,8 @@ from collector.ops.stats import format_stats, stats_summary
 from collector.ops.status import cli_status, format_status, venue_status
 from collector.ops.table import fmt_age, fmt_bytes, format_table
 from collector.ops.tail import format_tail_line, tail
-from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot
+from collector.store.layout import day_bounds, snapshot_path
+from collector.store.snapshot import Snapshot, write_snapshot
 from collector.store.writer import StreamWriter
 from tests.datagen import DEFAULT_START_MS, shared
 
@@ -239,7 +240,7 @@ def test_coverage_exact_small_case(tmp_path):
 def test_coverage_matches_brute_force(gen):
     fresh_s = 4.0
     date = "2026-01-11"
-    d0, d1 = read.day_bounds(date)
+    d0, d1 = day_bounds(date)
     res = coverage(gen.data_dir, "polymarket", date, fresh_s, now_ms=gen.end_ms + 1)
     times: dict[str, list[int]] = {}
     for x in gen.books["polymarket"]:

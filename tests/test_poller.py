@@ -22,8 +22,9 @@ import pytest
 
 from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
-from collector.store.snapshot import read_snapshot, snapshot_path, write_snapshot
-from collector.store.writer import iter_jsonl_lines
+from collector.store.files import iter_jsonl_lines
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import read_snapshot, write_snapshot
 from collector.venues import make_client
 from tests import helpers as h
 

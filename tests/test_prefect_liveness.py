@@ -23,7 +23,8 @@ import psutil
 import pytest
 
 from collector.sim.testing import run_sim
-from collector.store.snapshot import read_snapshot, snapshot_path
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import read_snapshot
 from flows.discovery import SUPERSEDED
 from flows.stack.api import (
     DISCOVERY,

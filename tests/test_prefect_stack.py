@@ -36,7 +36,8 @@ import pytest
 from collector.config.settings import load_settings
 from collector.discovery.run import run_discovery
 from collector.sim.testing import run_sim
-from collector.store.snapshot import read_snapshot, snapshot_path
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import read_snapshot
 from flows.stack.api import DISCOVERY, POLLER, api_client, local_api, runs_of
 from flows.stack.automations import apply_automations, definitions, read_automations
 from flows.stack.procs import PROJECT_DIR, prefect_cli, prefect_env

@@ -1,4 +1,4 @@
-"""collector.read.books over a realistic recording (tests/datagen.py): order, ranges, filters, damage,
+"""collector.read over a realistic recording (tests/datagen.py): order, ranges, filters, damage,
 as-of lookups, exact decimals, the market catalog and frames."""
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ import orjson
 import pytest
 
 from collector import read
-from collector.read import books as read_books
+from collector.read.datafiles import SLACK_MS, data_files, list_venues
+from collector.read.progress import Progress
+from collector.read.times import duration_ms
+from collector.store.files import file_lines
+from collector.store.layout import DAY_MS, utc_day
 from tests.datagen import copy_of, iso, shared
 
 MIN = 60_000
@@ -66,8 +70,8 @@ def test_every_book_once_in_ts_order(gen):
 
 
 def test_lines_inside_a_file_are_out_of_order_and_get_reordered(gen):
-    f = read.data_files(gen.data_dir, "polymarket")[3]
-    ts = [orjson.loads(x)["ts_ms"] for x in read.file_lines(f.path)]
+    f = data_files(gen.data_dir, "polymarket")[3]
+    ts = [orjson.loads(x)["ts_ms"] for x in file_lines(f.path)]
     assert ts != sorted(ts)  # the raw file is not sorted ...
     out = [r["ts_ms"] for r in read.iter_records(gen.data_dir, "polymarket", files=[f])]
     assert out == sorted(ts)  # ... the reader's output is
@@ -75,17 +79,17 @@ def test_lines_inside_a_file_are_out_of_order_and_get_reordered(gen):
 
 def test_records_cross_period_boundaries(gen):
     """Capture time vs write time: some records sit in the file of the next period."""
-    files = [f for f in read.data_files(gen.data_dir, "polymarket") if f.kind != "parquet"]
+    files = [f for f in data_files(gen.data_dir, "polymarket") if f.kind != "parquet"]
     early = 0
     for f in files:
-        start = f.lo_ms + read_books.SLACK_MS
-        early += sum(1 for x in read.file_lines(f.path) if orjson.loads(x)["ts_ms"] < start)
+        start = f.lo_ms + SLACK_MS
+        early += sum(1 for x in file_lines(f.path) if orjson.loads(x)["ts_ms"] < start)
     assert early > 0
 
 
 def test_zst_preferred_when_both_exist(gen):
     for v in gen.venues:
-        paths = [f.path.name for f in read.data_files(gen.data_dir, v)]
+        paths = [f.path.name for f in data_files(gen.data_dir, v)]
         bases = [p.removesuffix(".zst") for p in paths]
         assert len(bases) == len(set(bases))
         on_disk = {p.name for p in (gen.data_dir / v / "orderbooks").rglob("*.jsonl")}
@@ -96,7 +100,7 @@ def test_zst_preferred_when_both_exist(gen):
 def test_time_range_skips_days_and_files(gen):
     start = gen.start_ms + 95 * MIN  # 00:35 on the second day
     end = start + 10 * MIN
-    files = read.data_files(gen.data_dir, "polymarket", start=start, end=end)
+    files = data_files(gen.data_dir, "polymarket", start=start, end=end)
     assert {f.date for f in files} == {"2026-01-11"}
     assert len(files) <= 3  # the period of the range and its neighbours only
     got = read.load_books(gen.data_dir, "polymarket", start=start, end=end)
@@ -110,7 +114,7 @@ def test_time_range_skips_days_and_files(gen):
 def test_range_across_midnight(gen):
     start, end = gen.start_ms + 55 * MIN, gen.start_ms + 65 * MIN
     got = read.load_books(gen.data_dir, ["polymarket", "limitless"], start=start, end=end)
-    assert {read.utc_day(b["ts_ms"]) for b in got} == {"2026-01-10", "2026-01-11"}
+    assert {utc_day(b["ts_ms"]) for b in got} == {"2026-01-10", "2026-01-11"}
     assert sorted(got, key=key) == sorted(truth(gen, None, start, end), key=key)
 
 
@@ -144,7 +148,7 @@ def test_as_of_matches_brute_force(gen):
         t = rng.randrange(gen.start_ms - MIN, gen.end_ms + MIN)
         want = {}
         for b in books:  # last book with ts_ms <= t, per instrument (ground-truth order)
-            if b["ts_ms"] <= t and b["ts_ms"] > t - read_books.DAY_MS:
+            if b["ts_ms"] <= t and b["ts_ms"] > t - DAY_MS:
                 want[b["instrument_id"]] = b
         got = read.books_at(gen.data_dir, "polymarket", insts, t)
         assert {k: v["ts_ms"] for k, v in got.items()} == {k: v["ts_ms"] for k, v in want.items()}
@@ -159,9 +163,9 @@ def test_as_of_matches_brute_force(gen):
     later = b["ts_ms"] + 5 * MIN
     assert read.book_at(gen.data_dir, "polymarket", one, later, lookback="1m") is None or b["ts_ms"] < later
     assert read.book_at(gen.data_dir, "polymarket", one, later, lookback=dt.timedelta(hours=1))["ts_ms"] > later - 60 * MIN
-    assert read.duration_ms("90s") == 90_000 and read.duration_ms(dt.timedelta(minutes=2)) == 120_000
+    assert duration_ms("90s") == 90_000 and duration_ms(dt.timedelta(minutes=2)) == 120_000
     with pytest.raises(ValueError):
-        read.duration_ms("soon")
+        duration_ms("soon")
 
 
 def test_exact_decimals(gen):
@@ -180,7 +184,7 @@ def test_exact_decimals(gen):
 
 def test_bad_line_in_the_middle_is_skipped(gen, tmp_path):
     g = copy_of(gen, tmp_path / "d")
-    f = next(f for f in read.data_files(g.data_dir, "limitless") if f.kind == "jsonl")
+    f = next(f for f in data_files(g.data_dir, "limitless") if f.kind == "jsonl")
     lines = f.path.read_bytes().split(b"\n")
     lines.insert(5, b'{"record_type":"orderbook","ts_ms":')  # complete line, invalid JSON
     lines.insert(9, b"\x00\x00\x00")
@@ -242,7 +246,8 @@ def test_catalog_repeated_records_and_snapshot_only(tmp_path):
         market_records_path,
     )
     from collector.model.records import Instrument
-    from collector.store.snapshot import Snapshot, snapshot_path, write_snapshot
+    from collector.store.layout import snapshot_path
+    from collector.store.snapshot import Snapshot, write_snapshot
 
     a = Instrument(venue="limitless", poll_key="a", market_id="a", title="A", expires_at_ms=None)
     b = Instrument(venue="limitless", poll_key="b", market_id="b", title="B")
@@ -307,19 +312,19 @@ def test_parse_time():
 
 def test_progress_bar_only_on_a_terminal():
     buf = io.StringIO()
-    p = read.Progress(2_000_000, "x", stream=buf)
+    p = Progress(2_000_000, "x", stream=buf)
     p.add(1_000_000)
     p.close()
     assert buf.getvalue() == ""  # not a TTY
-    p = read.Progress(2_000_000, "x", stream=buf, force=True)
+    p = Progress(2_000_000, "x", stream=buf, force=True)
     p.add(1_000_000)
     p.close()
     assert "50.0%" in buf.getvalue() or "100.0%" in buf.getvalue()
 
 
 def test_list_venues_and_empty_dirs(tmp_path, gen):
-    assert read.list_venues(gen.data_dir) == ["limitless", "polymarket"]
-    assert read.list_venues(tmp_path / "missing") == []
+    assert list_venues(gen.data_dir) == ["limitless", "polymarket"]
+    assert list_venues(tmp_path / "missing") == []
     assert read.load_books(tmp_path, "polymarket") == []
     assert read.books_at(tmp_path, "polymarket", ["x"], 0) == {}
     assert read.market_catalog(tmp_path, "polymarket") == {}

@@ -9,7 +9,8 @@ import httpx
 
 from collector.config.settings import Rule, load_settings
 from collector.discovery.run import run_discovery
-from collector.read import market_catalog, market_records
+from collector.read import market_catalog
+from collector.read.catalog import market_records
 from collector.sim.testing import run_sim
 from tests.reliability import schema
 

@@ -17,13 +17,13 @@ import pytest
 
 from collector.model.errors import SnapshotError
 from collector.model.records import Instrument
+from collector.store.durable import clean_stale_tmp
+from collector.store.layout import snapshot_path
 from collector.store.snapshot import (
     SNAPSHOT_SCHEMA_VERSION,
     Snapshot,
     SnapshotWatcher,
-    clean_stale_tmp,
     read_snapshot,
-    snapshot_path,
     write_snapshot,
 )
 

@@ -24,15 +24,11 @@ from hypothesis import strategies as st
 import collector.store.writer as wmod
 from collector.config.settings import WriterSettings
 from collector.model.errors import WriteError
-from collector.store.writer import (
-    StreamWriter,
-    WriterSet,
-    WriterStats,
-    compress_file,
-    iter_jsonl_lines,
-    period_bounds,
-    utc_date,
-)
+from collector.store.compress import compress_file
+from collector.store.files import iter_jsonl_lines
+from collector.store.layout import period_bounds, utc_day
+from collector.store.writer import StreamWriter, WriterStats
+from collector.store.writer_set import WriterSet
 
 NAME_RE = re.compile(
     r"^(?P<stream>[a-z_]+)\.(?P<start>\d{8}T\d{4}Z)\.(?P<opened>\d{9})-(?P<pid>\d+)-(?P<tok>[0-9a-f]+)\.jsonl$"
@@ -92,10 +88,10 @@ def make(tmp_path: Path, wall: Clock, mono: Clock | None = None, **kw) -> Stream
 # ------------------------------------------------------------------ helpers
 
 
-def test_utc_date():
-    assert utc_date(0) == "1970-01-01"
-    assert utc_date(int(ts("2026-11-25T23:59:59.999") * 1000)) == "2026-11-25"
-    assert utc_date(int(ts("2026-11-26T00:00:00") * 1000)) == "2026-11-26"
+def test_utc_day():
+    assert utc_day(0) == "1970-01-01"
+    assert utc_day(int(ts("2026-11-25T23:59:59.999") * 1000)) == "2026-11-25"
+    assert utc_day(int(ts("2026-11-26T00:00:00") * 1000)) == "2026-11-26"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ import orjson
 
 from collector.model.errors import WriteError
 from collector.model.records import SCHEMA_VERSION, Instrument
-from collector.store.snapshot import fsync_dir
+from collector.store import layout
+from collector.store.durable import fsync_dir
 
 MARKET_RECORD_SCHEMA_VERSION = SCHEMA_VERSION
 
@@ -26,13 +27,8 @@ def market_records_path(data_dir: str | os.PathLike[str], venue: str, ts_ms: int
     """``<data_dir>/<venue>/markets/date=YYYY-MM-DD/markets.<HHMMSS>.<pid>.jsonl`` (UTC of ts_ms)."""
     t = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
     pid = os.getpid() if pid is None else pid
-    return (
-        Path(data_dir)
-        / venue
-        / "markets"
-        / f"date={t:%Y-%m-%d}"
-        / f"markets.{t:%H%M%S}.{pid}.jsonl"
-    )
+    part = layout.partition_dir(data_dir, venue, layout.MARKETS_STREAM, layout.utc_day(ts_ms))
+    return part / f"markets.{t:%H%M%S}.{pid}.jsonl"
 
 
 def market_record(inst: Instrument, event: str, reason: str, ts_ms: int) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from collector.model.errors import (
     SnapshotError,
     VenueError,
 )
-from collector.store.snapshot import read_snapshot, snapshot_path
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import read_snapshot
 
 
 class SuspectEmpty(CollectorError):

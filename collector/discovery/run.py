@@ -44,12 +44,8 @@ from collector.discovery.report import SuspectEmpty, VenueDiscoveryReport, is_re
 from collector.model.clock import now_ms as _now_ms
 from collector.model.errors import ConfigError, SnapshotError, WriteError
 from collector.model.records import Instrument
-from collector.store.snapshot import (
-    Snapshot,
-    read_snapshot,
-    snapshot_path,
-    write_snapshot,
-)
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import Snapshot, read_snapshot, write_snapshot
 from collector.venues.base import VenueClient
 
 log = logging.getLogger(__name__)

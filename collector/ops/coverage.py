@@ -20,7 +20,8 @@ from collector.ops.table import (
     format_table,
     short_id,
 )
-from collector.read import day_bounds
+from collector.read.records import book_times
+from collector.store.layout import day_bounds
 
 
 def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -100,7 +101,7 @@ def coverage(
     hi = min(d1, now)
     fresh_ms = int(fresh_s * 1000)
     cat = read.market_catalog(data_dir, venue)
-    times, gaps = read.book_times(data_dir, venue, d0 - fresh_ms, d1, progress=progress)
+    times, gaps = book_times(data_dir, venue, d0 - fresh_ms, d1, progress=progress)
     gap_n: Counter[str] = Counter(g["instrument_id"] for g in gaps if g.get("instrument_id") and g["ts_ms"] >= d0)
     venue_gaps = [g for g in gaps if g.get("instrument_id") is None and g["ts_ms"] >= d0]
     rows = []

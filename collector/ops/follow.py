@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector import read
-from collector.store.writer import iter_jsonl_lines
+from collector.store import layout
+from collector.store.files import iter_jsonl_lines
 
 
 @dataclass
@@ -19,7 +19,7 @@ class _Followed:
 
 def _key(p: Path) -> Path:
     """``X.jsonl`` for ``X.jsonl`` and ``X.jsonl.zst``: a file and its compressed self are one."""
-    return p.with_name(p.name[:-4]) if p.name.endswith(".zst") else p
+    return p.with_name(layout.base_name(p.name))
 
 
 class Follower:
@@ -31,7 +31,7 @@ class Follower:
     lines are returned.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], venues: Sequence[str], stream: str = "orderbooks") -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], venues: Sequence[str], stream: str = layout.BOOK_STREAM) -> None:
         self.data_dir = Path(data_dir)
         self.venues = list(venues)
         self.stream = stream
@@ -41,13 +41,13 @@ class Follower:
     def _current(self) -> list[Path]:
         out = []
         for v in self.venues:
-            parts = read.date_partitions(self.data_dir / v / self.stream)
+            parts = layout.date_partitions(layout.stream_dir(self.data_dir, v, self.stream))
             for d in list(parts)[-2:]:
                 try:
                     names = os.listdir(parts[d])
                 except OSError:
                     continue
-                out += [parts[d] / n for n in names if not n.startswith(".") and n.endswith((".jsonl", ".jsonl.zst"))]
+                out += [parts[d] / n for n in names if layout.is_jsonl_name(n)]
         return out
 
     def start(self) -> None:
@@ -56,7 +56,7 @@ class Follower:
             key = _key(p)
             if key in self.files:
                 continue
-            if p.name.endswith(".zst"):
+            if layout.is_compressed(p.name):
                 self.files[key] = _Followed(0, True)
             else:
                 self.files[key] = _Followed(_complete_size(p))
@@ -76,7 +76,7 @@ class Follower:
                 f = self.files[key] = _Followed()
             if f.done:
                 continue
-            if p.name.endswith(".zst"):
+            if layout.is_compressed(p.name):
                 if key.exists():
                     continue  # crash during compression: keep following X.jsonl
                 out += _lines_after(p, f.offset)
@@ -114,7 +114,7 @@ def _read_new(p: Path, offset: int) -> tuple[list[bytes], int]:
             f.seek(offset)
             data = f.read()
     except FileNotFoundError:
-        z = p.with_name(p.name + ".zst")
+        z = layout.compressed_path(p)
         if z.exists():
             return _lines_after(z, offset), offset
         return [], offset

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import orjson
 
-from collector import read
-from collector.read import jsonl_files
-from collector.store.writer import iter_jsonl_lines
+from collector.store import layout
+from collector.store.files import iter_jsonl_lines, jsonl_files
 
 # <stream>.<period start>.<...>: files of one rotation period share the start
 _PERIOD_RE = re.compile(r"^[A-Za-z0-9_-]+\.(\d{8}T\d{4}Z)\.")
@@ -28,7 +27,7 @@ def parse_record(line: bytes) -> dict | None:
 
 def _last_record(path: Path, record_type: str | None = None, tail_bytes: int = 1 << 18) -> dict | None:
     """The last complete, valid record (of ``record_type``) of a JSONL (or .zst) file."""
-    if path.name.endswith(".zst"):
+    if layout.is_compressed(path.name):
         lines = []
         for line in iter_jsonl_lines(path):
             lines.append(line)
@@ -54,7 +53,7 @@ def _last_record(path: Path, record_type: str | None = None, tail_bytes: int = 1
 
 def newest_record(data_dir: str | os.PathLike[str], venue: str, stream: str, record_type: str | None = None) -> dict | None:
     """The latest record (by ``ts_ms``) at the end of the newest files of a stream."""
-    parts = read.date_partitions(Path(data_dir) / venue / stream)
+    parts = layout.date_partitions(layout.stream_dir(data_dir, venue, stream))
     for date in reversed(list(parts)):
         files = jsonl_files(parts[date])
         starts = {}
@@ -82,7 +81,7 @@ def last_records(
     """The last ``n`` matching orderbook-stream records of the newest files, ordered by ts_ms."""
     found: list[dict] = []
     for v in venues:
-        parts = read.date_partitions(Path(data_dir) / v / "orderbooks")
+        parts = layout.date_partitions(layout.stream_dir(data_dir, v, layout.BOOK_STREAM))
         got: list[dict] = []
         for d in reversed(list(parts)):
             for p in reversed(jsonl_files(parts[d])):

@@ -21,6 +21,7 @@ from collector.ops.table import (
     iso_ms,
 )
 from collector.read import parse_time
+from collector.store import layout
 
 # The poll_stats counters (each record counts its interval): summed over a period. Declared once.
 _COUNTERS = (
@@ -146,10 +147,10 @@ def stats_summary(
     from the venue-wide gap records, and a time series in at most 24 buckets."""
     out: dict[str, dict[str, Any]] = {}
     for v in venues:
-        recs = list(read.iter_records(data_dir, v, "poll_stats", since_ms, until_ms, record_types={"poll_stats"}))
+        recs = list(read.iter_records(data_dir, v, layout.POLL_STATS_STREAM, since_ms, until_ms, record_types={"poll_stats"}))
         s = _summarize(recs)
         gaps = list(
-            read.iter_records(data_dir, v, "orderbooks", since_ms, until_ms, record_types={"gap"}, progress=progress)
+            read.iter_records(data_dir, v, layout.BOOK_STREAM, since_ms, until_ms, record_types={"gap"}, progress=progress)
         )
         vg = [g for g in gaps if g.get("instrument_id") is None]
         s["instrument_gaps"] = len(gaps) - len(vg)

@@ -17,9 +17,10 @@ from collector.ops.table import (
     format_table,
     iso_ms,
 )
-from collector.read import utc_day
+from collector.store import layout
+from collector.store.layout import utc_day
 
-STREAMS = ("orderbooks", "markets", "poll_stats", "poll_errors")
+STREAMS = (layout.BOOK_STREAM, layout.MARKETS_STREAM, layout.POLL_STATS_STREAM, layout.POLL_ERRORS_STREAM)
 
 
 def _dir_usage(path: Path) -> tuple[int, int]:
@@ -38,10 +39,11 @@ def _dir_usage(path: Path) -> tuple[int, int]:
 def venue_status(data_dir: str | os.PathLike[str], venue: str, now_ms: int | None = None) -> dict[str, Any]:
     """Status of one venue as a dict (see :func:`format_status`)."""
     from collector.model.errors import SnapshotError
-    from collector.store.snapshot import read_snapshot, snapshot_path
+    from collector.store.layout import snapshot_path
+    from collector.store.snapshot import read_snapshot
 
     now = scope.now_ms() if now_ms is None else now_ms
-    vdir = Path(data_dir) / venue
+    vdir = layout.venue_dir(data_dir, venue)
     st: dict[str, Any] = {"venue": venue, "now_ms": now}
     try:
         snap = read_snapshot(snapshot_path(data_dir, venue), venue=venue)
@@ -54,16 +56,16 @@ def venue_status(data_dir: str | os.PathLike[str], venue: str, now_ms: int | Non
         st["active_markets"] = None
         st["snapshot_age_s"] = None
         st["snapshot_error"] = str(e)
-    book = newest_record(data_dir, venue, "orderbooks", "orderbook")
+    book = newest_record(data_dir, venue, layout.BOOK_STREAM, "orderbook")
     st["last_book_ts_ms"] = book.get("ts_ms") if book else None
     st["last_book_age_s"] = (now - book["ts_ms"]) / 1000 if book else None
-    ps = newest_record(data_dir, venue, "poll_stats")
+    ps = newest_record(data_dir, venue, layout.POLL_STATS_STREAM)
     st["stats"] = ps
     st["stats_age_s"] = (now - ps["ts_ms"]) / 1000 if ps else None
     today = utc_day(now)
     n_today = 0
     for s in STREAMS:
-        part = vdir / s / f"date={today}"
+        part = layout.partition_dir(data_dir, venue, s, today)
         try:
             n_today += sum(1 for n in os.listdir(part) if not n.startswith("."))
         except OSError:

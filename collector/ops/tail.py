@@ -10,11 +10,11 @@ from typing import Any, TextIO
 
 import orjson
 
-from collector import read
 from collector.ops import scope
 from collector.ops.follow import Follower
 from collector.ops.recent import last_records, parse_record
 from collector.ops.table import compact_num, fmt_num, short_id
+from collector.read.scan import expand_instruments
 
 TAIL_HEADER = ["time (UTC)", "venue", "poll key", "outcome", "bid x size", "ask x size", "mid", "spread", "lvls", "lat ms"]
 _TAIL_W = [12, 10, 24, 8, 18, 18, 8, 7, 5, 7]
@@ -62,7 +62,7 @@ def format_tail_header() -> str:
 
 
 def _matcher(instruments: Sequence[str] | None, venues: Sequence[str]) -> Callable[[dict], bool]:
-    ids = read.expand_instruments(instruments, venues)
+    ids = expand_instruments(instruments, venues)
     if ids is None:
         return lambda r: True
     # venue-wide gaps (cooldowns) concern every instrument

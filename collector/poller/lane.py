@@ -30,7 +30,8 @@ from collector.poller.counters import LaneCounters
 from collector.poller.due import DueQueue, advance_due
 from collector.poller.fetch import FetchPool, as_venue_error
 from collector.poller.stats import IntervalTracker, LatencyWindow
-from collector.store.writer import WriterSet
+from collector.store import layout
+from collector.store.writer_set import WriterSet
 from collector.venues import VenueClient
 from collector.venues.base import FetchResult
 from collector.venues.pacing import RateBudget, SendGate
@@ -108,9 +109,9 @@ class Lane:
         self.inflight = 0
         self.snapshot_asof_ms: int | None = None
         self.snapshot_error: str | None = None
-        self.books = writers.get(name, "orderbooks")
-        self.stats_out = writers.get(name, "poll_stats")
-        self.errors_out = writers.get(name, "poll_errors")
+        self.books = writers.get(name, layout.BOOK_STREAM)
+        self.stats_out = writers.get(name, layout.POLL_STATS_STREAM)
+        self.errors_out = writers.get(name, layout.POLL_ERRORS_STREAM)
         self.c = LaneCounters()  # since the last stats record
         self.total = LaneCounters()  # since start
 

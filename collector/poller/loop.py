@@ -22,8 +22,9 @@ from collector.model.clock import now_ms
 from collector.model.errors import RateLimited
 from collector.poller.fetch import FetchPool
 from collector.poller.lane import Done, Lane
-from collector.store.snapshot import SnapshotWatcher, snapshot_path
-from collector.store.writer import WriterSet
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import SnapshotWatcher
+from collector.store.writer_set import WriterSet
 from collector.venues import VenueClient, make_client
 
 log = logging.getLogger(__name__)

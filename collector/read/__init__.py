@@ -1,64 +1,69 @@
-"""Reading recorded data: the public API (docs/reading-data.md). Everything else in this package
-is plumbing."""
+"""Reading recorded data: order books, gaps, markets, stats. Plain dicts, or frames on request.
 
-from collector.read.books import (
-    BOOK_STREAM,
-    DataFile,
-    Progress,
-    ReadStats,
-    book_at,
-    book_times,
-    books_at,
-    catalog_markets,
-    data_files,
-    date_partitions,
-    day_bounds,
-    duration_ms,
-    expand_instruments,
-    file_lines,
-    gc_paused,
-    iter_books,
-    iter_records,
-    jsonl_files,
-    list_venues,
-    load_books,
-    market_catalog,
-    market_records,
-    parquet_rows_to_dicts,
-    parse_time,
-    to_arrow,
-    to_pandas,
-    to_polars,
-    utc_day,
-)
+This is the public API (docs/reading-data.md); the modules of this package are plumbing:
+:mod:`~collector.read.times`, :mod:`~collector.read.datafiles` (which files),
+:mod:`~collector.read.scan` (one file), :mod:`~collector.read.records` (the merge),
+:mod:`~collector.read.asof`, :mod:`~collector.read.catalog`, :mod:`~collector.read.frames`,
+:mod:`~collector.read.progress`.
+
+Quick start::
+
+    from collector import read
+    for book in read.iter_books("data", "polymarket", instruments=["polymarket:1043..."],
+                                start="2026-01-10T23:00Z", end="2026-01-11"):
+        print(book["ts_ms"], book["best_bid"], book["best_ask"])
+
+    book = read.book_at("data", "polymarket", "polymarket:1043...", "2026-01-10T23:30Z")
+    df = read.to_polars(read.load_books("data", "limitless", start=..., end=...))
+    cat = read.market_catalog("data", "polymarket")     # instrument_id -> metadata + lifecycle
+
+What it handles for you (see docs/reading-data.md):
+
+* **Layout** (:mod:`collector.store.layout`): ``<data_dir>/<venue>/<stream>/date=YYYY-MM-DD/<stream>.<period>.<uniq>.jsonl[.zst]``
+  and, after ``collector compact``, ``<venue>/orderbooks_parquet/date=D/orderbooks.parquet`` (+
+  ``<venue>/gaps_parquet/date=D/gaps.parquet``). A compacted day is read from its Parquet and the
+  JSONL left of that day (``keep_jsonl``) is ignored, so nothing is read twice.
+* **Order**: records come out ordered by ``ts_ms`` (ties: file order, then line order), merged
+  across venues, rotated files and overlapping files (two processes, a restart). Lines inside one
+  file may be out of order by up to :data:`REORDER_MS` (concurrent requests); they are reordered.
+* **Time ranges**: ``start <= ts_ms < end``; days (``date=`` partitions) and rotated files that
+  cannot hold records of the range are not opened. A file of period ``[S, E)`` holds records with
+  ``S - SLACK_MS <= ts_ms < E + SLACK_MS`` (capture time vs write time).
+* **Damage**: a torn last line (crash) is skipped, as is any line that is not valid JSON; when both
+  ``X.jsonl`` and ``X.jsonl.zst`` exist (crash during compression) the complete ``.zst`` is read.
+* **Numbers**: floats by default; ``exact=True`` gives :class:`decimal.Decimal` for every JSON
+  number with a fraction (exactly the text on disk). From Parquet, ``exact=True`` rebuilds the
+  decimal from the double's shortest repr, exact for values of up to 15 significant digits (every
+  venue price and size).
+* **Parquet rows** read back as the same dicts, with two differences: prices and sizes are floats
+  (``3100`` reads ``3100.0``) and optional fields that were absent are absent, null ones too.
+
+Times (``start``, ``end``, ``t``) accept epoch ms (int), :class:`datetime.datetime` (naive = UTC),
+``datetime.date`` or ISO text (``"2026-01-10"``, ``"2026-01-10T23:30Z"``).
+"""
+
+from collector.read.asof import book_at, books_at
+from collector.read.catalog import catalog_markets, market_catalog
+from collector.read.frames import to_arrow, to_pandas, to_polars
+from collector.read.progress import ReadStats
+from collector.read.records import iter_books, iter_records, load_books
+from collector.read.scan import REORDER_MS
+from collector.read.times import parse_time
+from collector.store.files import gc_paused
 
 __all__ = [
-    "BOOK_STREAM",
-    "DataFile",
-    "Progress",
+    "REORDER_MS",
     "ReadStats",
     "book_at",
-    "book_times",
     "books_at",
     "catalog_markets",
-    "data_files",
-    "date_partitions",
-    "day_bounds",
-    "duration_ms",
-    "expand_instruments",
-    "file_lines",
     "gc_paused",
     "iter_books",
     "iter_records",
-    "jsonl_files",
-    "list_venues",
     "load_books",
     "market_catalog",
-    "market_records",
-    "parquet_rows_to_dicts",
     "parse_time",
     "to_arrow",
     "to_pandas",
     "to_polars",
-    "utc_day",
 ]

@@ -1,11 +1,10 @@
 """Per-venue active-set snapshot: the file discovery writes and the poller reads.
 
-``<data_dir>/<venue>/state/active_instruments.snapshot.json`` holds the full metadata of every
-instrument the poller must poll, when the set was computed (``asof_ms``), the rules used and a few
-counts. It is written atomically (unique temp file in the same directory, write, flush, fsync,
-``os.replace``, fsync of the directory), so a reader sees either the old or the new file, never a
-partial one, even when the writer is killed mid-write. Temp files left by a killed writer are
-removed by the next write.
+The file (:func:`collector.store.layout.snapshot_path`) holds the full metadata of every
+instrument the poller must poll, when the set was computed (``asof_ms``), the rules used and a
+few counts. It is written atomically (:func:`collector.store.durable.atomic_write`), so a reader
+sees either the old or the new file, never a partial one, even when the writer is killed
+mid-write. Temp files left by a killed writer are removed by the next write.
 
 Readers: :func:`read_snapshot` raises :class:`~collector.model.errors.SnapshotError` for anything it
 cannot trust; :class:`SnapshotWatcher` is the poller's non-fatal hot-reload helper.
@@ -13,11 +12,8 @@ cannot trust; :class:`SnapshotWatcher` is the poller's non-fatal hot-reload help
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector.model.errors import SnapshotError
 from collector.model.records import Instrument
+from collector.store.durable import atomic_write
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_SCHEMA_VERSION = 1
-SNAPSHOT_NAME = "active_instruments.snapshot.json"
-# A temp file older than this is stale even when its writer pid is (again) alive.
-STALE_TMP_S = 3600.0
-
-
-def snapshot_path(data_dir: str | os.PathLike[str], venue: str) -> Path:
-    """``<data_dir>/<venue>/state/active_instruments.snapshot.json``."""
-    return Path(data_dir) / venue / "state" / SNAPSHOT_NAME
 
 
 class Snapshot(BaseModel):
@@ -70,102 +59,12 @@ class Snapshot(BaseModel):
 # --------------------------------------------------------------------------- writing
 
 
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """fsync a directory so a rename / create inside it is durable.
-
-    File systems that cannot fsync a directory (EINVAL / ENOTSUP, some network mounts) are
-    tolerated: the rename itself has already happened.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _tmp_prefix(path: Path) -> str:
-    return f".{path.name}.tmp."
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def clean_stale_tmp(path: Path, *, older_than_s: float = STALE_TMP_S) -> int:
-    """Remove temp files of ``path`` left by dead writers (or older than ``older_than_s``).
-
-    Temp names are ``.<name>.tmp.<pid>.<random>``. A file of a live process other than us is
-    kept unless it is older than ``older_than_s`` (that process may be writing right now).
-    Returns how many files were removed. Never raises.
-    """
-    prefix = _tmp_prefix(path)
-    removed = 0
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return 0
-    now = time.time()
-    me = os.getpid()
-    for e in entries:
-        if not e.name.startswith(prefix):
-            continue
-        try:
-            pid = int(e.name[len(prefix) :].split(".", 1)[0])
-        except ValueError:
-            pid = -1
-        try:
-            age = now - e.stat(follow_symlinks=False).st_mtime
-        except OSError:
-            continue
-        dead = pid <= 0 or (pid != me and not _pid_alive(pid))
-        if dead or age > older_than_s:
-            try:
-                os.unlink(e.path)
-                removed += 1
-            except OSError:
-                pass
-    return removed
-
-
 def write_snapshot(path: str | os.PathLike[str], snap: Snapshot) -> None:
     """Atomically replace ``path`` with ``snap``; creates the directory when needed.
 
     Raises OSError on a write failure; the previous file is then left as it was.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(path)
-    data = snap.to_json()
-    tmp = path.parent / f"{_tmp_prefix(path)}{os.getpid()}.{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
+    atomic_write(Path(path), snap.to_json())
 
 
 # --------------------------------------------------------------------------- reading

@@ -1,23 +1,15 @@
-"""Append-only JSONL writers with time-based rotation, periodic fsync and no exceptions on I/O errors.
+"""The rotating writer: append-only JSONL of one ``(venue, stream)``, periodic fsync, no I/O exceptions.
 
-Layout::
-
-    <data_dir>/<venue>/<stream>/date=YYYY-MM-DD/<stream>.<start>.<uniq>.jsonl[.zst]
-
-* ``date`` is the UTC date of the file's period, ``<start>`` the UTC period start
-  (``20261125T1010Z``). Periods are ``rotate_minutes`` long, aligned to the hour when
-  ``rotate_minutes <= 60`` and to UTC midnight otherwise, and always end at UTC midnight
-  (see :func:`period_bounds`).
-* ``<uniq>`` is ``HHMMSSmmm-<pid>-<random hex>``: the UTC time the file was opened, then a
-  tie-breaker. Files are created with ``O_EXCL`` and a new name is drawn on collision, so a
-  name is never reused by a restarted or second process, and names sort by time within a
-  directory (period start, then opening time).
+Files and names follow :mod:`collector.store.layout`: one file per rotation period
+(:func:`~collector.store.layout.period_bounds`) named by
+:func:`~collector.store.layout.rotated_name`. Files are created with ``O_EXCL`` and a new name
+is drawn on collision, so a name is never reused by a restarted or second process.
 
 Durability: records are appended to an in-memory buffer (no per-record flush) that is
 written to the OS when it is full, on every :meth:`StreamWriter.tick`, on rotation and on
 close; the file is fsync'ed every ``fsync_interval_s`` (monotonic), on rotation and on
 close. Only whole lines are ever handed to the OS, so a crash can tear at most the last
-line of a file; :func:`iter_jsonl_lines` skips such a torn line.
+line of a file; :func:`collector.store.files.iter_jsonl_lines` skips such a torn line.
 
 Errors: an ``OSError`` (ENOSPC, EROFS, EACCES, EIO...) never propagates out of a writer.
 It is recorded in :class:`WriterStats` (``last_error``, ``error_count``, ``failing``), the
@@ -40,197 +32,37 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
-import zstandard
-
-from collector.config.settings import WriterSettings
 from collector.model.errors import WriteError
+from collector.store import layout
+from collector.store.compress import compress_file
+from collector.store.durable import describe_os_error, fsync_dir_best_effort
 
-__all__ = [
-    "RETRY_INTERVAL_S",
-    "StreamWriter",
-    "WriterSet",
-    "WriterStats",
-    "compress_file",
-    "iter_jsonl_lines",
-    "period_bounds",
-    "utc_date",
-]
+__all__ = ["DEFAULT_BUFFER_BYTES", "RETRY_INTERVAL_S", "StreamWriter", "WriterStats"]
 
 log = logging.getLogger(__name__)
 
 RETRY_INTERVAL_S = 1.0  # least time between two attempts to open a new file after an error
 LOG_INTERVAL_S = 60.0  # least time between two warnings of one failing writer
 DEFAULT_BUFFER_BYTES = 1 << 17  # the buffer is handed to the OS when it reaches this size
-ZSTD_LEVEL = 3
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _NAME_TRIES = 20
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def utc_date(ts_ms: int) -> str:
-    """``YYYY-MM-DD``, the UTC date of an epoch timestamp in milliseconds."""
-    return time.strftime("%Y-%m-%d", time.gmtime(ts_ms // 1000))
-
-
-def period_bounds(ts: float, rotate_minutes: int) -> tuple[int, int]:
-    """The rotation period ``[start, end)`` (epoch seconds, UTC) that contains ``ts``.
-
-    Periods are ``rotate_minutes`` long, counted from the start of the hour when
-    ``rotate_minutes <= 60`` and from UTC midnight otherwise; the last period of an hour
-    (resp. day) is cut short at the hour (resp. midnight) when the length does not divide it.
-    Every UTC midnight is therefore a boundary.
-    """
-    if not 1 <= rotate_minutes <= 1440:
-        raise ValueError("rotate_minutes must be within 1..1440")
-    sec = math.floor(ts)
-    span = 3600 if rotate_minutes <= 60 else 86400
-    base = sec - sec % span
-    step = rotate_minutes * 60
-    start = base + (sec - base) // step * step
-    return start, min(start + step, base + span)
-
-
 def _token() -> str:
     return secrets.token_hex(3)
-
-
-def _file_name(stream: str, start: int, now: float) -> str:
-    """``<stream>.<start>.<HHMMSSmmm>-<pid>-<random>.jsonl``; ``now`` lies within the period."""
-    sec, ms = divmod(math.floor(now * 1000), 1000)
-    opened = time.strftime("%H%M%S", time.gmtime(sec))
-    begin = time.strftime("%Y%m%dT%H%MZ", time.gmtime(start))
-    return f"{stream}.{begin}.{opened}{ms:03d}-{os.getpid()}-{_token()}.jsonl"
-
-
-def _describe(exc: BaseException, op: str, where: object) -> str:
-    """``OSError ENOSPC: No space left on device (write /data/...)``."""
-    if isinstance(exc, OSError) and exc.errno:
-        code = errno.errorcode.get(exc.errno, str(exc.errno))
-        text = f"{type(exc).__name__} {code}: {exc.strerror or exc}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return f"{text} ({op} {where})"
-
-
-def _fsync_dir(path: Path) -> None:
-    """Best effort: make a directory entry (new file, rename, unlink) durable."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _check_name(what: str, value: str) -> None:
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise ValueError(f"{what} must match [A-Za-z0-9_-]+, got {value!r}")
-
-
-# --------------------------------------------------------------------------- compression
-
-
-def compress_file(path: Path, *, level: int = ZSTD_LEVEL) -> Path:
-    """Compress a closed ``X.jsonl`` into ``X.jsonl.zst`` and delete ``X.jsonl``; return the new path.
-
-    Crash-safe: the frame (with content size and checksum) goes to a hidden temp file in the
-    same directory, which is fsync'ed and renamed; only then is the source removed. At any
-    moment either the source or a complete ``.zst`` (or, after a crash between rename and
-    unlink, both) exists. Self-contained so it can run on another thread. Raises
-    :class:`WriteError` (source left untouched, temp file removed) on any failure.
-    """
-    path = Path(path)
-    dst = path.with_name(path.name + ".zst")
-    tmp = path.with_name(f".{path.name}.zst.{os.getpid()}-{_token()}.tmp")
-    renamed = False
-    try:
-        if dst.exists():
-            raise FileExistsError(errno.EEXIST, "compressed file already exists", str(dst))
-        with open(path, "rb") as src, open(tmp, "xb") as out:
-            size = os.fstat(src.fileno()).st_size
-            cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
-            read, _ = cctx.copy_stream(src, out, size=size)
-            if read != size:
-                raise OSError(errno.EIO, f"read {read} of {size} bytes")
-            out.flush()
-            os.fsync(out.fileno())
-        os.rename(tmp, dst)
-        renamed = True
-        _fsync_dir(dst.parent)
-        os.unlink(path)
-        _fsync_dir(dst.parent)
-    except (OSError, zstandard.ZstdError) as e:
-        with contextlib.suppress(OSError):
-            os.unlink(dst if renamed else tmp)  # never leave both copies behind
-        raise WriteError(f"compress failed: {_describe(e, 'compress', path)}") from e
-    return dst
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def iter_jsonl_lines(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """Yield the complete lines of a ``.jsonl`` or ``.jsonl.zst`` file, without their ``\\n``.
-
-    A last line without a trailing newline (torn by a crash, or still being written) is
-    skipped, as are empty lines. Lines are not parsed. A truncated ``.zst`` frame is
-    treated the same way: its complete lines are yielded and a warning is logged.
-    """
-    path = Path(path)
-    with open(path, "rb") as f:
-        chunks = _zst_chunks(f, chunk_size, path) if path.name.endswith(".zst") else _raw_chunks(f, chunk_size)
-        rest = b""
-        for chunk in chunks:
-            data = rest + chunk if rest else chunk
-            lines = data.split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                if line:
-                    yield line
-        # `rest` is the torn last line (or b""): skipped.
-
-
-def _raw_chunks(f: BinaryIO, chunk_size: int) -> Iterator[bytes]:
-    while chunk := f.read(chunk_size):
-        yield chunk
-
-
-def _zst_chunks(f: BinaryIO, chunk_size: int, path: Path) -> Iterator[bytes]:
-    dctx = zstandard.ZstdDecompressor()
-    obj = dctx.decompressobj()
-    in_frame = False
-    while raw := f.read(chunk_size):
-        while raw:
-            try:
-                out = obj.decompress(raw)
-            except zstandard.ZstdError as e:  # a corrupt frame: keep what was read, skip the rest
-                log.warning("%s: corrupt zstd data (%s); the rest of the file is skipped", path, e)
-                return
-            in_frame = True
-            if out:
-                yield out
-            if obj.eof:  # frame complete; the rest of `raw` starts the next frame
-                raw = obj.unused_data
-                obj = dctx.decompressobj()
-                in_frame = False
-            else:
-                raw = b""
-    if in_frame:
-        log.warning("%s: truncated zstd frame; its incomplete tail is skipped", path)
 
 
 # --------------------------------------------------------------------------- writer
@@ -398,14 +230,14 @@ class StreamWriter:
         return self._open(now)
 
     def _open(self, now: float) -> bool:
-        start, end = period_bounds(now, self.rotate_minutes)
-        d = self.data_dir / self.venue / self.stream / f"date={utc_date(start * 1000)}"
+        start, end = layout.period_bounds(now, self.rotate_minutes)
+        d = layout.partition_dir(self.data_dir, self.venue, self.stream, layout.utc_day(start * 1000))
         try:
             new_dir = not d.is_dir()
             if new_dir:
                 os.makedirs(d, exist_ok=True)
             for _ in range(_NAME_TRIES):
-                p = d / _file_name(self.stream, start, now)
+                p = d / layout.rotated_name(self.stream, start, now, os.getpid(), _token())
                 try:
                     fd = os.open(p, _OPEN_FLAGS, 0o644)
                     break
@@ -423,9 +255,9 @@ class StreamWriter:
         self._last_sync = self._mono()
         self._retry_at = None
         self.stats.files_opened += 1
-        _fsync_dir(d)
+        fsync_dir_best_effort(d)
         if new_dir:
-            _fsync_dir(d.parent)
+            fsync_dir_best_effort(d.parent)
         return True
 
     def _drain(self) -> bool:
@@ -515,7 +347,7 @@ class StreamWriter:
     def _fail(self, op: str, exc: OSError, where: object, *, lost: int = 0, cut: bool = False) -> None:
         """Record an I/O error, drop the buffer, abandon the file and schedule a retry."""
         st = self.stats
-        msg = _describe(exc, op, where)
+        msg = describe_os_error(exc, op, where)
         entering = not st.failing
         if entering:
             self._episode_dropped = st.records_dropped
@@ -556,82 +388,3 @@ class StreamWriter:
         if self._size == 0:  # nothing valid in it: do not leave an empty file behind
             with contextlib.suppress(OSError):
                 os.unlink(path)
-
-
-# --------------------------------------------------------------------------- writer set
-
-
-class WriterSet:
-    """One lazily created :class:`StreamWriter` per ``(venue, stream)``, sharing settings."""
-
-    def __init__(
-        self,
-        data_dir: Path,
-        settings: WriterSettings | None = None,
-        clock: Callable[[], float] = time.time,
-        mono: Callable[[], float] = time.monotonic,
-        *,
-        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-    ) -> None:
-        self.data_dir = Path(data_dir)
-        self.settings = settings or WriterSettings()
-        self._clock = clock
-        self._mono = mono
-        self._buffer_bytes = buffer_bytes
-        self._writers: dict[tuple[str, str], StreamWriter] = {}
-        self._closed = False
-
-    def get(self, venue: str, stream: str) -> StreamWriter:
-        """The writer of ``(venue, stream)``, created on first use (closed if the set is closed)."""
-        w = self._writers.get((venue, stream))
-        if w is None:
-            s = self.settings
-            w = StreamWriter(
-                self.data_dir,
-                venue,
-                stream,
-                rotate_minutes=s.rotate_minutes,
-                fsync_interval_s=s.fsync_interval_s,
-                compress_closed=s.compress_closed,
-                clock=self._clock,
-                mono=self._mono,
-                buffer_bytes=self._buffer_bytes,
-            )
-            if self._closed:
-                w.close()
-            self._writers[(venue, stream)] = w
-        return w
-
-    def write(self, venue: str, stream: str, line: bytes) -> bool:
-        return self.get(venue, stream).write(line)
-
-    def tick(self) -> None:
-        for w in list(self._writers.values()):
-            w.tick()
-
-    def flush(self, fsync: bool = True) -> None:
-        for w in list(self._writers.values()):
-            w.flush(fsync)
-
-    def close(self) -> None:
-        self._closed = True
-        for w in list(self._writers.values()):
-            w.close()
-
-    def stats(self) -> dict[tuple[str, str], WriterStats]:
-        """``{(venue, stream): stats}`` of every writer created so far."""
-        return {k: w.stats for k, w in self._writers.items()}
-
-    def __iter__(self) -> Iterator[StreamWriter]:
-        return iter(list(self._writers.values()))
-
-    def __len__(self) -> int:
-        return len(self._writers)
-
-    def __enter__(self) -> WriterSet:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

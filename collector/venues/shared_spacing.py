@@ -33,6 +33,8 @@ try:
 except ImportError:  # not on Windows: per-process spacing only
     fcntl = None  # type: ignore[assignment]
 
+from collector.store import layout
+
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
@@ -44,7 +46,7 @@ _STALE_S = 600.0
 
 def spacing_path(data_dir: str | os.PathLike[str], venue: str) -> Path:
     """``<data_dir>/<venue>/state/request_spacing``, next to the venue's snapshot."""
-    return Path(data_dir) / venue / "state" / "request_spacing"
+    return layout.request_spacing_path(data_dir, venue)
 
 
 class SharedSpacing:

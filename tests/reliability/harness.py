@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.config.settings import Settings
-from collector.store.snapshot import read_snapshot, snapshot_path
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import read_snapshot
 from tests import helpers as h
 from tests.reliability import schema
 

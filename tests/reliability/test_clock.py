@@ -25,7 +25,7 @@ import orjson
 from collector import read
 from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
-from collector.store.writer import period_bounds
+from collector.store.layout import period_bounds
 from tests import helpers as h
 from tests.reliability import harness as H
 from tests.reliability import schema

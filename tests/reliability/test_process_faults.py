@@ -28,7 +28,8 @@ import orjson
 from collector.model.errors import SnapshotError
 from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
-from collector.store.snapshot import read_snapshot, snapshot_path
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import read_snapshot
 from tests import helpers as h
 from tests.reliability import harness as H
 from tests.reliability import schema

@@ -19,7 +19,8 @@ import orjson
 
 from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
-from collector.store.snapshot import read_snapshot, snapshot_path, write_snapshot
+from collector.store.layout import snapshot_path
+from collector.store.snapshot import read_snapshot, write_snapshot
 from tests import helpers as h
 from tests.reliability import harness as H
 from tests.reliability import schema

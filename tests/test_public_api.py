@@ -1,0 +1,38 @@
+"""collector.read's public API is exactly the names docs/reading-data.md uses (plus ReadStats, the
+type of the readers' ``stats=`` argument); everything else in the package is plumbing."""
+
+import collector.read as read
+
+PUBLIC = [
+    "REORDER_MS",
+    "ReadStats",
+    "book_at",
+    "books_at",
+    "catalog_markets",
+    "gc_paused",
+    "iter_books",
+    "iter_records",
+    "load_books",
+    "market_catalog",
+    "parse_time",
+    "to_arrow",
+    "to_pandas",
+    "to_polars",
+]
+
+
+def test_all_is_pinned():
+    assert sorted(read.__all__) == sorted(PUBLIC) and len(read.__all__) == len(set(read.__all__))
+
+
+def test_every_public_name_is_importable():
+    ns: dict = {}
+    exec(f"from collector.read import {', '.join(PUBLIC)}", ns)
+    for name in PUBLIC:
+        assert ns[name] is getattr(read, name)
+
+
+def test_star_import_gives_exactly_the_public_api():
+    ns: dict = {}
+    exec("from collector.read import *", ns)
+    assert sorted(k for k in ns if not k.startswith("__")) == sorted(PUBLIC)
