@@ -4,7 +4,7 @@ Prefect OSS triggers match event names and resource labels, not payload values, 
 cooldown for more than N minutes" or "coverage below X" cannot be expressed on the per-venue
 heartbeat events alone. The poller flow therefore watches its own heartbeat summaries and emits a
 dedicated event when a condition has held long enough; the reactive automation
-``collector-venue-degraded`` (flows/automations.py) alerts on it.
+``collector-venue-degraded`` (flows/stack/automations.py) alerts on it.
 
 Conditions, checked at every heartbeat (``poller.heartbeat_interval_s``, 30 s by default):
 

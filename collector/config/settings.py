@@ -199,7 +199,7 @@ class CompactSettings(_Strict):
 
 
 class PrefectSettings(_Strict):
-    """Alerting thresholds for the automations in flows/automations.py (seconds unless noted)."""
+    """Alerting thresholds for the automations in flows/stack/automations.py (seconds unless noted)."""
 
     webhook_url: SecretStr | None = Field(default=None, description="alerts go here when set")
     discovery_stale_s: int = Field(default=600, ge=60, description="alert: no Completed discovery run this long")

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from collector.model.errors import WriteError
-from collector.model.records import SCHEMA_VERSION, Instrument
+from collector.model.records import SCHEMA_VERSION, Instrument, MarketRecord
 from collector.store import layout
 from collector.store.durable import fsync_dir
 
@@ -32,16 +32,8 @@ def market_records_path(data_dir: str | os.PathLike[str], venue: str, ts_ms: int
 
 
 def market_record(inst: Instrument, event: str, reason: str, ts_ms: int) -> dict[str, Any]:
-    """One flat ``market`` record: envelope fields, then every Instrument field at top level."""
-    rec: dict[str, Any] = {
-        "record_type": "market",
-        "schema_version": MARKET_RECORD_SCHEMA_VERSION,
-        "event": event,
-        "reason": reason,
-        "ts_ms": ts_ms,
-    }
-    rec.update(inst.flat())
-    return rec
+    """One flat ``market`` record (collector.model.records.MarketRecord) as a dict."""
+    return MarketRecord(event=event, reason=reason, ts_ms=ts_ms, instrument=inst).to_dict()
 
 
 def append_market_records(path: Path, records: Sequence[dict[str, Any]]) -> None:

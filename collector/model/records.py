@@ -321,3 +321,27 @@ class PollStats:
 
 
 _POLL_STATS_FIELDS = tuple(PollStats.__dataclass_fields__)
+
+
+@dataclass(slots=True)
+class MarketRecord:
+    """A change of the active set (discovery): the envelope, then every Instrument field."""
+
+    event: str  # "added" | "removed"
+    reason: str  # "rule:<name>" | "closed_or_gone" | "expired"
+    ts_ms: int  # the discovery run
+    instrument: Instrument
+
+    def to_dict(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "record_type": "market",
+            "schema_version": SCHEMA_VERSION,
+            "event": self.event,
+            "reason": self.reason,
+            "ts_ms": self.ts_ms,
+        }
+        rec.update(self.instrument.flat())
+        return rec
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())

@@ -66,6 +66,7 @@ BOOK_FIELDS: list[tuple[str, pa.DataType]] = [
     ("mid", _F64),
     ("spread", _F64),
     ("hash", pa.string()),
+    ("hash_ok", pa.bool_()),
     ("tick_size", _F64),
     ("latency_ms", _F64),
     ("source", pa.string()),

@@ -8,7 +8,7 @@ Start-up, in order (every step is idempotent, so a second `up` changes nothing t
    used as is ("attached": it is left running on exit).
 3. The process work pool ``local`` (created only when missing, so its settings survive).
 4. ``prefect --no-prompt deploy --all`` (prefect.yaml).
-5. The automations of flows/automations.py, looked up by name and updated or skipped; the
+5. The automations of flows/stack/automations.py, looked up by name and updated or skipped; the
    webhook block when ``COLLECTOR_PREFECT__WEBHOOK_URL`` is set.
 6. With its own server, poller runs left Running by a process that is gone (a SIGKILLed `up`) are
    marked Cancelled. ONE worker (``prefect worker start --pool local``); attached to a running

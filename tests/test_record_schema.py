@@ -1,0 +1,101 @@
+"""One typed class per record type owns its keys; the docs, the record validator and the Parquet
+schema are checked against those classes, so a new field is added in one place and the rest fail
+loudly until they follow."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+
+from collector.model.records import (
+    BookRecord,
+    GapRecord,
+    Instrument,
+    MarketRecord,
+    PollErrorRecord,
+    PollStats,
+)
+from collector.store.parquet import LEVEL_COLUMNS, book_schema, gap_schema
+from tests.reliability import schema as validator
+
+DOC = (Path(__file__).resolve().parents[1] / "docs" / "schema.md").read_text()
+
+
+def _book(**kw) -> BookRecord:
+    base = dict(venue="polymarket", instrument_id="polymarket:1", poll_key="1", market_id="0xm", outcome="Yes",
+                ts_ms=1_790_000_000_000, bids=[("0.4", "10")], asks=[("0.6", "5")], latency_ms=12.5,
+                ob_ts_ms=1_789_999_999_000, hash="ab" * 20, hash_ok=True, tick_size="0.01")
+    base.update(kw)
+    return BookRecord(**base)
+
+
+def _stats() -> PollStats:
+    vals = {}
+    for name, f in PollStats.__dataclass_fields__.items():
+        t = str(f.type)
+        vals[name] = ({} if "dict" in t else "x" if t.startswith("str") else 1.5 if "float" in t else 1)
+    vals["venue"] = "polymarket"
+    vals["ts_ms"] = 1_790_000_000_000
+    return PollStats(**vals)
+
+
+INST = Instrument(venue="polymarket", poll_key="1", market_id="0xm", outcome="Yes", title="t", slug="s")
+SAMPLES = {
+    "orderbook": [_book(), _book(ob_ts_ms=None, hash=None, hash_ok=None, tick_size=None, asks=[])],
+    "gap": [GapRecord("polymarket", "polymarket:1", 1_790_000_000_000, 1_790_000_005_000, "timeout", 3),
+            GapRecord("limitless", None, None, 1_790_000_005_000, "cooldown:x")],
+    "poll_error": [PollErrorRecord(1_790_000_000_000, "polymarket", "0xm", "s", "polymarket:1", 503, 12.0,
+                                   "server_error", 1, "boom")],
+    "poll_stats": [_stats()],
+    "market": [MarketRecord("added", "rule:all", 1_790_000_000_000, INST)],
+}
+VALIDATOR = {
+    "orderbook": (validator.ORDERBOOK_REQUIRED, validator.ORDERBOOK_OPTIONAL),
+    "gap": (validator.GAP_REQUIRED, validator.GAP_OPTIONAL),
+    "poll_error": (validator.POLL_ERROR_REQUIRED, {}),
+    "poll_stats": (validator.POLL_STATS_REQUIRED, {}),
+    "market": (validator.MARKET_REQUIRED, {}),
+}
+DOC_SECTION = {"orderbook": "## `orderbook`", "gap": "## `gap`", "poll_error": "## `poll_error`",
+               "poll_stats": "## `poll_stats`", "market": "## Market records (`market`)"}
+
+
+def _keys(rt: str) -> set[str]:
+    return set().union(*(orjson.loads(r.to_json()).keys() for r in SAMPLES[rt]))
+
+
+def _documented(rt: str) -> set[str]:
+    start = DOC.index(DOC_SECTION[rt])
+    nxt = DOC.find("\n## ", start + 1)
+    body = DOC[start: nxt if nxt > 0 else None]
+    names = set()
+    for row in re.findall(r"^\| ([^|]+) \|", body, flags=re.M):
+        names |= set(re.findall(r"`([a-z0-9_]+)`", row))
+    return names
+
+
+@pytest.mark.parametrize("rt", sorted(SAMPLES))
+def test_every_key_a_class_writes_is_documented(rt):
+    assert _keys(rt) - _documented(rt) == set()
+
+
+@pytest.mark.parametrize("rt", sorted(SAMPLES))
+def test_the_record_validator_knows_exactly_the_class_keys(rt):
+    required, optional = VALIDATOR[rt]
+    keys = _keys(rt)
+    assert set(required) <= keys, set(required) - keys
+    assert keys <= set(required) | set(optional), keys - set(required) - set(optional)
+    for r in SAMPLES[rt]:
+        assert validator.validate(orjson.loads(r.to_json())) == [], r
+
+
+@pytest.mark.parametrize("rt, schema", [("orderbook", book_schema), ("gap", gap_schema)])
+def test_the_parquet_schema_has_a_column_for_every_key(rt, schema):
+    cols = set(schema().names)
+    keys = _keys(rt) - {"bids", "asks"}
+    assert keys <= cols, keys - cols
+    if rt == "orderbook":
+        assert set(LEVEL_COLUMNS) <= cols
