@@ -99,3 +99,15 @@ def test_the_parquet_schema_has_a_column_for_every_key(rt, schema):
     assert keys <= cols, keys - cols
     if rt == "orderbook":
         assert set(LEVEL_COLUMNS) <= cols
+
+
+def test_poll_stats_readers_read_keys_the_class_writes():
+    """ops and the venue-health check read poll_stats back from files (dicts): every key they read
+    must be a PollStats field, or a rename would silently read 0."""
+    from collector.ops.stats import COUNTERS
+
+    fields = set(PollStats.__dataclass_fields__)
+    src = (Path(__file__).resolve().parents[1] / "flows" / "venue_health.py").read_text()
+    read_by_health = set(re.findall(r'v(?:\.get\(|\[)"([a-z_0-9]+)"', src))
+    assert set(COUNTERS) <= fields, set(COUNTERS) - fields
+    assert read_by_health and read_by_health <= fields, read_by_health - fields

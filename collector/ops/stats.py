@@ -24,7 +24,7 @@ from collector.read import parse_time
 from collector.store import layout
 
 # The poll_stats counters (each record counts its interval): summed over a period. Declared once.
-_COUNTERS = (
+COUNTERS = (
     "requests",
     "requests_ok",
     "requests_failed",
@@ -71,7 +71,7 @@ def gap_seconds(gaps: list[dict]) -> float:
 
 def _summarize(recs: list[dict], span_s: float | None = None) -> dict[str, Any]:
     """Aggregate poll_stats records (each holds counters of the interval before it)."""
-    tot = {k: sum(int(r.get(k) or 0) for r in recs) for k in _COUNTERS}
+    tot = {k: sum(int(r.get(k) or 0) for r in recs) for k in COUNTERS}
     errors: Counter[str] = Counter()
     for r in recs:
         for k, v in (r.get("errors") or {}).items():
