@@ -11,7 +11,6 @@ backlog, and that a run stuck Pending while the stack runs is marked Crashed and
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -40,8 +39,8 @@ from tests.test_prefect_stack import (
     Receiver,
     Up,
     free_port,
-    kill_all,
     start_up,
+    tear_down,
     wait_for,
     wait_ready,
 )
@@ -124,17 +123,7 @@ def stack(tmp_path_factory):
             up.remember_children()
             yield up
         finally:
-            up.remember_children()
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=90)
-            kill_all(list(up.children.values()))
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-            up.api.close()
-            receiver.shutdown()
+            tear_down(up)
             print(f"[liveness] output of up:\n{up.output()}")
 
 

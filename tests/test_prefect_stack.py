@@ -174,18 +174,23 @@ def stack(tmp_path_factory):
             up.remember_children()
             yield up
         finally:
-            up.remember_children()
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=90)
-            kill_all(list(up.children.values()))
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-            up.api.close()
-            receiver.shutdown()
+            tear_down(up)
             print(f"[stack] output of up:\n{up.output()}")
+
+
+def tear_down(up: Up) -> None:
+    """Ctrl-C the stack (waits for its clean stop), then SIGKILL whatever of it is left."""
+    up.remember_children()
+    if up.proc.poll() is None:
+        up.proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            up.proc.wait(timeout=90)
+    kill_all(list(up.children.values()))
+    if up.proc.poll() is None:
+        up.proc.kill()
+        up.proc.wait(timeout=10)
+    up.api.close()
+    up.receiver.shutdown()
 
 
 def discovery_schedule(api: httpx.Client) -> tuple[str, dict]:

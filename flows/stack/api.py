@@ -52,30 +52,26 @@ def deployment_id(api: httpx.Client, name: str) -> str:
     return r.json()["id"]
 
 
-def runs_of(api: httpx.Client, deployment: str, states: list[str]) -> list[dict[str, Any]]:
-    """Flow runs of ``deployment`` ("flow/deployment") in one of ``states`` (state types)."""
+def _runs(api: httpx.Client, deployment: str, state: dict[str, Any], sort: str, limit: int) -> list[dict[str, Any]]:
     body = {
         "deployments": {"id": {"any_": [deployment_id(api, deployment)]}},
-        "flow_runs": {"state": {"type": {"any_": states}}},
-        "sort": "EXPECTED_START_TIME_DESC",
-        "limit": 50,
+        "flow_runs": {"state": state},
+        "sort": sort,
+        "limit": limit,
     }
     r = api.post("/flow_runs/filter", json=body)
     r.raise_for_status()
     return r.json()
+
+
+def runs_of(api: httpx.Client, deployment: str, states: list[str]) -> list[dict[str, Any]]:
+    """Flow runs of ``deployment`` ("flow/deployment") in one of ``states`` (state types), newest first."""
+    return _runs(api, deployment, {"type": {"any_": states}}, "EXPECTED_START_TIME_DESC", 50)
 
 
 def runs_named(api: httpx.Client, deployment: str, state_names: list[str]) -> list[dict[str, Any]]:
-    """Flow runs of ``deployment`` whose state has one of these names (e.g. "Late")."""
-    body = {
-        "deployments": {"id": {"any_": [deployment_id(api, deployment)]}},
-        "flow_runs": {"state": {"name": {"any_": state_names}}},
-        "sort": "EXPECTED_START_TIME_ASC",
-        "limit": 200,
-    }
-    r = api.post("/flow_runs/filter", json=body)
-    r.raise_for_status()
-    return r.json()
+    """Flow runs of ``deployment`` whose state has one of these names (e.g. "Late"), oldest first."""
+    return _runs(api, deployment, {"name": {"any_": state_names}}, "EXPECTED_START_TIME_ASC", 200)
 
 
 def read_run(api: httpx.Client, run_id: str) -> dict[str, Any]:
