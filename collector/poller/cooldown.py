@@ -138,11 +138,14 @@ class VenueCooldown:
         self, now: float, retry_after_s: float | None = None, default_s: float | None = None
     ) -> bool:
         """A 429: pause until now + Retry-After (or the default). True if the pause grew."""
+        return self._extend(now, now + self.rate_limit_pause_s(retry_after_s, default_s), RATE_LIMITED)
+
+    def rate_limit_pause_s(self, retry_after_s: float | None = None, default_s: float | None = None) -> float:
+        """Seconds a 429 pauses the venue: its Retry-After, else the default. Pure: fetch threads
+        call it too, to hold the send gate before the loop thread hears of the 429."""
         if retry_after_s is not None and retry_after_s == retry_after_s:  # not None / NaN
-            d = max(0.0, float(retry_after_s))
-        else:
-            d = self.default_s if default_s is None else default_s
-        return self._extend(now, now + d, RATE_LIMITED)
+            return max(0.0, float(retry_after_s))
+        return self.default_s if default_s is None else default_s
 
     def record(self, now: float, ok: bool) -> bool:
         """One request outcome. True when it triggered a failure cooldown."""

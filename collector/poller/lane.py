@@ -183,8 +183,7 @@ class Lane:
     # -- completions --------------------------------------------------------------------------
     def cooldown_for(self, err: RateLimited) -> float:
         """Seconds a 429 pauses the venue: its Retry-After, else the configured default."""
-        ra = err.retry_after_s
-        return max(0.0, ra) if ra is not None and ra == ra else self.vs.cooldown_429_s
+        return self.cooldown.rate_limit_pause_s(err.retry_after_s, self.vs.cooldown_429_s)
 
     def complete(self, done: Done, now: float) -> None:
         self.inflight -= 1

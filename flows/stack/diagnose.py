@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from flows.stack.api import DISCOVERY, POOL, api_client, runs_named, runs_of
+from flows.stack.procs import process_alive
 
 RECENT_S = 600.0  # runs of the last 10 minutes tell the current story
 STUCK_NOTE_S = 10.0  # a healthy run is Pending for 2-7 s (pull step, process start)
@@ -34,13 +35,6 @@ def _hhmmss(t: float | None) -> str:
     return "?" if t is None else time.strftime("%H:%M:%S", time.gmtime(t)) + " UTC"
 
 
-def _pid_alive(run: dict[str, Any]) -> bool:
-    import psutil
-
-    pid = str(run.get("infrastructure_pid") or "").rsplit(":", 1)[-1]
-    return pid.isdigit() and psutil.pid_exists(int(pid))
-
-
 def discovery_notes(api: httpx.Client, now: float | None = None) -> list[str]:
     """Notes on why discovery may not be producing snapshots (empty when all looks well)."""
     now = time.time() if now is None else now
@@ -56,7 +50,7 @@ def discovery_notes(api: httpx.Client, now: float | None = None) -> list[str]:
     holders = runs_of(api, DISCOVERY, ["PENDING", "RUNNING", "CANCELLING"])
     for run in holders:
         since = _ts((run.get("state") or {}).get("timestamp"))
-        if run["state_type"] == "PENDING" and not _pid_alive(run) and since is not None and now - since > STUCK_NOTE_S:
+        if run["state_type"] == "PENDING" and not process_alive(run) and since is not None and now - since > STUCK_NOTE_S:
             notes.append(
                 f"prefect: discovery run {run['name']} ({run['id']}) has been Pending since {_hhmmss(since)} with "
                 "no process: it holds the deployment's only concurrency slot, so every later discovery run waits "

@@ -126,3 +126,11 @@ def load_settings_from(env: dict[str, str]) -> Settings:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def process_alive(run: dict[str, Any]) -> bool:
+    """Whether the process of a flow run (its ``infrastructure_pid``, "host:pid") exists here."""
+    import psutil
+
+    pid = str(run.get("infrastructure_pid") or "").rsplit(":", 1)[-1]
+    return pid.isdigit() and psutil.pid_exists(int(pid))

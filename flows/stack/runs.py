@@ -21,6 +21,7 @@ from flows.stack.api import (
     state_of,
 )
 from flows.stack.procs import (
+    process_alive,
     say,
 )
 
@@ -36,15 +37,13 @@ def clear_dead_runs(api: httpx.Client) -> list[str]:
     just started the server itself: nothing else could have reported on them. They are marked
     Cancelled (not Crashed, which would start the restart automation while `up` starts its own
     poller run); leaked slots are then given back (:func:`reconcile_slots`)."""
-    import psutil
 
     cleared = []
     for dep in DEPLOYMENTS:
         if api.get(f"/deployments/name/{dep}").status_code != 200:
             continue
         for run in runs_of(api, dep, ["PENDING", "RUNNING", "CANCELLING"]):
-            pid = str(run.get("infrastructure_pid") or "").rsplit(":", 1)[-1]
-            if pid.isdigit() and psutil.pid_exists(int(pid)):
+            if process_alive(run):
                 continue
             set_state(api, run["id"], "CANCELLED", "its process was gone when `collector up` started", force=True)
             cleared.append(f"{dep} run {run['name']}")
