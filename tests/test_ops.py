@@ -110,12 +110,19 @@ def test_tail_follows_rotation_and_compression(tmp_path):
     w.flush(fsync=False)
     buf = io.StringIO()
     stop = threading.Event()
+    following = threading.Event()
+
+    def stopped() -> bool:  # tail asks first after it took the files present as read
+        following.set()
+        return stop.is_set()
+
     th = threading.Thread(
-        target=tail, args=(tmp_path, ["polymarket"]), kwargs=dict(raw=True, out=buf, poll_s=0.005, stop=stop.is_set)
+        target=tail, args=(tmp_path, ["polymarket"]), kwargs=dict(raw=True, out=buf, poll_s=0.005, stop=stopped)
     )
     th.start()
     try:
-        time.sleep(0.1)
+        # Writing before tail has taken the current files as read would make those lines "old".
+        assert following.wait(10), "tail did not start"
         written = []
         for i in range(1800):  # 3 minutes of 10 books/s: 3 rotations, each compressing the old file
             clock.t = DEFAULT_START_MS / 1000 + i * 0.1
