@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from collector.config.streams import StreamsSettings
 from collector.model.errors import ConfigError
 
 VenueName = Literal["polymarket", "limitless"]
@@ -234,6 +235,7 @@ class Settings(BaseSettings):
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     compact: CompactSettings = Field(default_factory=CompactSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
 
     @field_validator("venues", mode="before")
     @classmethod

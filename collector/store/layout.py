@@ -3,6 +3,7 @@
 Layout::
 
     <data_dir>/<venue>/<stream>/date=YYYY-MM-DD/<stream>.<period>.<uniq>.jsonl[.zst]
+    <data_dir>/<venue>/book_changes/date=YYYY-MM-DD/book_changes.<period>.<uniq>.jsonl[.zst]
     <data_dir>/<venue>/orderbooks_parquet/date=YYYY-MM-DD/orderbooks.parquet
     <data_dir>/<venue>/gaps_parquet/date=YYYY-MM-DD/gaps.parquet
     <data_dir>/<venue>/state/active_instruments.snapshot.json
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 __all__ = [
+    "BOOK_CHANGES_STREAM",
     "BOOK_STREAM",
     "BOOKS_PARQUET_NAME",
     "DAY_MS",
@@ -70,6 +72,7 @@ __all__ = [
 
 # Streams (directories under <data_dir>/<venue>/).
 BOOK_STREAM = "orderbooks"  # orderbook and gap records (poller)
+BOOK_CHANGES_STREAM = "book_changes"  # book_snapshot, book_change, last_trade and gap records (stream capture)
 POLL_STATS_STREAM = "poll_stats"  # poll_stats records (poller)
 POLL_ERRORS_STREAM = "poll_errors"  # poll_error records (poller)
 MARKETS_STREAM = "markets"  # market added/removed records (discovery)
@@ -77,7 +80,7 @@ PARQUET_BOOKS = "orderbooks_parquet"  # compacted days: date=D/orderbooks.parque
 PARQUET_GAPS = "gaps_parquet"  # compacted days: date=D/gaps.parquet
 STATE_DIR = "state"  # snapshot, request spacing: not records
 # A directory is a venue when it holds one of these.
-VENUE_DIRS = frozenset({BOOK_STREAM, MARKETS_STREAM, POLL_STATS_STREAM, POLL_ERRORS_STREAM, STATE_DIR, PARQUET_BOOKS})
+VENUE_DIRS = frozenset({BOOK_STREAM, BOOK_CHANGES_STREAM, MARKETS_STREAM, POLL_STATS_STREAM, POLL_ERRORS_STREAM, STATE_DIR, PARQUET_BOOKS})
 
 BOOKS_PARQUET_NAME = "orderbooks.parquet"  # the marker readers look for: the day is compacted
 GAPS_PARQUET_NAME = "gaps.parquet"
