@@ -308,6 +308,8 @@ class PollStats:
     snapshot_error: str | None
     writer_error: str | None
     records_dropped: int
+    # The venue's stream capture this period (collector.stream.stats), None when it is off.
+    stream: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a dict (the heartbeat carries it too), keys in record order."""

@@ -114,6 +114,9 @@ class Lane:
         self.errors_out = writers.get(name, layout.POLL_ERRORS_STREAM)
         self.c = LaneCounters()  # since the last stats record
         self.total = LaneCounters()  # since start
+        # The venue's stream capture (collector.stream.StreamLane) when it has one: it sets the
+        # REST cadence of the books it keeps, vouches for their age and sees every REST book.
+        self.stream: Any = None
 
     # -- membership -------------------------------------------------------------------------
     def set_instruments(self, insts: Sequence[Instrument], asof_ms: int, now: float) -> None:
@@ -128,6 +131,13 @@ class Lane:
                 self.queue.reschedule(key, now)
             else:
                 st.inst = inst
+
+    def expedite(self, key: str, now: float) -> None:
+        """Poll ``key`` as soon as possible (the stream lost or doubts its book)."""
+        st = self.state.get(key)
+        if st is not None and not st.inflight and st.due > now:
+            st.due = now
+            self.queue.reschedule(key, now)
 
     def prune_expired(self, wall_ms: int) -> None:
         """Drop instruments past expiry, unless a snapshot written after it still lists them."""
@@ -222,6 +232,8 @@ class Lane:
                 self._instrument_failed(key, st, BadPayload(f"{type(e).__name__}: {e}"), now, res.latency_ms)
                 continue
             self._instrument_ok(key, st, rec, line, now)
+            if self.stream is not None:
+                self.stream.on_rest_book(key, rec, raw, done.started, now)
 
     def _instrument_ok(self, key: str, st: InstState, rec: BookRecord, line: bytes, now: float) -> None:
         if st.failures:
@@ -237,7 +249,8 @@ class Lane:
             self.c.books_written += 1
         # Keep the instrument on its interval grid; under overload this keeps the longest-waiting
         # instruments first in line (round robin) without bursting to catch up on missed slots.
-        st.due = advance_due(st.due, self.interval, now)
+        interval = self.interval if self.stream is None else self.stream.interval(key, self.interval, now)
+        st.due = advance_due(st.due, interval, now)
         self.queue.reschedule(key, st.due)
 
     def _instrument_failed(self, key: str, st: InstState, err: VenueError, now: float, latency_ms: float) -> None:
@@ -322,7 +335,7 @@ class Lane:
     def write_stats(self, now: float) -> dict[str, Any]:
         """Write the poll_stats record, run AIMD's periodic check, start the next period's counts.
         Returns the record as a dict (for the heartbeat)."""
-        ages = sorted(now - (st.last_ok if st.last_ok is not None else st.added) for st in self.state.values())
+        ages = sorted(now - self._fresh(key, st, now) for key, st in self.state.items())
         p50, p95, p99 = self.latency.percentiles((50, 95, 99), now)
         iv = self.intervals.summary(now)
         c = self.c
@@ -351,11 +364,22 @@ class Lane:
             snapshot_error=self.snapshot_error,
             writer_error=self.books.stats.last_error if self.books.stats.failing else None,
             records_dropped=self.books.stats.records_dropped,
+            stream=None if self.stream is None else self.stream.stats(now),
         )  # fmt: skip
         self.stats_out.write(stats.to_json())
         self.total.add(c)
         self.c = LaneCounters()
         return stats.to_dict()
+
+
+    def _fresh(self, key: str, st: InstState, now: float) -> float:
+        """When this book was last known current: its last REST book, or the stream's word."""
+        t = st.last_ok if st.last_ok is not None else st.added
+        if self.stream is not None:
+            s = self.stream.fresh(key, now)
+            if s is not None and s > t:
+                return s
+        return t
 
 
 def _round(v: float | None) -> float | None:

@@ -1,7 +1,8 @@
 """The hot path: poll every active book about once per interval and write it.
 
 One loop thread owns all state (schedule, backoff, cooldown, normalization, writes). Only the
-blocking HTTP fetch runs on per-venue thread pools; finished fetches come back through one
+blocking HTTP fetch runs on per-venue thread pools, and the venues' feed connections on their
+own threads (collector.stream); finished fetches and feed messages come back through one
 queue. Time for scheduling is monotonic; wall clock is only stamped onto records.
 """
 
@@ -25,6 +26,7 @@ from collector.poller.lane import Done, Lane
 from collector.store.layout import snapshot_path
 from collector.store.snapshot import SnapshotWatcher
 from collector.store.writer_set import WriterSet
+from collector.stream import StreamLane, make_stream
 from collector.venues import VenueClient, make_client
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,8 @@ class Poller:
         self.on_heartbeat = on_heartbeat
         self._stop = threading.Event()
         self._closed = False
-        self._done: queue.SimpleQueue[Done | None] = queue.SimpleQueue()
+        # Finished fetches (Done), feed events (collector.stream.events) and stop()'s None.
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.writers = WriterSet(Path(settings.data_dir), settings.writer, clock=clock)
         self.lanes: dict[str, Lane] = {}
         for name in settings.venues:
@@ -58,6 +61,11 @@ class Poller:
             vs = settings.venue(name)
             pool = FetchPool(vs.max_workers, f"fetch-{name}")
             self.lanes[name] = Lane(name, client, vs, settings.poller, pool, self.writers)
+        self.streams: dict[str, StreamLane] = {}
+        for name, lane in self.lanes.items():
+            stream = make_stream(name, settings, lane, self.writers, self._done)
+            if stream is not None:
+                lane.stream = self.streams[name] = stream
         self.watchers = {
             name: SnapshotWatcher(snapshot_path(Path(settings.data_dir), name)) for name in self.lanes
         }
@@ -84,8 +92,10 @@ class Poller:
                 for lane in self.lanes.values():
                     lane.submit_due(now, self._fetch)
                 self._drain(timeout=self._wait_time(now))
-                self.writers.tick()
                 now = mono()
+                for stream in self.streams.values():
+                    stream.tick(now)
+                self.writers.tick()
                 if now >= next_stats:
                     stats = [lane.write_stats(now) for lane in self.lanes.values()]
                     next_stats = now + p.stats_interval_s
@@ -105,8 +115,10 @@ class Poller:
         except queue.Empty:
             return
         while True:
-            if done is not None:  # None is stop()'s wake-up
+            if type(done) is Done:
                 done.lane.complete(done, time.monotonic())
+            elif done is not None:  # a feed event (None is stop()'s wake-up)
+                done.target.on_event(done, time.monotonic())
             try:
                 done = self._done.get_nowait()
             except queue.Empty:
@@ -137,6 +149,9 @@ class Poller:
                 lane.set_instruments(insts, snap.asof_ms, time.monotonic())
             lane.snapshot_error = watcher.last_error
             lane.prune_expired(wall)
+            stream = self.streams.get(name)
+            if stream is not None and (snap is not None or len(stream.tracked) != len(lane.state)):
+                stream.set_instruments([st.inst for st in lane.state.values()], time.monotonic())
 
     def _heartbeat(self, stats: list[dict[str, Any]]) -> None:
         try:
@@ -149,6 +164,19 @@ class Poller:
         if self._closed:
             return
         self._closed = True
+        for stream in self.streams.values():
+            stream.stop()
+        for stream in self.streams.values():
+            stream.join()
+        try:  # what was received before the stop is recorded too
+            self._drain(timeout=0.0)
+        except Exception:
+            log.exception("draining the last feed messages failed")
+        for stream in self.streams.values():
+            try:
+                stream.close()  # records where every book's stream ends
+            except Exception:
+                log.exception("closing the %s stream failed", stream.venue)
         now = time.monotonic()
         for lane in self.lanes.values():
             try:

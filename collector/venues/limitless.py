@@ -197,51 +197,7 @@ class LimitlessClient:
         return FetchResult(books={slug: payload}, errors={}, ts_ms=ts, latency_ms=latency_ms)
 
     def normalize(self, inst: Instrument, raw: Any, ts_ms: int, latency_ms: float) -> BookRecord:
-        if not isinstance(raw, dict):
-            raise errors.BadPayload(f"orderbook: expected an object, got {type(raw).__name__}", venue=VENUE)
-        decimals = inst.size_decimals if inst.size_decimals is not None else DEFAULT_DECIMALS
-        bids = _levels(raw.get("bids"), "bids", decimals, descending=True)
-        asks = _levels(raw.get("asks"), "asks", decimals, descending=False)
-        extra: dict[str, Any] = {"size_decimals": decimals}
-        for key, out in (
-            ("lastTradePrice", "last_trade_price"),
-            ("adjustedMidpoint", "adjusted_midpoint"),
-            ("midpoint", "midpoint"),
-        ):
-            v = raw.get(key)
-            if v is not None:
-                try:
-                    extra[out] = DecText(dec_text(v))
-                except ValueError:
-                    raise errors.BadPayload(f"orderbook: bad {key} {v!r:.40}", venue=VENUE) from None
-        token = raw.get("tokenId")
-        if token is not None:
-            if type(token) is int:
-                token = str(token)
-            elif type(token) is not str:
-                raise errors.BadPayload(f"orderbook: bad tokenId {token!r:.40}", venue=VENUE)
-            meta = inst.meta  # a plain dict only when discovery gave none: nothing to check against
-            expected = meta.token_yes if type(meta) is LimitlessMeta else None
-            if isinstance(expected, str) and expected and token != expected:
-                raise errors.BadPayload(
-                    f"orderbook: tokenId {token:.20}... is not the YES token of {inst.poll_key}", venue=VENUE
-                )
-            extra["token_id"] = token
-        return BookRecord(
-            venue=VENUE,
-            instrument_id=inst.instrument_id,
-            poll_key=inst.poll_key,
-            market_id=inst.market_id,
-            outcome=inst.outcome,
-            ts_ms=ts_ms,
-            bids=bids,
-            asks=asks,
-            latency_ms=latency_ms,
-            ob_ts_ms=None,  # the venue sends no book timestamp
-            hash=None,
-            tick_size=inst.tick_size,
-            extra=extra,
-        )
+        return normalize_book(inst, raw, ts_ms, latency_ms)
 
     def close(self) -> None:
         self._sessions.close_all()
@@ -253,6 +209,56 @@ CLIENT = LimitlessClient
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def normalize_book(inst: Instrument, raw: Any, ts_ms: int, latency_ms: float) -> BookRecord:
+    """A /orderbook body (or the feed's orderbookUpdate ``orderbook``, same shape) -> BookRecord."""
+    if not isinstance(raw, dict):
+        raise errors.BadPayload(f"orderbook: expected an object, got {type(raw).__name__}", venue=VENUE)
+    decimals = inst.size_decimals if inst.size_decimals is not None else DEFAULT_DECIMALS
+    bids = _levels(raw.get("bids"), "bids", decimals, descending=True)
+    asks = _levels(raw.get("asks"), "asks", decimals, descending=False)
+    extra: dict[str, Any] = {"size_decimals": decimals}
+    for key, out in (
+        ("lastTradePrice", "last_trade_price"),
+        ("adjustedMidpoint", "adjusted_midpoint"),
+        ("midpoint", "midpoint"),
+    ):
+        v = raw.get(key)
+        if v is not None:
+            try:
+                extra[out] = DecText(dec_text(v))
+            except ValueError:
+                raise errors.BadPayload(f"orderbook: bad {key} {v!r:.40}", venue=VENUE) from None
+    token = raw.get("tokenId")
+    if token is not None:
+        if type(token) is int:
+            token = str(token)
+        elif type(token) is not str:
+            raise errors.BadPayload(f"orderbook: bad tokenId {token!r:.40}", venue=VENUE)
+        meta = inst.meta  # a plain dict only when discovery gave none: nothing to check against
+        expected = meta.token_yes if type(meta) is LimitlessMeta else None
+        if isinstance(expected, str) and expected and token != expected:
+            raise errors.BadPayload(
+                f"orderbook: tokenId {token:.20}... is not the YES token of {inst.poll_key}", venue=VENUE
+            )
+        extra["token_id"] = token
+    return BookRecord(
+        venue=VENUE,
+        instrument_id=inst.instrument_id,
+        poll_key=inst.poll_key,
+        market_id=inst.market_id,
+        outcome=inst.outcome,
+        ts_ms=ts_ms,
+        bids=bids,
+        asks=asks,
+        latency_ms=latency_ms,
+        ob_ts_ms=None,  # the venue sends no book timestamp
+        hash=None,
+        tick_size=inst.tick_size,
+        extra=extra,
+    )
+
 
 
 def _levels(levels: Any, side: str, decimals: int, *, descending: bool) -> list[tuple[str, str]]:

@@ -173,6 +173,7 @@ POLL_STATS_REQUIRED = {
     "snapshot_error": _opt(_is_str),
     "writer_error": _opt(_is_str),
     "records_dropped": _nonneg_int,
+    "stream": _opt(lambda v: isinstance(v, dict)),
 }
 
 POLL_ERROR_REQUIRED = {

@@ -1,0 +1,311 @@
+"""Polymarket's market channel: what each event does to our books and records.
+
+Events (``event_type``): ``book`` (a whole book: on subscribe and after trades), ``price_change``
+(levels of one or both tokens of a market, each entry with the venue's ``hash``, ``best_bid``,
+``best_ask`` after it), ``last_trade_price``, ``tick_size_change``, and with the custom feature
+``best_bid_ask``, ``new_market``, ``market_resolved``.
+
+Checks: a crossed book, a best bid/ask that differs from what the venue says, or a hash that does
+not reproduce makes the book *suspect*. A later message whose checks all pass clears it, because
+one match is split over several messages that cross the book on the way and all carry the hash
+of the state after the last of them (shared/real-payloads: a captured "crossing burst"); a book
+suspect for ``hash_grace_s`` is resynced. The hash is the SHA-1 of the book's
+REST twin, whose ``min_order_size`` and ``neg_risk`` the feed never sends: they come from the
+instrument's REST books, or are found once from the first WS book (see shared SOURCES.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from collector.model.stream_records import (
+    SNAPSHOT_RESYNC,
+    SNAPSHOT_SUBSCRIBE,
+    SNAPSHOT_VENUE_BOOK,
+    LastTradeRecord,
+)
+from collector.stream.book import LocalBook, canon
+from collector.stream.lane import LIVE, RESYNC, WAITING, StreamLane, Tracked
+from collector.stream.ws_polymarket import PolymarketConnection
+
+log = logging.getLogger(__name__)
+
+_MIN_SIZES = ("5", "1", "10", "15", "20", "50", "100")  # tried when no REST book told us yet
+
+
+@dataclass(slots=True)
+class HashInputs:
+    min_order_size: str | None = None
+    neg_risk: bool | None = None
+    known: bool = False  # confirmed by a REST book or a reproduced WS book hash
+
+
+def _ts(v: Any) -> int:
+    ts = int(v)
+    if not 0 < ts < 1 << 62:
+        raise ValueError(f"timestamp out of range: {v!r}")
+    return ts
+
+
+class PolymarketFeed:
+    venue = "polymarket"
+    connection_cls = PolymarketConnection
+
+    def __init__(self, settings: Any) -> None:
+        self.s = settings
+        self.markets: dict[str, set[str]] = {}  # condition id -> tokens seen (last trade is market-wide)
+
+    # -- lane hooks ---------------------------------------------------------------------------
+    def key_of(self, inst: Any) -> str:
+        return inst.poll_key
+
+    def tick_text(self, b: LocalBook) -> str | None:
+        return canon(b.tick_size) if b.tick_size is not None else None
+
+    def ltp_text(self, b: LocalBook) -> str | None:
+        return canon(b.last_trade_price) if b.last_trade_price else None
+
+    def on_up(self, lane: StreamLane, index: int, now: float) -> None:
+        pass  # the venue's initial dump follows
+
+    def rest_interval(self, lane: StreamLane, t: Tracked, now: float) -> float:
+        return self.s.rest_interval_s
+
+    # -- messages -------------------------------------------------------------------------------
+    def on_message(self, lane: StreamLane, msg: Any) -> None:
+        data = msg.data
+        for m in data if type(data) is list else (data,):
+            if type(m) is not dict:
+                lane.c.bad("not_an_object")
+                continue
+            et = m.get("event_type")
+            if et == "price_change":
+                self._price_change(lane, msg, m)
+            elif et == "book":
+                self._book(lane, msg, m)
+            elif et == "last_trade_price":
+                self._last_trade(lane, msg, m)
+            elif et == "tick_size_change":
+                self._tick_size(lane, msg, m)
+            elif et == "best_bid_ask":
+                self._best_bid_ask(lane, m)
+            elif et in ("new_market", "market_resolved"):
+                lane.c.bad(et)  # counted; discovery decides membership
+                log.info("polymarket stream: %s %s", et, m.get("market"))
+            else:
+                lane.c.bad(f"event:{str(et)[:40]}")
+
+    def _inputs(self, t: Tracked) -> HashInputs:
+        p = t.params
+        if p is None:
+            meta = t.inst.meta
+            p = t.params = HashInputs(neg_risk=getattr(meta, "neg_risk", None))
+        return p
+
+    def _book(self, lane: StreamLane, msg: Any, m: dict[str, Any]) -> None:
+        t = lane.tracked.get(m.get("asset_id"))
+        if t is None:
+            lane.c.unknown += 1
+            return
+        b = t.book
+        b.replace([(lv["price"], lv["size"]) for lv in m["bids"]], [(lv["price"], lv["size"]) for lv in m["asks"]])
+        b.ob_ts_ms = _ts(m["timestamp"])
+        b.hash = m.get("hash") or None
+        if "tick_size" in m:
+            b.tick_size = m["tick_size"]
+        if "last_trade_price" in m:
+            b.last_trade_price = m["last_trade_price"]
+        market = m.get("market")
+        if isinstance(market, str):
+            self.markets.setdefault(market, set()).add(t.key)
+        ok = self._check_book(t, str(m["timestamp"]), market) if b.hash else None
+        reason = {WAITING: SNAPSHOT_SUBSCRIBE, LIVE: SNAPSHOT_VENUE_BOOK, RESYNC: SNAPSHOT_RESYNC}[t.status]
+        t.floor_ts = None
+        lane.snapshot(t, msg, reason, "ws", ok)
+
+    def _check_book(self, t: Tracked, ts: str, market: Any) -> bool | None:
+        p = self._inputs(t)
+        b = t.book
+        if p.known:
+            return b.venue_hash(market, t.key, ts, p.min_order_size, p.neg_risk) == b.hash
+        negs = (p.neg_risk,) if p.neg_risk is not None else (False, True)
+        for mos in _MIN_SIZES:
+            for neg in negs:
+                if b.venue_hash(market, t.key, ts, mos, neg) == b.hash:
+                    p.min_order_size, p.neg_risk, p.known = mos, neg, True
+                    return True
+        return None  # cannot tell: the inputs are unknown
+
+    def _price_change(self, lane: StreamLane, msg: Any, m: dict[str, Any]) -> None:
+        ts_text = m["timestamp"]
+        ts = _ts(ts_text)
+        market = m.get("market")
+        by_asset: dict[str, list[dict[str, Any]]] = {}
+        for e in m["price_changes"]:
+            by_asset.setdefault(e["asset_id"], []).append(e)
+        for asset, entries in by_asset.items():
+            t = lane.tracked.get(asset)
+            if t is None:
+                lane.c.unknown += 1
+                continue
+            if t.status == WAITING:
+                continue  # no base book: the subscription's snapshot is on its way
+            if t.floor_ts is not None:
+                if ts <= t.floor_ts:  # already inside the REST book swapped in
+                    lane.c.stale_skipped += 1
+                    continue
+                t.floor_ts = None
+            last = entries[-1]
+            if t.status == RESYNC:
+                lane.keep(t, (ts, str(ts_text), [(e["side"], e["price"], e["size"]) for e in entries], last.get("hash")))
+            bids, asks = self._apply(t.book, entries)
+            t.book.ob_ts_ms = ts
+            t.book.hash = last.get("hash") or None
+            ok = self._verify(t, str(ts_text), market) if t.status == LIVE and t.book.hash else None
+            lane.change(t, msg, bids, asks, t.book.hash, ok)
+            if t.status != LIVE:
+                continue
+            if ok is False:
+                lane.c.hash_failed += 1
+            problem = ("crossed" if t.book.crossed() else "best_mismatch" if not self._best_agrees(t.book, last)
+                       else "hash_mismatch" if ok is False else None)
+            if problem is None:
+                t.suspect = None
+            elif t.suspect is None:
+                t.suspect = (msg.mono, str(ts_text), t.book.hash, problem)
+
+    @staticmethod
+    def _apply(b: LocalBook, entries: list[dict[str, Any]]) -> tuple[list, list]:
+        bids: list = []
+        asks: list = []
+        for e in entries:
+            side = e["side"]
+            if side == "BUY":
+                bids.append(b.set_level(True, e["price"], e["size"]))
+            elif side == "SELL":
+                asks.append(b.set_level(False, e["price"], e["size"]))
+            else:
+                raise ValueError(f"side {side!r}")
+        return bids, asks
+
+    def _verify(self, t: Tracked, ts: str, market: Any) -> bool | None:
+        p = self._inputs(t)
+        if not p.known:
+            return None
+        return t.book.venue_hash(market, t.key, ts, p.min_order_size, p.neg_risk) == t.book.hash
+
+    @staticmethod
+    def _best_agrees(b: LocalBook, entry: dict[str, Any]) -> bool:
+        bb, ba = b.best()
+        vb, va = entry.get("best_bid"), entry.get("best_ask")
+        # The venue sends "0" / "1" (or nothing) for an empty side.
+        if vb is not None and canon(vb) != (bb or "0") and not (bb is None and canon(vb) == "0"):
+            return False
+        if va is not None and canon(va) != (ba or "1") and not (ba is None and canon(va) in ("0", "1")):
+            return False
+        return True
+
+    def _last_trade(self, lane: StreamLane, msg: Any, m: dict[str, Any]) -> None:
+        t = lane.tracked.get(m.get("asset_id"))
+        if t is None:
+            lane.c.unknown += 1
+            return
+        price = m["price"]
+        rec = LastTradeRecord(self.venue, t.inst.instrument_id, msg.ts_ms, _ts(m["timestamp"]), msg.conn, msg.seq,
+                              canon(price) or "0", canon(m.get("size")), m.get("side"), canon(m.get("fee_rate_bps")))
+        lane.write(rec)
+        lane.c.trades += 1
+        # The book's last_trade_price is market-wide: both tokens carry the trade's price text,
+        # and a pending hash check may be waiting for exactly this.
+        market = m.get("market")
+        for key in self.markets.get(market, {t.key}) if isinstance(market, str) else (t.key,):
+            o = lane.tracked.get(key)
+            if o is None:
+                continue
+            o.book.last_trade_price = price
+            if o.suspect is not None and o.status == LIVE and not o.book.crossed():
+                p = self._inputs(o)
+                if p.known and o.book.venue_hash(market, key, o.suspect[1], p.min_order_size, p.neg_risk) == o.suspect[2]:
+                    o.suspect = None
+
+    def _tick_size(self, lane: StreamLane, msg: Any, m: dict[str, Any]) -> None:
+        t = lane.tracked.get(m.get("asset_id"))
+        if t is None:
+            lane.c.unknown += 1
+            return
+        new = m["new_tick_size"]
+        if canon(new) is None:
+            raise ValueError(f"new_tick_size {new!r}")
+        t.book.tick_size = new
+        if t.status != WAITING:
+            lane.change(t, msg, [], [], None, None, tick_size=canon(new))
+
+    @staticmethod
+    def _best_bid_ask(lane: StreamLane, m: dict[str, Any]) -> None:
+        t = lane.tracked.get(m.get("asset_id"))
+        if t is None or t.status != LIVE or t.book.ob_ts_ms is None:
+            return
+        try:
+            if _ts(m["timestamp"]) != t.book.ob_ts_ms:
+                return  # not about the state we hold
+        except (KeyError, ValueError):
+            return
+        if not PolymarketFeed._best_agrees(t.book, m):
+            lane.c.bad("best_bid_ask_differs")
+
+    # -- REST books ------------------------------------------------------------------------------
+    def on_rest(self, lane: StreamLane, t: Tracked, rec: Any, raw: Any, sent: float, now: float) -> None:
+        body = getattr(raw, "body", raw)  # the fetch thread hands a CheckedBook
+        if type(body) is not dict:
+            return
+        p = self._inputs(t)
+        mos, neg = body.get("min_order_size"), body.get("neg_risk")
+        if isinstance(mos, str) and isinstance(neg, bool) and rec.hash_ok:
+            p.min_order_size, p.neg_risk, p.known = mos, neg, True
+        b = t.book
+        if t.status == RESYNC:
+            if t.resync_since is None or sent < t.resync_since:
+                return  # sent before the trouble began: it may miss what broke the book
+            self._swap(lane, t, body, rec)
+            return
+        if t.status != LIVE or rec.ob_ts_ms is None or b.ob_ts_ms is None:
+            return
+        if rec.ob_ts_ms == b.ob_ts_ms:
+            if rec.hash == b.hash or (rec.bids, rec.asks) == b.levels():
+                lane.c.rest_agreed += 1
+            else:
+                lane.resync(t, "rest_differs", now)
+                self._swap(lane, t, body, rec)
+        elif rec.ob_ts_ms > b.ob_ts_ms and rec.ts_ms - rec.ob_ts_ms > self.s.token_stall_s * 1000:
+            # The venue's book changed long ago and the feed never said so: a stalled subscription.
+            lane.resync(t, "stalled", now)
+            self._swap(lane, t, body, rec)
+            lane.c.resubscribes += 1
+            conn = lane.conns[t.index]
+            conn.unsubscribe([t.key])
+            conn.subscribe([t.key])
+        # else: newer by less than the bound (its change is on the way), or older than ours
+
+    def _swap(self, lane: StreamLane, t: Tracked, body: dict[str, Any], rec: Any) -> None:
+        """Take the REST book, replay the kept changes that came after it, record the result."""
+        b = t.book
+        b.replace([(lv["price"], lv["size"]) for lv in body["bids"]], [(lv["price"], lv["size"]) for lv in body["asks"]])
+        b.ob_ts_ms = rec.ob_ts_ms
+        b.hash = rec.hash
+        if "tick_size" in body:
+            b.tick_size = body["tick_size"]
+        if "last_trade_price" in body:
+            b.last_trade_price = body["last_trade_price"]
+        kept = [] if t.overflow else t.buffer
+        ok = rec.hash_ok
+        for ts, ts_text, changes, h in kept:
+            if rec.ob_ts_ms is not None and ts <= rec.ob_ts_ms:
+                continue
+            for side, price, size in changes:
+                b.set_level(side == "BUY", price, size)
+            b.ob_ts_ms, b.hash = ts, h
+            ok = self._verify(t, ts_text, body.get("market")) if h else None
+        t.floor_ts = b.ob_ts_ms
+        lane.snapshot(t, None, SNAPSHOT_RESYNC, "rest", ok)
