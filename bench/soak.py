@@ -306,6 +306,8 @@ def main() -> int:
             COLLECTOR_POLYMARKET__RULES=rule_p, COLLECTOR_LIMITLESS__RULES=rule_l,
             COLLECTOR_DISCOVERY__INTERVAL_S=str(disc_s), COLLECTOR_LIMITLESS__MIN_SPACING_S="0.4",
             COLLECTOR_LIMITLESS__INTERVAL_S=str(lim_interval),
+            # the soak measures REST polling under faults; streams have their own suite
+            COLLECTOR_STREAMS__POLYMARKET__ENABLED="false", COLLECTOR_STREAMS__LIMITLESS__ENABLED="false",
             PYTHONPATH=str(ROOT),
         )
         faults = {"error_rate": err / 2, "malformed_rate": err / 4, "html_rate": err / 4}

@@ -196,3 +196,23 @@ def test_unknown_and_malformed_messages_are_counted_not_fatal(live):
     assert h.lane.c.errors["event:mystery"] == 1 and h.lane.c.errors["not_an_object"] == 2
     h.feed(v.change("BUY", "0.41", "20"))
     assert h.records()[-1]["hash_ok"] is True
+
+
+def test_token_left_out_of_the_dump_starts_from_a_rest_book_and_replays_later_changes(tmp_path):
+    h = Harness(tmp_path, subscribe_wait_s=0.01)
+    h.instruments([B], market_id=MARKET)
+    h.up()
+    v = Venue(B)
+    t = h.lane.tracked[B]
+    rest_body = v.rest()
+    sent = time.monotonic()
+    h.feed(v.change("SELL", "0.44", "3"))  # after the REST book was taken: must be replayed
+    time.sleep(0.02)
+    rec = book_record(_inst(B), rest_body, True, h.ts, 5.0)
+    h.lane.on_rest_book(B, rec, CheckedBook(rest_body, True), sent, time.monotonic())
+    assert t.status == "live"
+    snap = h.records()[-1]
+    assert snap["reason"] == "subscribe" and snap["source"] == "rest" and snap["hash_ok"] is True
+    assert [0.44, 3] in snap["asks"] and snap["ob_ts_ms"] == v.ts
+    h.feed(v.change("BUY", "0.41", "2"))
+    assert h.records()[-1]["hash_ok"] is True

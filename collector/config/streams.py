@@ -37,6 +37,7 @@ class PolymarketStreamSettings(StreamSettings):
     max_per_connection: int = Field(default=200, ge=1, le=5000, description="tokens per connection (NautilusTrader: 200; more have been seen to stall)")
     ping_interval_s: float = Field(default=10.0, gt=0, description="text PING cadence the venue expects")
     custom_feature_enabled: bool = Field(default=True, description="ask for best_bid_ask / new_market / market_resolved")
+    subscribe_wait_s: float = Field(default=5.0, gt=0, description="a token the initial dump left out this long starts from a REST book")
     hash_grace_s: float = Field(default=2.0, gt=0, description="resync a book whose hash / best bid-ask / crossing check fails this long")
     token_stall_s: float = Field(default=5.0, gt=0, description="resync + resubscribe a token whose REST book is newer than the feed's by this long")
     rest_interval_s: float = Field(default=30.0, gt=0, description="REST poll cadence of a token whose stream is healthy")

@@ -20,7 +20,8 @@ from collector.ops.table import (
 from collector.store import layout
 from collector.store.layout import utc_day
 
-STREAMS = (layout.BOOK_STREAM, layout.MARKETS_STREAM, layout.POLL_STATS_STREAM, layout.POLL_ERRORS_STREAM)
+STREAMS = (layout.BOOK_STREAM, layout.BOOK_CHANGES_STREAM, layout.MARKETS_STREAM, layout.POLL_STATS_STREAM,
+           layout.POLL_ERRORS_STREAM)
 
 
 def _dir_usage(path: Path) -> tuple[int, int]:
@@ -78,7 +79,7 @@ def venue_status(data_dir: str | os.PathLike[str], venue: str, now_ms: int | Non
 def format_status(rows: list[dict[str, Any]], data_dir: Any = None, extra_notes: Sequence[str] = ()) -> str:
     head = [
         "venue", "active", "markets", "snapshot", "last book", "stats", "cooldown",
-        "ok", "failed", "fail%", "p95 ms", "stale", "files today", "disk",
+        "ok", "failed", "fail%", "p95 ms", "stale", "stream live", "files today", "disk",
     ]
     body = []
     notes = []
@@ -103,6 +104,7 @@ def format_status(rows: list[dict[str, Any]], data_dir: Any = None, extra_notes:
                 fmt_pct(failed / att) if att else "-",
                 fmt_num(ps.get("latency_p95_ms"), 0),
                 fmt_num(ps.get("stale_instruments")),
+                _stream_cell(ps.get("stream")),
                 fmt_num(st.get("files_today")),
                 fmt_bytes(st.get("disk_bytes") or 0),
             ]
@@ -119,6 +121,14 @@ def format_status(rows: list[dict[str, Any]], data_dir: Any = None, extra_notes:
         for k in ("writer_error", "snapshot_error"):
             if ps.get(k):
                 notes.append(f"{v}: poller {k}: {ps[k]}")
+        sm = ps.get("stream")
+        if sm:
+            notes.append(
+                f"{v}: stream: {sm.get('connections')} connections, {fmt_num(sm.get('messages_per_s'), 1)} msg/s, "
+                f"resyncs {sm.get('resyncs')}, disconnects {sm.get('disconnects')}, gaps {sm.get('gaps')}, "
+                f"last message {fmt_age(sm.get('last_message_age_s'))} ago"
+                + ("; resynced for " + ", ".join(f"{k}={n}" for k, n in sm["mismatches"].items()) if sm.get("mismatches") else "")
+            )
         if ps.get("records_dropped"):
             notes.append(f"{v}: writer dropped {ps['records_dropped']} records since the poller started")
     notes += extra_notes
@@ -128,6 +138,12 @@ def format_status(rows: list[dict[str, Any]], data_dir: Any = None, extra_notes:
         out += [""] + notes
     out.append("(ok/failed/fail%/p95/stale/errors: the latest poll_stats record, i.e. its last interval)")
     return "\n".join(out)
+
+
+def _stream_cell(sm: dict[str, Any] | None) -> str:
+    if not sm:
+        return "off"
+    return f"{sm.get('live', 0)}/{sm.get('subscribed', 0)}"
 
 
 def cli_status(settings: Any, args: Any, extra_notes: Sequence[str] = ()) -> int:

@@ -59,6 +59,7 @@ class Tracked:
     overflow: bool = False
     floor_ts: int | None = None  # after a REST swap: changes at or before this venue time are in it
     params: Any = None  # venue data the feed keeps per instrument (e.g. hash inputs)
+    waiting_since: float = field(default_factory=time.monotonic)  # when it last became ``waiting``
 
 
 class StreamLane:
@@ -144,9 +145,10 @@ class StreamLane:
             if ev.conn != self.conn_ids[ev.index]:
                 return
             self.conn_ids[ev.index] = ""
-            if ev.reason != "stopped":
-                self.c.disconnects += 1
-                log.warning("%s stream %s down: %s %s", self.venue, ev.conn, ev.reason, ev.detail)
+            if ev.reason == "stopped":
+                return  # our own shutdown: close() records where the books end
+            self.c.disconnects += 1
+            log.warning("%s stream %s down: %s %s", self.venue, ev.conn, ev.reason, ev.detail)
             for t in self.tracked.values():
                 if t.index == ev.index:
                     self._lose(t, ev.ts_ms, f"ws_{ev.reason}", now)
@@ -160,8 +162,10 @@ class StreamLane:
             t.gap_from_ms = t.last_good_ts_ms if t.last_good_ts_ms is not None else ts_ms
             t.gap_reason = reason
         t.status = WAITING
+        t.waiting_since = now
         t.suspect = None
         t.buffer = []
+        t.overflow = False
         self.rest.expedite(t.key, now)  # REST at full rate until the book is back
 
     # -- what the venue feeds call -----------------------------------------------------------

@@ -56,6 +56,9 @@ class PolymarketFeed:
     def __init__(self, settings: Any) -> None:
         self.s = settings
         self.markets: dict[str, set[str]] = {}  # condition id -> tokens seen (last trade is market-wide)
+        # condition id -> (venue timestamp, prices) of its last price_change: a trade's price is
+        # one of them, and the hashes of that group already include it (see _try_trade_price)
+        self.recent: dict[str, tuple[int, set[str]]] = {}
 
     # -- lane hooks ---------------------------------------------------------------------------
     def key_of(self, inst: Any) -> str:
@@ -121,6 +124,8 @@ class PolymarketFeed:
         if isinstance(market, str):
             self.markets.setdefault(market, set()).add(t.key)
         ok = self._check_book(t, str(m["timestamp"]), market) if b.hash else None
+        if ok is False:
+            ok = self._try_trade_price(t, str(m["timestamp"]), market, b.ob_ts_ms)
         reason = {WAITING: SNAPSHOT_SUBSCRIBE, LIVE: SNAPSHOT_VENUE_BOOK, RESYNC: SNAPSHOT_RESYNC}[t.status]
         t.floor_ts = None
         lane.snapshot(t, msg, reason, "ws", ok)
@@ -145,13 +150,18 @@ class PolymarketFeed:
         by_asset: dict[str, list[dict[str, Any]]] = {}
         for e in m["price_changes"]:
             by_asset.setdefault(e["asset_id"], []).append(e)
+        if isinstance(market, str):
+            prev = self.recent.get(market)
+            prices = {e["price"] for e in m["price_changes"]}
+            self.recent[market] = (ts, prev[1] | prices if prev and prev[0] == ts else prices)
         for asset, entries in by_asset.items():
             t = lane.tracked.get(asset)
             if t is None:
                 lane.c.unknown += 1
                 continue
-            if t.status == WAITING:
-                continue  # no base book: the subscription's snapshot is on its way
+            if t.status == WAITING:  # no base book yet: kept in case a REST book becomes the base
+                lane.keep(t, (ts, str(ts_text), [(e["side"], e["price"], e["size"]) for e in entries], entries[-1].get("hash")))
+                continue
             if t.floor_ts is not None:
                 if ts <= t.floor_ts:  # already inside the REST book swapped in
                     lane.c.stale_skipped += 1
@@ -164,6 +174,8 @@ class PolymarketFeed:
             t.book.ob_ts_ms = ts
             t.book.hash = last.get("hash") or None
             ok = self._verify(t, str(ts_text), market) if t.status == LIVE and t.book.hash else None
+            if ok is False:
+                ok = self._try_trade_price(t, str(ts_text), market, ts)
             lane.change(t, msg, bids, asks, t.book.hash, ok)
             if t.status != LIVE:
                 continue
@@ -195,6 +207,22 @@ class PolymarketFeed:
         if not p.known:
             return None
         return t.book.venue_hash(market, t.key, ts, p.min_order_size, p.neg_risk) == t.book.hash
+
+    def _try_trade_price(self, t: Tracked, ts: str, market: Any, ts_ms: int | None) -> bool:
+        """A match's hashes include its trade price before the last_trade_price event says it:
+        try the prices of the market's price_change group at this timestamp."""
+        p = self._inputs(t)
+        got = self.recent.get(market) if isinstance(market, str) and p.known else None
+        if got is None or got[0] != ts_ms:
+            return False
+        b = t.book
+        old = b.last_trade_price
+        for price in sorted(got[1]):
+            b.last_trade_price = price
+            if b.venue_hash(market, t.key, ts, p.min_order_size, p.neg_risk) == b.hash:
+                return True
+        b.last_trade_price = old
+        return False
 
     @staticmethod
     def _best_agrees(b: LocalBook, entry: dict[str, Any]) -> bool:
@@ -268,7 +296,14 @@ class PolymarketFeed:
         if t.status == RESYNC:
             if t.resync_since is None or sent < t.resync_since:
                 return  # sent before the trouble began: it may miss what broke the book
-            self._swap(lane, t, body, rec)
+            self._swap(lane, t, body, rec, SNAPSHOT_RESYNC)
+            return
+        if t.status == WAITING:
+            # The venue's initial dump did not bring this book (none for a later subscribe, or no
+            # book at the time): a REST book sent while subscribed becomes the base.
+            if (lane.conns[t.index].connected and sent >= t.waiting_since
+                    and now - t.waiting_since >= self.s.subscribe_wait_s):
+                self._swap(lane, t, body, rec, SNAPSHOT_SUBSCRIBE)
             return
         if t.status != LIVE or rec.ob_ts_ms is None or b.ob_ts_ms is None:
             return
@@ -277,18 +312,18 @@ class PolymarketFeed:
                 lane.c.rest_agreed += 1
             else:
                 lane.resync(t, "rest_differs", now)
-                self._swap(lane, t, body, rec)
+                self._swap(lane, t, body, rec, SNAPSHOT_RESYNC)
         elif rec.ob_ts_ms > b.ob_ts_ms and rec.ts_ms - rec.ob_ts_ms > self.s.token_stall_s * 1000:
             # The venue's book changed long ago and the feed never said so: a stalled subscription.
             lane.resync(t, "stalled", now)
-            self._swap(lane, t, body, rec)
+            self._swap(lane, t, body, rec, SNAPSHOT_RESYNC)
             lane.c.resubscribes += 1
             conn = lane.conns[t.index]
             conn.unsubscribe([t.key])
             conn.subscribe([t.key])
         # else: newer by less than the bound (its change is on the way), or older than ours
 
-    def _swap(self, lane: StreamLane, t: Tracked, body: dict[str, Any], rec: Any) -> None:
+    def _swap(self, lane: StreamLane, t: Tracked, body: dict[str, Any], rec: Any, reason: str) -> None:
         """Take the REST book, replay the kept changes that came after it, record the result."""
         b = t.book
         b.replace([(lv["price"], lv["size"]) for lv in body["bids"]], [(lv["price"], lv["size"]) for lv in body["asks"]])
@@ -308,4 +343,4 @@ class PolymarketFeed:
             b.ob_ts_ms, b.hash = ts, h
             ok = self._verify(t, ts_text, body.get("market")) if h else None
         t.floor_ts = b.ob_ts_ms
-        lane.snapshot(t, None, SNAPSHOT_RESYNC, "rest", ok)
+        lane.snapshot(t, None, reason, "rest", ok)
