@@ -143,6 +143,9 @@ class StreamLane:
             self.feed.on_up(self, ev.index, now)
         elif type(ev) is FeedDown:
             if ev.conn != self.conn_ids[ev.index]:
+                if ev.reason != "stopped":  # it never came up: a failed connection attempt
+                    self.c.connect_failures += 1
+                    log.warning("%s stream: connecting failed: %s %s", self.venue, ev.reason, ev.detail)
                 return
             self.conn_ids[ev.index] = ""
             if ev.reason == "stopped":

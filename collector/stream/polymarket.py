@@ -95,7 +95,7 @@ class PolymarketFeed:
             elif et == "best_bid_ask":
                 self._best_bid_ask(lane, m)
             elif et in ("new_market", "market_resolved"):
-                lane.c.bad(et)  # counted; discovery decides membership
+                lane.c.notice(et)  # counted; discovery decides membership
                 log.info("polymarket stream: %s %s", et, m.get("market"))
             else:
                 lane.c.bad(f"event:{str(et)[:40]}")

@@ -16,6 +16,7 @@ class StreamCounters:
     trades: int = 0  # last_trade records written
     gaps: int = 0
     connects: int = 0
+    connect_failures: int = 0
     disconnects: int = 0
     resyncs: int = 0
     resync_retries: int = 0
@@ -25,11 +26,15 @@ class StreamCounters:
     rest_agreed: int = 0
     stale_skipped: int = 0  # changes already contained in a swapped-in REST book
     unknown: int = 0  # messages for instruments we do not follow
+    notices: dict[str, int] = field(default_factory=dict)  # venue announcements (new_market, market_resolved)
     mismatches: dict[str, int] = field(default_factory=dict)  # why a book was resynced
     errors: dict[str, int] = field(default_factory=dict)  # messages we could not use, by kind
 
     def mismatch(self, reason: str) -> None:
         self.mismatches[reason] = self.mismatches.get(reason, 0) + 1
+
+    def notice(self, kind: str) -> None:
+        self.notices[kind] = self.notices.get(kind, 0) + 1
 
     def bad(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
