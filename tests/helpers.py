@@ -27,12 +27,15 @@ ALL_RULE = orjson.dumps([{"name": "all", "min_minutes_to_expiry": 30}]).decode()
 TOP2_RULE = orjson.dumps([{"name": "top2", "min_minutes_to_expiry": 30, "max_markets": 2}]).decode()
 
 
-def sim_env(sim: SimHandle, data_dir: Path, *, venues: str = "polymarket,limitless", **extra: Any) -> dict[str, str]:
+def sim_env(sim: SimHandle, data_dir: Path, *, venues: str = "polymarket,limitless", streams: bool = False,
+            **extra: Any) -> dict[str, str]:
     """COLLECTOR_* variables pointing every venue at ``sim`` and writing into ``data_dir``.
 
     Defaults keep runs small and fast: every sim market selected on Polymarket, the two top
     Limitless markets (2 books at 1 Hz fit inside its 27 req / 10 s budget), stats every second,
     quick backoff. ``extra`` keys are the part after ``COLLECTOR_`` (e.g. ``POLLER__SHARD``).
+    ``streams``: record the simulator's feeds too; off by default, because most of these tests
+    measure REST polling at its full rate (with a live stream REST only reconciles).
     """
     env = dict(sim.env)
     env.update(
@@ -51,6 +54,8 @@ def sim_env(sim: SimHandle, data_dir: Path, *, venues: str = "polymarket,limitle
             "COLLECTOR_POLLER__ERROR_SAMPLE_EVERY": "1",
         }
     )
+    if not streams:
+        env["COLLECTOR_STREAMS__POLYMARKET__ENABLED"] = env["COLLECTOR_STREAMS__LIMITLESS__ENABLED"] = "false"
     for k, v in extra.items():
         env[f"COLLECTOR_{k}"] = str(v)
     return env
