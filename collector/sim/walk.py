@@ -2,6 +2,7 @@
 
 ``collector.sim.clock.LazyBook`` decides when a book changes; ``Walk.mutate`` decides how:
 resize levels, trade at the touch, add or remove a level, or shift the whole book.
+``Walk.rescale`` moves the levels onto another price grid (a tick size change).
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ class Walk:
                     break
             side.append([p, _rand_size(rng)])
 
-    def mutate(self, rng: random.Random) -> None:
+    def mutate(self, rng: random.Random) -> tuple[int, int, bool] | None:
+        """One change; for a trade, (price ticks, size taken in cents, at the bid) so the feed
+        can report it, else None. The return value draws nothing: the path stays the seed's."""
+        trade = None
         r = rng.random()
         is_bid = rng.random() < 0.5
         side = self.bids if is_bid else self.asks
@@ -68,6 +72,7 @@ class Walk:
             lvl = side[0]
             self.last = lvl[0]
             take = rng.randint(1, lvl[1])
+            trade = (lvl[0], take, is_bid)
             if take >= lvl[1] - 100 or rng.random() < 0.3:
                 del side[0]
             else:
@@ -94,6 +99,41 @@ class Walk:
             for lvl in self.asks:
                 lvl[0] += delta
         self._fix(rng)
+        return trade
+
+    def rescale(self, n: int) -> None:
+        """Move the book onto a grid of ``n`` ticks per 1.0 (a power-of-ten multiple or divisor
+        of the current one). On a coarser grid bids round down and asks up, so no level crosses;
+        levels that land on one price add up, and a level pushed to 0 or 1 lands on the edge.
+        No draw from the RNG: a tick change must not shift the walk that follows. ValueError
+        (book unchanged) when a side would be left empty."""
+        old = self.n
+        if n == old:
+            return
+
+        def move(levels: list[list[int]], down: bool) -> list[list[int]]:
+            out: dict[int, int] = {}
+            for p, s in levels:
+                q = p * n // old if (n > old or down) else -(-p * n // old)
+                q = min(max(q, 1), n - 1)
+                out[q] = out.get(q, 0) + s
+            return [[q, out[q]] for q in sorted(out, reverse=down)]
+
+        b, a = move(self.bids, True), move(self.asks, False)
+        while b and a and b[0][0] >= a[0][0]:  # only levels clamped onto one edge can meet
+            if len(b) >= len(a):
+                del b[0]
+            else:
+                del a[0]
+        if not b or not a:
+            raise ValueError("the book has no room on that grid")
+        self.bids, self.asks = b, a
+        if self.last is not None:
+            self.last = min(max(1, round(self.last * n / old)), n - 1)
+        self.n = n
+        self.gmax = 3 if n <= 100 else 8
+        self.lo = max(6, n // 20)
+        self.hi = n - self.lo
 
     def _fix(self, rng: random.Random) -> None:
         n = self.n

@@ -1,5 +1,7 @@
 """Polymarket CLOB books as served: the YES book of a market and its NO mirror image, with
-the venue's ``hash`` computed over the very bytes sent."""
+the venue's ``hash`` computed over the very bytes sent. The parsed form of the last rendering
+(``docs``, hash filled in) is kept for the market feed, whose ``book`` events carry the same
+levels and the hash of their REST twin."""
 
 from __future__ import annotations
 
@@ -40,12 +42,13 @@ def _size_str(cents: int) -> str:
 class PolyBooks(LazyBook):
     """The YES book of a market plus its mirror image for the NO token (they change together)."""
 
-    __slots__ = ("market", "cache")
+    __slots__ = ("market", "cache", "docs")
 
     def __init__(self, clock: SimClock, market: PolyMarket) -> None:
         super().__init__(clock, f"poly:{market.id}", market.tick_n)
         self.market = market
         self.cache: list[bytes] = [b"", b""]
+        self.docs: list[dict[str, Any]] = [{}, {}]
 
     def get(self, side: int, now: int) -> bytes:
         if now >= self.next_ms:
@@ -53,6 +56,11 @@ class PolyBooks(LazyBook):
         if self.dirty:
             self._render()
         return self.cache[side]
+
+    def render(self) -> None:
+        """Bring ``cache`` and ``docs`` up to the walk's current state."""
+        if self.dirty:
+            self._render()
 
     def _render(self) -> None:
         m, w = self.market, self.walk
@@ -82,14 +90,21 @@ class PolyBooks(LazyBook):
                 "neg_risk": m.neg_risk,
                 "last_trade_price": ltp,
             }
-            self.cache[side] = poly_book_bytes(d)
+            self.cache[side], d["hash"] = hashed_book(d)
+            self.docs[side] = d
         self.dirty = False
 
 
-def poly_book_bytes(d: dict[str, Any]) -> bytes:
-    """A Polymarket book body as the venue serves it: compact JSON in ``d``'s key order whose
-    ``hash`` is the SHA-1 of these very bytes with ``hash`` = "" (``d["hash"]`` must be "")."""
+def hashed_book(d: dict[str, Any]) -> tuple[bytes, str]:
+    """A Polymarket book body as the venue serves it, and its hash: compact JSON in ``d``'s key
+    order whose ``hash`` is the SHA-1 of these very bytes with ``hash`` = "" (``d["hash"]`` must
+    be "")."""
     blank = orjson.dumps(d)
-    h = hashlib.sha1(blank).hexdigest().encode()
+    h = hashlib.sha1(blank).hexdigest()
     # The first '"hash":""' is the key itself: every value before it is hex or digits.
-    return blank.replace(b'"hash":""', b'"hash":"' + h + b'"', 1)
+    return blank.replace(b'"hash":""', b'"hash":"' + h.encode() + b'"', 1), h
+
+
+def poly_book_bytes(d: dict[str, Any]) -> bytes:
+    """``hashed_book``'s body alone."""
+    return hashed_book(d)[0]
