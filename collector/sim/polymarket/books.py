@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 _PRICE_STR: dict[int, list[str]] = {}
 
 
-def _price_strs(n: int) -> list[str]:
+def price_strs(n: int) -> list[str]:
+    """The venue's text of every price on a grid of ``n`` ticks, by tick ("0.41", not "0.410")."""
     t = _PRICE_STR.get(n)
     if t is None:
         dec = len(str(n)) - 1
@@ -32,7 +33,8 @@ def _price_strs(n: int) -> list[str]:
     return t
 
 
-def _size_str(cents: int) -> str:
+def size_str(cents: int) -> str:
+    """A size in 1/100 shares as the venue writes it ("88.12", "3100", "0.5")."""
     q, r = divmod(cents, 100)
     if r == 0:
         return str(q)
@@ -65,17 +67,19 @@ class PolyBooks(LazyBook):
     def _render(self) -> None:
         m, w = self.market, self.walk
         n = w.n
-        ps = _price_strs(n)
-        yes_bids = [{"price": ps[p], "size": _size_str(s)} for p, s in reversed(w.bids)]
-        yes_asks = [{"price": ps[p], "size": _size_str(s)} for p, s in reversed(w.asks)]
-        no_bids = [{"price": ps[n - p], "size": _size_str(s)} for p, s in reversed(w.asks)]
-        no_asks = [{"price": ps[n - p], "size": _size_str(s)} for p, s in reversed(w.bids)]
+        ps = price_strs(n)
+        yes_bids = [{"price": ps[p], "size": size_str(s)} for p, s in reversed(w.bids)]
+        yes_asks = [{"price": ps[p], "size": size_str(s)} for p, s in reversed(w.asks)]
+        no_bids = [{"price": ps[n - p], "size": size_str(s)} for p, s in reversed(w.asks)]
+        no_asks = [{"price": ps[n - p], "size": size_str(s)} for p, s in reversed(w.bids)]
         last = w.last
         ts = str(self.ts_ms)
         for side, (bids, asks, ltp) in enumerate(
             (
                 (yes_bids, yes_asks, "" if last is None else ps[last]),
-                (no_bids, no_asks, "" if last is None else ps[n - last]),
+                # Market-wide, as on the venue: both tokens' books carry the same last trade
+                # price text (SOURCES.md, "Polymarket book hash").
+                (no_bids, no_asks, "" if last is None else ps[last]),
             )
         ):
             d = {
