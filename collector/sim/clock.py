@@ -95,11 +95,15 @@ class LazyBook:
         rng, walk, p, tick = self.rng, self.walk, self.p, self.tick_ms
         nxt = self.next_ms
         while nxt <= now:
+            bids, asks = [lv[:] for lv in walk.bids], [lv[:] for lv in walk.asks]
             walk.mutate(rng)
-            self.ts_ms = nxt
+            # A draw can leave the book as it was (a level added where one is): the venue's
+            # timestamp moves only with a change, so this one does not count.
+            if walk.bids != bids or walk.asks != asks:
+                self.ts_ms = nxt
+                self.dirty = True
             nxt += tick * _geom(rng, p)
         self.next_ms = nxt
-        self.dirty = True
 
     def _advance_reporting(self, now: int) -> None:
         """``advance`` one change at a time, the book's state (ts_ms, next_ms) already moved
@@ -109,8 +113,11 @@ class LazyBook:
             bids = {q: s for q, s in walk.bids}
             asks = {q: s for q, s in walk.asks}
             trade = walk.mutate(rng)
-            self.ts_ms = self.next_ms
+            due = self.next_ms
             self.next_ms += tick * _geom(rng, p)
+            if {q: s for q, s in walk.bids} == bids and {q: s for q, s in walk.asks} == asks:
+                continue  # nothing changed (see advance)
+            self.ts_ms = due
             self.dirty = True
             listener = self.listener
             if listener is not None:

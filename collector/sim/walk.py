@@ -21,7 +21,9 @@ def _rand_size(rng: random.Random) -> int:
 class Walk:
     """Levels in integer ticks; ``n`` ticks make 1.0. bids best-first (descending), asks best-first."""
 
-    __slots__ = ("n", "bids", "asks", "last", "gmax", "lo", "hi")
+    # last: the last trade price, in ticks of a grid of last_n (the grid it traded on: a later
+    # tick change does not move a past trade's price).
+    __slots__ = ("n", "bids", "asks", "last", "last_n", "gmax", "lo", "hi")
 
     def __init__(self, rng: random.Random, n: int) -> None:
         self.n = n
@@ -33,6 +35,7 @@ class Walk:
         self.asks: list[list[int]] = []
         self._build(rng, mid)
         self.last: int | None = None if rng.random() < 0.06 else rng.choice((self.bids[0][0], self.asks[0][0]))
+        self.last_n = n
 
     def _gap(self, rng: random.Random) -> int:
         return 1 + int(rng.random() ** 2 * self.gmax)
@@ -70,7 +73,7 @@ class Walk:
                 side[i][1] = _rand_size(rng)
         elif r < 0.6:  # a trade takes liquidity at the touch
             lvl = side[0]
-            self.last = lvl[0]
+            self.last, self.last_n = lvl[0], self.n
             take = rng.randint(1, lvl[1])
             trade = (lvl[0], take, is_bid)
             if take >= lvl[1] - 100 or rng.random() < 0.3:
@@ -128,8 +131,6 @@ class Walk:
         if not b or not a:
             raise ValueError("the book has no room on that grid")
         self.bids, self.asks = b, a
-        if self.last is not None:
-            self.last = min(max(1, round(self.last * n / old)), n - 1)
         self.n = n
         self.gmax = 3 if n <= 100 else 8
         self.lo = max(6, n // 20)

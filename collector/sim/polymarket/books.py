@@ -72,16 +72,11 @@ class PolyBooks(LazyBook):
         yes_asks = [{"price": ps[p], "size": size_str(s)} for p, s in reversed(w.asks)]
         no_bids = [{"price": ps[n - p], "size": size_str(s)} for p, s in reversed(w.asks)]
         no_asks = [{"price": ps[n - p], "size": size_str(s)} for p, s in reversed(w.bids)]
-        last = w.last
+        ltp = "" if w.last is None else price_strs(w.last_n)[w.last]
         ts = str(self.ts_ms)
-        for side, (bids, asks, ltp) in enumerate(
-            (
-                (yes_bids, yes_asks, "" if last is None else ps[last]),
-                # Market-wide, as on the venue: both tokens' books carry the same last trade
-                # price text (SOURCES.md, "Polymarket book hash").
-                (no_bids, no_asks, "" if last is None else ps[last]),
-            )
-        ):
+        # last_trade_price is market-wide, as on the venue: both tokens' books carry the same
+        # text (SOURCES.md, "Polymarket book hash").
+        for side, (bids, asks) in enumerate(((yes_bids, yes_asks), (no_bids, no_asks))):
             d = {
                 "market": m.condition_id,
                 "asset_id": m.tokens[side],
