@@ -4,6 +4,8 @@ change's own time even when no REST request looks at the book.
 One heap of (due ms, book) and one event-loop timer armed for the earliest entry: a wake-up
 costs only the books that are due, never a scan. A REST read that made a book catch up leaves
 a stale entry behind; it pops, finds nothing due and is pushed again at the new due time.
+A late wake-up (a busy loop, a descheduled process) still plays the changes in time order
+across books: each pop advances its book by one change only, then pushes it back.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class BookTimer:
                 if lag > self.lag_max:
                     self.lag_max = lag
                 try:
-                    book.advance(now)
+                    book.advance(book.next_ms)
                 except Exception:  # noqa: BLE001 - one bad book must not stop every feed
                     traceback.print_exc(file=sys.stderr)
             if book.listener is not None:
