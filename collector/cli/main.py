@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tick-s", type=float, default=1.0, help="book clock tick: books may change once per tick")
     sp.add_argument("--change-prob", type=float, default=0.3, help="chance that a book changes in one tick")
     sp.add_argument("--log-size", type=int, default=5000, help="recent requests kept for /_sim/requests")
+    # Feed faults (both venues' feeds; per venue through POST /_sim/control, docs/simulator.md).
+    sp.add_argument("--ws-drop-rate", type=float, default=0.0, help="fraction of feed change messages not sent")
+    sp.add_argument("--ws-dup-rate", type=float, default=0.0, help="fraction of feed change messages sent twice")
+    sp.add_argument("--ws-reorder-rate", type=float, default=0.0, help="fraction of feed change messages sent after the next one")
+    sp.add_argument("--ws-bad-hash-rate", type=float, default=0.0, help="fraction of price_change entries with a wrong hash")
+    sp.add_argument("--ws-disconnect-every-s", type=float, default=0.0, help="drop every feed connection this often (0 = never)")
+    sp.add_argument("--ws-send-queue-max", type=int, default=20_000, help="messages a feed client may leave unread before it is dropped")
+    sp.add_argument("--ws-snapshot-on-subscribe", action="store_true", help="Limitless sends a book right after subscribe_market_prices")
+    sp.add_argument("--sio-ping-interval", type=float, default=25.0, help="Engine.IO heartbeat interval of the Limitless feed, s")
+    sp.add_argument("--sio-ping-timeout", type=float, default=20.0, help="Engine.IO heartbeat timeout of the Limitless feed, s")
     sp.set_defaults(func=cmd_sim)
 
     sp = sub.add_parser("discover", help="run discovery without a Prefect server")

@@ -7,6 +7,10 @@ Books follow a random walk (``collector.sim.walk``) advanced lazily: each book c
 tick boundaries (``tick_s``, plus a per-book phase) with probability ``change_prob`` per tick.
 The number of ticks to the next change is drawn from a geometric distribution, so a request
 only pays for the changes that happened since the book was last looked at.
+
+A book somebody subscribed to on a feed has a ``listener``: then ``advance`` reports every
+change, at its own tick time, whoever made the book catch up (a REST read or the feed's timer),
+so each change reaches the feed exactly once and REST shows the same state at the same instant.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Any
+from typing import Any, Callable
 
 from collector.sim.walk import Walk
 
@@ -58,11 +62,16 @@ def _geom(rng: random.Random, p: float) -> int:
     return 1 + int(math.log(1.0 - rng.random()) / math.log(1.0 - p))
 
 
+# Called after each change of a watched book: (book, the trade or None, bids and asks before
+# the change as {price ticks: size cents}). It must not block: it runs inside ``advance``.
+Listener = Callable[["LazyBook", "tuple[int, int, bool] | None", "dict[int, int]", "dict[int, int]"], None]
+
+
 class LazyBook:
     """A walk plus its change schedule. Venue subclasses render the wire bytes (and cache
     them until ``dirty``: a book is rebuilt only after it changed)."""
 
-    __slots__ = ("rng", "walk", "ts_ms", "next_ms", "tick_ms", "p", "dirty", "frozen")
+    __slots__ = ("rng", "walk", "ts_ms", "next_ms", "tick_ms", "p", "dirty", "frozen", "listener")
 
     def __init__(self, clock: SimClock, key: str, n: int) -> None:
         rng = random.Random(f"{clock.seed}:book:{key}")
@@ -75,18 +84,44 @@ class LazyBook:
         self.next_ms = clock.t0_ms + phase + clock.tick_ms * _geom(rng, self.p)
         self.dirty = True
         self.frozen = False
+        self.listener: Listener | None = None
 
     def advance(self, now: int) -> None:
         if now < self.next_ms:
             return
+        if self.listener is not None:
+            self._advance_reporting(now)
+            return
         rng, walk, p, tick = self.rng, self.walk, self.p, self.tick_ms
         nxt = self.next_ms
         while nxt <= now:
+            bids, asks = [lv[:] for lv in walk.bids], [lv[:] for lv in walk.asks]
             walk.mutate(rng)
-            self.ts_ms = nxt
+            # A draw can leave the book as it was (a level added where one is): the venue's
+            # timestamp moves only with a change, so this one does not count.
+            if walk.bids != bids or walk.asks != asks:
+                self.ts_ms = nxt
+                self.dirty = True
             nxt += tick * _geom(rng, p)
         self.next_ms = nxt
-        self.dirty = True
+
+    def _advance_reporting(self, now: int) -> None:
+        """``advance`` one change at a time, the book's state (ts_ms, next_ms) already moved
+        on when the listener sees it; the same draws in the same order as the fast path."""
+        rng, walk, p, tick = self.rng, self.walk, self.p, self.tick_ms
+        while self.next_ms <= now:
+            bids = {q: s for q, s in walk.bids}
+            asks = {q: s for q, s in walk.asks}
+            trade = walk.mutate(rng)
+            due = self.next_ms
+            self.next_ms += tick * _geom(rng, p)
+            if {q: s for q, s in walk.bids} == bids and {q: s for q, s in walk.asks} == asks:
+                continue  # nothing changed (see advance)
+            self.ts_ms = due
+            self.dirty = True
+            listener = self.listener
+            if listener is not None:
+                listener(self, trade, bids, asks)
 
     def freeze(self, now: int) -> None:
         self.advance(now)

@@ -1,5 +1,6 @@
-"""The simulator's own control plane, ``/_sim/*``: health, the fault config, the market
-lifecycle (add, close, expire, update, churn) and the request log."""
+"""The simulator's own control plane, ``/_sim/*``: health, the fault config (REST and feed
+faults; the one-shot feed actions ``ws_disconnect`` / ``ws_stall`` run at once), the market
+lifecycle (add, close, expire, update, churn), the request log and the feeds' status."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ def routes(sim: Sim) -> list[Route]:
         if request.method == "POST":
             try:
                 body = orjson.loads(await request.body() or b"{}")
-                return jresp(sim.faults.apply(body))
+                snap = sim.faults.apply(body)
+                if sim.feeds is not None:
+                    snap["feed_actions"] = sim.feeds.act(body)
+                return jresp(snap)
             except (orjson.JSONDecodeError, ControlError) as e:
                 return jresp({"error": str(e)}, 400)
         return jresp(sim.faults.snapshot())
@@ -62,8 +66,17 @@ def routes(sim: Sim) -> list[Route]:
         sim.log.reset()
         return jresp({"status": "ok", "since": sim.log.since})
 
+    async def feeds(request: Request) -> Response:
+        if sim.feeds is None:
+            return jresp({"error": "no feeds"}, 404)
+        if request.method == "POST":
+            sim.feeds.reset_stats()
+        return jresp(sim.feeds.status())
+
     return [
         Route("/_sim/health", health, methods=["GET"]),
+        Route("/_sim/feeds", feeds, methods=["GET"]),
+        Route("/_sim/feeds/reset", feeds, methods=["POST"]),
         Route("/_sim/control", control, methods=["GET", "POST"]),
         Route("/_sim/markets", markets, methods=["GET", "POST"]),
         Route("/_sim/requests", requests, methods=["GET"]),

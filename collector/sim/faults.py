@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from collector.sim.feeds import faults as feed_faults
 from collector.sim.replies import CF_403, CF_502, HOSTS, Reply, json_reply, too_many
 from collector.sim.venue import VENUES
 
@@ -39,6 +40,7 @@ BOOL_KEYS = ("rate_limit", "down")
 INT_KEYS = ("page_cap",)
 CONTROL_KEYS = (
     set(RATE_KEYS) | set(NUM_KEYS) | set(BOOL_KEYS) | set(INT_KEYS) | {"retry_after_s", "throttle_for_s", "limits"}
+    | feed_faults.KEYS
 )
 
 
@@ -59,6 +61,7 @@ def default_config(venue: str, args: Any = None) -> dict[str, Any]:
         "down": False,
         "retry_after_s": "auto",
         "limits": copy.deepcopy(POLY_LIMITS if venue == "polymarket" else LIM_LIMITS),
+        **feed_faults.defaults(args),
     }
 
 
@@ -121,6 +124,9 @@ class FaultEngine:
             ra = body["retry_after_s"]
             if not (ra is None or ra == "auto" or (isinstance(ra, (int, float)) and not isinstance(ra, bool) and ra >= 0)):
                 raise ControlError('retry_after_s must be a number >= 0, "auto" or null')
+        why = feed_faults.problem(body)
+        if why:
+            raise ControlError(why)
         if "limits" in body and not isinstance(body["limits"], dict):
             raise ControlError("limits must be an object")
         lim = body.get("limits") or {}
@@ -144,9 +150,9 @@ class FaultEngine:
                 self.cfg[v] = c = default_config(v, self.args)
                 self.throttle_until[v] = 0.0
                 touched_limits = True
-            for k in RATE_KEYS + NUM_KEYS + BOOL_KEYS + INT_KEYS + ("retry_after_s",):
+            for k in RATE_KEYS + NUM_KEYS + BOOL_KEYS + INT_KEYS + ("retry_after_s",) + feed_faults.SETTING_KEYS:
                 if k in body:
-                    c[k] = body[k]
+                    c[k] = copy.copy(body[k])
             if "rate_limit" in body or "limits" in body:
                 touched_limits = True
             for k, val in (body.get("limits") or {}).items():

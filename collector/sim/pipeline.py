@@ -1,7 +1,8 @@
 """The request pipeline every venue route goes through: log, outage, throttle, rate limit,
 latency, then a drawn fault (timeout, error, HTML, truncation) or the venue's own handler.
 
-``Sim`` is what route modules get: the world (``state``), the faults and the request log.
+``Sim`` is what route modules get: the world (``state``), the faults, the request log and the
+push feeds (``feeds``, a ``collector.sim.feeds.hub.FeedHub``, set by ``collector.sim.server``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Sim:
         self.log = log
         self.churn_s = churn_s
         self.started = time.time()
+        self.feeds: Any = None
 
     def route(self, path: str, method: str, venue: str, app: str, endpoint: str, buckets: tuple[str, ...],
               handler: Handler) -> Route:

@@ -5,8 +5,10 @@ Routes (P = the port), each group from its own module:
   /clob/book, /clob/books, /clob/, /clob/time                (collector.sim.polymarket.routes)
   /limitless/markets/active, /limitless/markets/active/slugs,
   /limitless/markets/{slug}, /limitless/markets/{slug}/orderbook  (collector.sim.limitless.routes)
-  /_sim/health, /_sim/control, /_sim/markets, /_sim/requests, /_sim/requests/reset
-                                                             (collector.sim.control)
+  /_sim/health, /_sim/control, /_sim/markets, /_sim/requests, /_sim/requests/reset,
+  /_sim/feeds, /_sim/feeds/reset                             (collector.sim.control)
+  ws://.../ws/market                 Polymarket market channel  (collector.sim.feeds.polymarket_ws)
+  /socket.io/ namespace /markets     Limitless Socket.IO feed   (collector.sim.feeds.limitless_sio)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from starlette.applications import Starlette
 
 from collector.sim import control
 from collector.sim.faults import FaultEngine
+from collector.sim.feeds.hub import FeedHub
 from collector.sim.limitless import routes as limitless_routes
 from collector.sim.pipeline import Sim
 from collector.sim.polymarket import routes as polymarket_routes
@@ -32,19 +35,26 @@ from collector.sim.state import SimState
 ROUTES = (polymarket_routes.routes, limitless_routes.routes, control.routes)
 
 
-def app(sim: Sim) -> Starlette:
+def app(sim: Sim) -> Any:
+    """The ASGI app: the feeds' entry in front of the Starlette app (REST and /_sim/*)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette):  # type: ignore[no-untyped-def]
         task = None
         if sim.churn_s > 0:
             task = asyncio.create_task(_churn_loop(sim))
+        if sim.feeds is not None:
+            await sim.feeds.start()
         try:
             yield
         finally:
             if task is not None:
                 task.cancel()
+            if sim.feeds is not None:
+                await sim.feeds.stop()
 
-    return Starlette(routes=[r for group in ROUTES for r in group(sim)], lifespan=lifespan)
+    rest = Starlette(routes=[r for group in ROUTES for r in group(sim)], lifespan=lifespan)
+    return sim.feeds.app(rest) if sim.feeds is not None else rest
 
 
 async def _churn_loop(sim: Sim) -> None:
@@ -66,7 +76,10 @@ def build(args: Any) -> Sim:
         tick_s=float(g("tick_s", 1.0)),
         change_prob=float(g("change_prob", 0.3)),
     )
-    return Sim(state, FaultEngine(seed, args), RequestLog(int(g("log_size", 5000))), float(g("churn_s", 0.0) or 0.0))
+    faults = FaultEngine(seed, args)
+    sim = Sim(state, faults, RequestLog(int(g("log_size", 5000))), float(g("churn_s", 0.0) or 0.0))
+    sim.feeds = FeedHub(state, faults, float(g("sio_ping_interval", 25.0)), float(g("sio_ping_timeout", 20.0)))
+    return sim
 
 
 def env_lines(port: int) -> list[str]:
@@ -75,6 +88,9 @@ def env_lines(port: int) -> list[str]:
         f"COLLECTOR_POLYMARKET__GAMMA_URL={base}/gamma",
         f"COLLECTOR_POLYMARKET__CLOB_URL={base}/clob",
         f"COLLECTOR_LIMITLESS__API_URL={base}/limitless",
+        f"COLLECTOR_STREAMS__POLYMARKET__URL=ws://127.0.0.1:{port}/ws/market",
+        # Socket.IO host; clients connect to it (http scheme) with namespace /markets.
+        f"COLLECTOR_STREAMS__LIMITLESS__URL=ws://127.0.0.1:{port}",
     ]
 
 
@@ -110,6 +126,11 @@ def main(args: Any) -> int:
         lifespan="on",
         timeout_graceful_shutdown=1,
         server_header=False,
+        # No compression (it would cost more CPU than the feeds themselves) and no server
+        # keepalive pings: a stalled feed connection is then silent; clients ping (Polymarket's
+        # text PING, Engine.IO's own heartbeat).
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
     )
     server = uvicorn.Server(config)
     try:

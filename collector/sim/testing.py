@@ -8,6 +8,11 @@
         sim.control(venue="limitless", error_rate=0.5)
         sim.markets("add", venue="polymarket", kind="crypto")
         assert sim.requests()["counts"]["limitless"] == 1
+
+Feeds (docs/simulator.md): ``sim.poly_ws_url`` for ``websockets.sync.client.connect``,
+``sim.limitless_sio_url`` for ``socketio.Client().connect(url, namespaces=["/markets"],
+transports=["websocket"])``, ``sim.feeds()`` for the feeds' counters and
+``sim.control(venue="polymarket", ws_disconnect=True)`` for their faults.
 """
 
 from __future__ import annotations
@@ -26,12 +31,16 @@ from typing import Any
 
 import httpx
 
-ENV_KEYS = ("COLLECTOR_POLYMARKET__GAMMA_URL", "COLLECTOR_POLYMARKET__CLOB_URL", "COLLECTOR_LIMITLESS__API_URL")
+# The base-URL variables the sim prints; run_sim waits for all of them. The first three are
+# REST, the last two the feeds (collector/config/streams.py).
+ENV_KEYS = ("COLLECTOR_POLYMARKET__GAMMA_URL", "COLLECTOR_POLYMARKET__CLOB_URL", "COLLECTOR_LIMITLESS__API_URL",
+            "COLLECTOR_STREAMS__POLYMARKET__URL", "COLLECTOR_STREAMS__LIMITLESS__URL")
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class SimHandle:
-    """A running simulator. ``env`` holds the three COLLECTOR_* base URLs; ``base`` is http://127.0.0.1:P."""
+    """A running simulator. ``env`` holds the COLLECTOR_* base URLs (REST and feeds); ``base`` is
+    http://127.0.0.1:P."""
 
     def __init__(self, proc: subprocess.Popen, env: dict[str, str], base: str) -> None:
         self.proc = proc
@@ -41,6 +50,10 @@ class SimHandle:
         self.gamma_url = env["COLLECTOR_POLYMARKET__GAMMA_URL"]
         self.clob_url = env["COLLECTOR_POLYMARKET__CLOB_URL"]
         self.limitless_url = env["COLLECTOR_LIMITLESS__API_URL"]
+        self.poly_ws_url = env.get("COLLECTOR_STREAMS__POLYMARKET__URL", f"ws://127.0.0.1:{self.port}/ws/market")
+        self.limitless_ws_url = env.get("COLLECTOR_STREAMS__LIMITLESS__URL", f"ws://127.0.0.1:{self.port}")
+        # python-socketio clients take the http form of the same host.
+        self.limitless_sio_url = "http" + self.limitless_ws_url[2:]
         self._http = httpx.Client(base_url=base, timeout=10.0, trust_env=False)
 
     @property
@@ -62,13 +75,24 @@ class SimHandle:
         latency_ms, jitter_ms, timeout_s, rate_limit, down, retry_after_s (number, "auto" or None),
         throttle_for_s, limits ({bucket: [n, window_s]} / {"concurrency": n, "min_spacing_s": s}),
         page_cap (discovery pages hold at most N items whatever limit asks; 0 = off),
-        reset (back to the start-up flags)."""
+        reset (back to the start-up flags).
+        Feeds: ws_drop_rate, ws_dup_rate, ws_reorder_rate, ws_bad_hash_rate (fractions),
+        ws_disconnect_every_s, ws_send_queue_max, ws_snapshot_on_subscribe (Limitless),
+        ws_stall_ids (tokens / slugs), and the one-shot ws_disconnect / ws_stall (True = every
+        open connection, N = that many)."""
         if venue is None and not kw:
             return self._ok(self._http.get("/_sim/control"))
         return self._ok(self._http.post("/_sim/control", json={"venue": venue, **kw}))
 
     def reset_faults(self) -> dict[str, Any]:
         return self.control(reset=True)
+
+    def feeds(self, reset: bool = False) -> dict[str, Any]:
+        """GET /_sim/feeds: per venue connections, subscribed, messages sent by type, faults
+        applied; ``clock``: the book timer (watched books, lag). ``reset``: zero the counters."""
+        if reset:
+            return self._ok(self._http.post("/_sim/feeds/reset"))
+        return self._ok(self._http.get("/_sim/feeds"))
 
     def markets(self, action: str | None = None, venue: str | None = None, **kw: Any) -> dict[str, Any]:
         """No action: GET /_sim/markets (catalogue with has_book flags). Otherwise POST

@@ -4,11 +4,14 @@ A venue owns its catalogue and books and answers the ``/_sim/markets`` lifecycle
 its HTTP routes live next to it (``<venue>/routes.py``). Adding a venue means one new
 subpackage with a ``VenueSim`` subclass and a ``routes`` function, listed in
 ``collector.sim.state.SimState`` and ``collector.sim.server.ROUTES``.
+
+A venue tells its ``watchers`` (the feeds, ``collector.sim.feeds``) about lifecycle changes the
+feeds announce: ``notify("added" | "closed" | "expired" | "updated" | "tick", market, **info)``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from collector.sim.clock import SimClock, SimError
 
@@ -23,6 +26,11 @@ class VenueSim:
 
     def __init__(self, clock: SimClock) -> None:
         self.clock = clock
+        self.watchers: list[Callable[[str, Any, dict[str, Any]], None]] = []
+
+    def notify(self, event: str, market: Any, **info: Any) -> None:
+        for w in self.watchers:
+            w(event, market, info)
 
     def add(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         count = int(spec.get("count", 1))

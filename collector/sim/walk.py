@@ -2,6 +2,7 @@
 
 ``collector.sim.clock.LazyBook`` decides when a book changes; ``Walk.mutate`` decides how:
 resize levels, trade at the touch, add or remove a level, or shift the whole book.
+``Walk.rescale`` moves the levels onto another price grid (a tick size change).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ def _rand_size(rng: random.Random) -> int:
 class Walk:
     """Levels in integer ticks; ``n`` ticks make 1.0. bids best-first (descending), asks best-first."""
 
-    __slots__ = ("n", "bids", "asks", "last", "gmax", "lo", "hi")
+    # last: the last trade price, in ticks of a grid of last_n (the grid it traded on: a later
+    # tick change does not move a past trade's price).
+    __slots__ = ("n", "bids", "asks", "last", "last_n", "gmax", "lo", "hi")
 
     def __init__(self, rng: random.Random, n: int) -> None:
         self.n = n
@@ -32,6 +35,7 @@ class Walk:
         self.asks: list[list[int]] = []
         self._build(rng, mid)
         self.last: int | None = None if rng.random() < 0.06 else rng.choice((self.bids[0][0], self.asks[0][0]))
+        self.last_n = n
 
     def _gap(self, rng: random.Random) -> int:
         return 1 + int(rng.random() ** 2 * self.gmax)
@@ -56,7 +60,10 @@ class Walk:
                     break
             side.append([p, _rand_size(rng)])
 
-    def mutate(self, rng: random.Random) -> None:
+    def mutate(self, rng: random.Random) -> tuple[int, int, bool] | None:
+        """One change; for a trade, (price ticks, size taken in cents, at the bid) so the feed
+        can report it, else None. The return value draws nothing: the path stays the seed's."""
+        trade = None
         r = rng.random()
         is_bid = rng.random() < 0.5
         side = self.bids if is_bid else self.asks
@@ -66,8 +73,9 @@ class Walk:
                 side[i][1] = _rand_size(rng)
         elif r < 0.6:  # a trade takes liquidity at the touch
             lvl = side[0]
-            self.last = lvl[0]
+            self.last, self.last_n = lvl[0], self.n
             take = rng.randint(1, lvl[1])
+            trade = (lvl[0], take, is_bid)
             if take >= lvl[1] - 100 or rng.random() < 0.3:
                 del side[0]
             else:
@@ -94,6 +102,39 @@ class Walk:
             for lvl in self.asks:
                 lvl[0] += delta
         self._fix(rng)
+        return trade
+
+    def rescale(self, n: int) -> None:
+        """Move the book onto a grid of ``n`` ticks per 1.0 (a power-of-ten multiple or divisor
+        of the current one). On a coarser grid bids round down and asks up, so no level crosses;
+        levels that land on one price add up, and a level pushed to 0 or 1 lands on the edge.
+        No draw from the RNG: a tick change must not shift the walk that follows. ValueError
+        (book unchanged) when a side would be left empty."""
+        old = self.n
+        if n == old:
+            return
+
+        def move(levels: list[list[int]], down: bool) -> list[list[int]]:
+            out: dict[int, int] = {}
+            for p, s in levels:
+                q = p * n // old if (n > old or down) else -(-p * n // old)
+                q = min(max(q, 1), n - 1)
+                out[q] = out.get(q, 0) + s
+            return [[q, out[q]] for q in sorted(out, reverse=down)]
+
+        b, a = move(self.bids, True), move(self.asks, False)
+        while b and a and b[0][0] >= a[0][0]:  # only levels clamped onto one edge can meet
+            if len(b) >= len(a):
+                del b[0]
+            else:
+                del a[0]
+        if not b or not a:
+            raise ValueError("the book has no room on that grid")
+        self.bids, self.asks = b, a
+        self.n = n
+        self.gmax = 3 if n <= 100 else 8
+        self.lo = max(6, n // 20)
+        self.hi = n - self.lo
 
     def _fix(self, rng: random.Random) -> None:
         n = self.n

@@ -1,8 +1,9 @@
-"""Limitless order books as served by ``/markets/{slug}/orderbook`` (YES side only)."""
+"""Limitless order books as served by ``/markets/{slug}/orderbook`` (YES side only); the
+parsed form of the last rendering (``doc``) is what the Socket.IO feed sends."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -15,12 +16,13 @@ if TYPE_CHECKING:
 class LimBook(LazyBook):
     """Prices in 1/1000, sizes in 1e-6 shares: the walk's ticks and cents scaled to the venue's units."""
 
-    __slots__ = ("market", "cache")
+    __slots__ = ("market", "cache", "doc")
 
     def __init__(self, clock: SimClock, market: LimMarket) -> None:
         super().__init__(clock, f"lim:{market.slug}", 1000)
         self.market = market
         self.cache = b""
+        self.doc: dict[str, Any] = {}
 
     def get(self, now: int) -> bytes:
         if now >= self.next_ms:
@@ -28,6 +30,11 @@ class LimBook(LazyBook):
         if self.dirty:
             self._render()
         return self.cache
+
+    def render(self) -> None:
+        """Bring ``cache`` and ``doc`` up to the walk's current state."""
+        if self.dirty:
+            self._render()
 
     def _render(self) -> None:
         m, w = self.market, self.walk
@@ -44,4 +51,5 @@ class LimBook(LazyBook):
             "lastTradePrice": last / 1000.0,
         }
         self.cache = orjson.dumps(d)
+        self.doc = d
         self.dirty = False

@@ -34,6 +34,8 @@ class LimitlessSim(VenueSim):
         self.slugs[m.slug] = m
         for c in m.children:
             self.slugs[c.slug] = c
+        for x in (m, *m.children):
+            self.notify("added", x)
 
     # ---------------- reads
 
@@ -131,13 +133,11 @@ class LimitlessSim(VenueSim):
     def close(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
         for m in self.select(spec):
-            m.active = False
-            m.status = "RESOLVED"
-            m.book = None
-            for c in m.children:
-                c.active = False
-                c.status = "RESOLVED"
-                c.book = None
+            for x in (m, *m.children):
+                x.active = False
+                x.status = "RESOLVED"
+                book, x.book = x.book, None
+                self.notify("closed", x, book=book)
             out.append(m.info())
         return out
 
@@ -154,6 +154,7 @@ class LimitlessSim(VenueSim):
                 if x.live:
                     self.book(x, t_ms)
                     x.book.freeze(t_ms)
+                self.notify("expired", x)
             out.append(m.info())
         return out
 
@@ -162,6 +163,7 @@ class LimitlessSim(VenueSim):
         for m in self.select(spec):
             if "status" in spec:
                 m.status = str(spec["status"])
+            self.notify("updated", m)
             out.append(m.info())
         return out
 

@@ -1,5 +1,7 @@
 """Polymarket CLOB books as served: the YES book of a market and its NO mirror image, with
-the venue's ``hash`` computed over the very bytes sent."""
+the venue's ``hash`` computed over the very bytes sent. The parsed form of the last rendering
+(``docs``, hash filled in) is kept for the market feed, whose ``book`` events carry the same
+levels and the hash of their REST twin."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ if TYPE_CHECKING:
 _PRICE_STR: dict[int, list[str]] = {}
 
 
-def _price_strs(n: int) -> list[str]:
+def price_strs(n: int) -> list[str]:
+    """The venue's text of every price on a grid of ``n`` ticks, by tick ("0.41", not "0.410")."""
     t = _PRICE_STR.get(n)
     if t is None:
         dec = len(str(n)) - 1
@@ -30,7 +33,8 @@ def _price_strs(n: int) -> list[str]:
     return t
 
 
-def _size_str(cents: int) -> str:
+def size_str(cents: int) -> str:
+    """A size in 1/100 shares as the venue writes it ("88.12", "3100", "0.5")."""
     q, r = divmod(cents, 100)
     if r == 0:
         return str(q)
@@ -40,12 +44,13 @@ def _size_str(cents: int) -> str:
 class PolyBooks(LazyBook):
     """The YES book of a market plus its mirror image for the NO token (they change together)."""
 
-    __slots__ = ("market", "cache")
+    __slots__ = ("market", "cache", "docs")
 
     def __init__(self, clock: SimClock, market: PolyMarket) -> None:
         super().__init__(clock, f"poly:{market.id}", market.tick_n)
         self.market = market
         self.cache: list[bytes] = [b"", b""]
+        self.docs: list[dict[str, Any]] = [{}, {}]
 
     def get(self, side: int, now: int) -> bytes:
         if now >= self.next_ms:
@@ -54,22 +59,24 @@ class PolyBooks(LazyBook):
             self._render()
         return self.cache[side]
 
+    def render(self) -> None:
+        """Bring ``cache`` and ``docs`` up to the walk's current state."""
+        if self.dirty:
+            self._render()
+
     def _render(self) -> None:
         m, w = self.market, self.walk
         n = w.n
-        ps = _price_strs(n)
-        yes_bids = [{"price": ps[p], "size": _size_str(s)} for p, s in reversed(w.bids)]
-        yes_asks = [{"price": ps[p], "size": _size_str(s)} for p, s in reversed(w.asks)]
-        no_bids = [{"price": ps[n - p], "size": _size_str(s)} for p, s in reversed(w.asks)]
-        no_asks = [{"price": ps[n - p], "size": _size_str(s)} for p, s in reversed(w.bids)]
-        last = w.last
+        ps = price_strs(n)
+        yes_bids = [{"price": ps[p], "size": size_str(s)} for p, s in reversed(w.bids)]
+        yes_asks = [{"price": ps[p], "size": size_str(s)} for p, s in reversed(w.asks)]
+        no_bids = [{"price": ps[n - p], "size": size_str(s)} for p, s in reversed(w.asks)]
+        no_asks = [{"price": ps[n - p], "size": size_str(s)} for p, s in reversed(w.bids)]
+        ltp = "" if w.last is None else price_strs(w.last_n)[w.last]
         ts = str(self.ts_ms)
-        for side, (bids, asks, ltp) in enumerate(
-            (
-                (yes_bids, yes_asks, "" if last is None else ps[last]),
-                (no_bids, no_asks, "" if last is None else ps[n - last]),
-            )
-        ):
+        # last_trade_price is market-wide, as on the venue: both tokens' books carry the same
+        # text (SOURCES.md, "Polymarket book hash").
+        for side, (bids, asks) in enumerate(((yes_bids, yes_asks), (no_bids, no_asks))):
             d = {
                 "market": m.condition_id,
                 "asset_id": m.tokens[side],
@@ -82,14 +89,21 @@ class PolyBooks(LazyBook):
                 "neg_risk": m.neg_risk,
                 "last_trade_price": ltp,
             }
-            self.cache[side] = poly_book_bytes(d)
+            self.cache[side], d["hash"] = hashed_book(d)
+            self.docs[side] = d
         self.dirty = False
 
 
-def poly_book_bytes(d: dict[str, Any]) -> bytes:
-    """A Polymarket book body as the venue serves it: compact JSON in ``d``'s key order whose
-    ``hash`` is the SHA-1 of these very bytes with ``hash`` = "" (``d["hash"]`` must be "")."""
+def hashed_book(d: dict[str, Any]) -> tuple[bytes, str]:
+    """A Polymarket book body as the venue serves it, and its hash: compact JSON in ``d``'s key
+    order whose ``hash`` is the SHA-1 of these very bytes with ``hash`` = "" (``d["hash"]`` must
+    be "")."""
     blank = orjson.dumps(d)
-    h = hashlib.sha1(blank).hexdigest().encode()
+    h = hashlib.sha1(blank).hexdigest()
     # The first '"hash":""' is the key itself: every value before it is hex or digits.
-    return blank.replace(b'"hash":""', b'"hash":"' + h + b'"', 1)
+    return blank.replace(b'"hash":""', b'"hash":"' + h.encode() + b'"', 1), h
+
+
+def poly_book_bytes(d: dict[str, Any]) -> bytes:
+    """``hashed_book``'s body alone."""
+    return hashed_book(d)[0]

@@ -19,6 +19,9 @@ from collector.sim.polymarket.catalog import CRYPTO, RECURRENCES, PolyFactory
 from collector.sim.polymarket.market import PolyMarket
 from collector.sim.venue import VenueSim
 
+# Tick sizes a control update may set, and the price grid (ticks per 1.0) of each.
+TICKS = {"0.01": 100, "0.001": 1000, "0.0001": 10000}
+
 
 class PolymarketSim(VenueSim):
     name = "polymarket"
@@ -37,6 +40,7 @@ class PolymarketSim(VenueSim):
         self.markets[m.id] = m
         bisect.insort(self.ids, m.id)
         self._index_tokens(m)
+        self.notify("added", m)
 
     def _index_tokens(self, m: PolyMarket) -> None:
         for i, t in enumerate(m.tokens):
@@ -186,8 +190,9 @@ class PolymarketSim(VenueSim):
                 m.accepting = False
                 m.closed_ts = now
                 m.outcome_prices = ["1", "0"]
-                m.book = None
+                book, m.book = m.book, None
                 m.touch()
+                self.notify("closed", m, book=book)
             out.append(m.info())
         return out
 
@@ -204,12 +209,17 @@ class PolymarketSim(VenueSim):
                     m.book = PolyBooks(self.clock, m)
                 m.book.freeze(t_ms)
             m.touch()
+            self.notify("expired", m)
             out.append(m.info())
         return out
 
     def update(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        if "tick_size" in spec and str(spec["tick_size"]) not in TICKS:
+            raise SimError("tick_size must be one of " + ", ".join(TICKS))
         out = []
         for m in self.select(spec):
+            if "tick_size" in spec:
+                self._set_tick(m, str(spec["tick_size"]))
             self._apply_flags(m, spec)
             if "hydrating" in spec:
                 if spec["hydrating"]:
@@ -222,8 +232,36 @@ class PolymarketSim(VenueSim):
                     m.fresh = False
                     self._index_tokens(m)
             m.touch()
+            self.notify("updated", m)
             out.append(m.info())
         return out
+
+    def _set_tick(self, m: PolyMarket, tick: str) -> None:
+        """Move the market (and its book, if it has one) to another tick size. A finer grid
+        leaves every level where it is (only ``tick_size`` and so the hash change); a coarser
+        one merges levels, which is a book change stamped now."""
+        n = TICKS[tick]
+        if n == m.tick_n:
+            return
+        old_tick, old_n = m.tick_s, m.tick_n
+        book = m.book
+        before = None
+        if book is not None:
+            now = now_ms()
+            book.advance(now)
+            w = book.walk
+            before = ({q: s for q, s in w.bids}, {q: s for q, s in w.asks})
+            try:
+                w.rescale(n)
+            except ValueError as e:
+                raise SimError(f"tick_size {tick}: {e}") from None
+            f = max(n, old_n)
+            if ({q * f // n: s for q, s in w.bids} != {q * f // old_n: s for q, s in before[0].items()}
+                    or {q * f // n: s for q, s in w.asks} != {q * f // old_n: s for q, s in before[1].items()}):
+                book.ts_ms = max(book.ts_ms, now)
+            book.dirty = True
+        m.tick_n, m.tick_s, m.tick_f = n, tick, float(tick)
+        self.notify("tick", m, old_tick=old_tick, old_n=old_n, book=book, before=before)
 
     def churn(self, now: float) -> tuple[list, list]:
         """Roll finished recurring slots forward, close one random market, add one."""
