@@ -172,7 +172,13 @@ def test_stalled_token_is_resynced_and_resubscribed(live):
     v.change("BUY", "0.41", "20")  # the feed never sends it; REST sees it a minute later
     body = v.rest()
     rec = book_record(_inst(A), body, True, v.ts + 60_000, 5.0)
-    h.lane.on_rest_book(A, rec, CheckedBook(body, True), time.monotonic(), time.monotonic())
+    later = time.monotonic() + h.s.token_stall_s + 1  # the feed has been silent on it this long
+    h.lane.on_rest_book(A, rec, CheckedBook(body, True), later, later)
+    t = h.lane.tracked[A]
+    assert t.suspect is not None and t.suspect[3] == "stalled" and t.status == "live"
+    h.lane.tick(later + h.s.hash_grace_s + 1)
+    assert t.status == "resync"
+    h.lane.on_rest_book(A, rec, CheckedBook(body, True), t.resync_since, t.resync_since)
     conn = h.lane.conns[0]
     assert ("unsub", (A,)) in conn.asked and ("sub", (A,)) in conn.asked
     assert h.lane.c.mismatches == {"stalled": 1} and h.lane.tracked[A].status == "live"

@@ -52,7 +52,8 @@ class Tracked:
     gap_reason: str | None = None
     last_msg_mono: float | None = None
     last_good_ts_ms: int | None = None  # receive time of the last record we trust
-    suspect: tuple[float, str, str | None, str] | None = None  # a failed check: (since, venue ts, hash, why)
+    # a failed check: (since monotonic, venue ts text, hash, why, receive ts_ms of the last good record)
+    suspect: tuple[float, str, str | None, str, int | None] | None = None
     resync_since: float | None = None
     resync_asked: float | None = None
     buffer: list[Any] = field(default_factory=list)  # changes kept while resyncing (venue's own form)
@@ -219,7 +220,8 @@ class StreamLane:
         self.c.resyncs += 1
         self.c.mismatch(reason)
         if t.gap_from_ms is None:
-            t.gap_from_ms = t.last_good_ts_ms if t.last_good_ts_ms is not None else now_ms()
+            good = t.suspect[4] if t.suspect else t.last_good_ts_ms
+            t.gap_from_ms = good if good is not None else now_ms()
             t.gap_reason = f"resync:{reason}"
         t.status = RESYNC
         t.suspect = None
@@ -228,6 +230,19 @@ class StreamLane:
         t.overflow = False
         log.info("%s stream: resync %s (%s)", self.venue, t.inst.instrument_id, reason)
         self.rest.expedite(t.key, now)
+        if reason == "stalled":  # the subscription itself is suspect: ask the venue again
+            self.c.resubscribes += 1
+            conn = self.conns[t.index]
+            conn.unsubscribe([t.key])
+            conn.subscribe([t.key])
+
+    def repaired(self, t: Tracked, why: str) -> None:
+        """A full venue book showed ours was wrong: the span since it was last trusted is a gap
+        (closed by the snapshot that follows)."""
+        self.c.mismatch(why)
+        if t.gap_from_ms is None:
+            t.gap_from_ms = t.suspect[4] if t.suspect else (t.last_good_ts_ms or now_ms())
+            t.gap_reason = f"repaired:{why}"
 
     def keep(self, t: Tracked, item: Any) -> None:
         """Keep a change for replay after the resync's REST book."""

@@ -113,7 +113,12 @@ class PolymarketFeed:
             lane.c.unknown += 1
             return
         b = t.book
+        before = b.levels() if t.status == LIVE else None
         b.replace([(lv["price"], lv["size"]) for lv in m["bids"]], [(lv["price"], lv["size"]) for lv in m["asks"]])
+        if before is not None and before != b.levels():
+            # The venue's book is not the one we held: ours was wrong since the first failed check
+            # (or since it was last confirmed), and this book repairs it.
+            lane.repaired(t, t.suspect[3] if t.suspect else "venue_book_differs")
         b.ob_ts_ms = _ts(m["timestamp"])
         b.hash = m.get("hash") or None
         if "tick_size" in m:
@@ -170,6 +175,7 @@ class PolymarketFeed:
             last = entries[-1]
             if t.status == RESYNC:
                 lane.keep(t, (ts, str(ts_text), [(e["side"], e["price"], e["size"]) for e in entries], last.get("hash")))
+            prev_good = t.last_good_ts_ms
             bids, asks = self._apply(t.book, entries)
             t.book.ob_ts_ms = ts
             t.book.hash = last.get("hash") or None
@@ -186,7 +192,7 @@ class PolymarketFeed:
             if problem is None:
                 t.suspect = None
             elif t.suspect is None:
-                t.suspect = (msg.mono, str(ts_text), t.book.hash, problem)
+                t.suspect = (msg.mono, str(ts_text), t.book.hash, problem, prev_good)
 
     @staticmethod
     def _apply(b: LocalBook, entries: list[dict[str, Any]]) -> tuple[list, list]:
@@ -313,14 +319,12 @@ class PolymarketFeed:
             else:
                 lane.resync(t, "rest_differs", now)
                 self._swap(lane, t, body, rec, SNAPSHOT_RESYNC)
-        elif rec.ob_ts_ms > b.ob_ts_ms and rec.ts_ms - rec.ob_ts_ms > self.s.token_stall_s * 1000:
-            # The venue's book changed long ago and the feed never said so: a stalled subscription.
-            lane.resync(t, "stalled", now)
-            self._swap(lane, t, body, rec, SNAPSHOT_RESYNC)
-            lane.c.resubscribes += 1
-            conn = lane.conns[t.index]
-            conn.unsubscribe([t.key])
-            conn.subscribe([t.key])
+        elif (rec.ob_ts_ms > b.ob_ts_ms and t.suspect is None
+              and (t.last_msg_mono is None or now - t.last_msg_mono > self.s.token_stall_s)):
+            # The venue's book moved and the feed has said nothing about this token for the bound:
+            # suspect a stalled subscription; a message in flight clears it, else it is resynced
+            # (and resubscribed) after hash_grace_s.
+            t.suspect = (now, str(rec.ob_ts_ms), rec.hash, "stalled", t.last_good_ts_ms)
         # else: newer by less than the bound (its change is on the way), or older than ours
 
     def _swap(self, lane: StreamLane, t: Tracked, body: dict[str, Any], rec: Any, reason: str) -> None:
