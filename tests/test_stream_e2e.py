@@ -151,7 +151,7 @@ def test_polymarket_faults_are_repaired_and_leave_the_book_right(tmp_path, monke
     with run_sim("--markets", "6", "--seed", "32", "--tick-s", "0.2", "--change-prob", "0.5") as sim:
         def during(poller):
             time.sleep(1.5)
-            sim.control(venue=PM, **{fault: 0.1})
+            sim.control(venue=PM, **{fault: 0.25})
             time.sleep(4)
             sim.control(venue=PM, **{fault: 0.0})
 
@@ -159,12 +159,16 @@ def test_polymarket_faults_are_repaired_and_leave_the_book_right(tmp_path, monke
         assert check_final_books_equal_rest(sim, tmp_path, PM) > 0
         recs = h.records(tmp_path, PM, "book_changes")
         gaps = [r for r in recs if r["record_type"] == "gap" and r["reason"].startswith(("resync:", "repaired:"))]
-        if fault in ("ws_drop_rate", "ws_reorder_rate"):
-            # a lost or reordered change is found (resync) or the venue's next book repairs it;
-            # either way the span is a gap, bounded by the grace + one REST round trip
-            assert gaps, "a lost or reordered change must leave a gap"
-            assert all(g["reason"].split(":")[1] in ("hash_mismatch", "best_mismatch", "crossed", "rest_differs")
-                       for g in gaps)
+        if fault == "ws_reorder_rate":
+            # swapped changes fail their hash checks; when they touch one level the book is wrong
+            # until a resync or the venue's next book, otherwise right again at the next message
+            assert gaps or any(r.get("hash_ok") is False for r in recs)
+        if fault == "ws_drop_rate":
+            # a lost change is found (resync) or the venue's next book repairs it; either way the
+            # span is a gap, bounded by the grace + one REST round trip
+            assert gaps, "a lost change must leave a gap"
+            assert {g["reason"].split(":")[1] for g in gaps} <= {
+                "hash_mismatch", "best_mismatch", "crossed", "rest_differs", "venue_book_differs"}, gaps
             assert max(g["to_ts_ms"] - g["from_ts_ms"] for g in gaps) < 5_000
         if fault == "ws_bad_hash_rate":
             assert any(r.get("hash_ok") is False for r in recs)
@@ -210,17 +214,20 @@ def test_polymarket_stalled_token_is_found_by_rest_and_resubscribed(tmp_path, mo
 def test_limitless_30_markets_every_change_recorded_fresh_books_and_no_429(tmp_path, monkeypatch):
     rule = '[{"name": "all", "min_minutes_to_expiry": 30, "max_markets": 30}]'
     with run_sim("--markets", "45", "--seed", "35", "--tick-s", "0.5", "--change-prob", "0.3") as sim:
-        settings_extra = {"LIMITLESS__RULES": rule}
-        sim.feeds(reset=True)
-        run(sim, tmp_path, monkeypatch, LIM, 20, None, **settings_extra)
+        run(sim, tmp_path, monkeypatch, LIM, 20, None, LIMITLESS__RULES=rule)
         sent = sim.feeds()[LIM]
         n = len(_insts(tmp_path, LIM))
         assert n == 30
         assert check_final_books_equal_rest(sim, tmp_path, LIM) == 30
         recs = h.records(tmp_path, LIM, "book_changes")
-        updates = sum(1 for r in recs if r["record_type"] == "book_snapshot" and r["reason"] == "update")
-        assert updates == sent["messages"]["orderbookUpdate"], (updates, sent)
-        stats = h.stats(tmp_path, LIM)[2:-1]  # the running part (not start-up, not after the stop)
-        assert stats and max(s["book_age_p99_s"] for s in stats) <= 1.0
+        # every update the venue sent is a snapshot from the feed (a market's first is "subscribe")
+        updates = sum(1 for r in recs if r["record_type"] == "book_snapshot" and r["source"] == "ws")
+        assert updates == sent["sent"]["orderbookUpdate"], (updates, sent)
+        # Steady state: after start-up (the venue sends no book on subscribe, so a quiet market's
+        # first book is a REST one: 30 of them at ~2.7 requests/s) and before the stop.
+        all_stats = h.stats(tmp_path, LIM)
+        t_start = all_stats[0]["ts_ms"]
+        stats = [s for s in all_stats[:-1] if s["ts_ms"] >= t_start + 13_000]
+        assert stats and max(s["book_age_p99_s"] for s in stats) <= 1.0, [s["book_age_p99_s"] for s in all_stats]
         assert sum(s["http_429"] for s in h.stats(tmp_path, LIM)) == 0
         assert [e for e in h.sim_times(sim, venue=LIM) if e.get("status") == 429] == []

@@ -64,8 +64,8 @@ class LimitlessConnection(FeedConnection):
         sio.on("disconnect", on_disconnect, namespace=ns)
         sio.connect(http_url(s.url), namespaces=[ns], transports=["websocket"],
                     wait_timeout=s.connect_timeout_s)
+        self._up()  # before subscribing: updates may arrive (on the library's thread) right after
         self._subscribe_all()
-        self._up()
         while True:
             if self._ended.wait(_POLL_S):
                 raise Reconnect("closed")
