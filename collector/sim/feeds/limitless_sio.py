@@ -195,7 +195,7 @@ class LimFeed(Feed):
     def on_venue(self, event: str, m: LimMarket, info: dict[str, Any]) -> None:
         if event == "closed" and info.get("book") is not None:
             self.timer.unwatch(info["book"])
-        elif event == "updated" and m.live and m.slug in self.subs:
+        elif event in ("updated", "added") and m.live and m.slug in self.subs:
             if m.book is None or not self.timer.watching(m.book):
                 self._watch(m, now_ms())
 

@@ -73,9 +73,9 @@ def price_change(book: PolyBooks, changes: list[Change], n: int, bad_rate: float
     yb, ya, nb, na = touch(book.walk)
     parts = []
     bad = 0
-    sizes = book.sizes
+    text = book.size_text
     for is_bid, q, s in changes:
-        size = (sizes.get(s) or size_str(s).encode()) if s else b"0"
+        size = text(s) if s else b"0"
         sy, sn = _SIDES[is_bid]
         for keep, tok, price, side, h, bb, ba in ((keep_yes, yt, ps[q], sy, hy, yb, ya),
                                                  (keep_no, nt, ps[n - q], sn, hn, nb, na)):

@@ -266,6 +266,8 @@ class PolyFeed(Feed):
                 for c in self.conns.values():
                     if c.custom:
                         c.push("new_market", frame)
+                if m.live and any(t in self.subs for t in m.tokens):  # asked for before it existed
+                    self._watch(m, now)
         elif event == "tick":
             for side, t in enumerate(m.tokens):
                 s = self.subs.get(t)

@@ -61,7 +61,7 @@ _LEVEL = b'{"price":"%b","size":"%b"}'
 class PolyBooks(LazyBook):
     """The YES book of a market plus its mirror image for the NO token (they change together)."""
 
-    __slots__ = ("market", "cache", "hashes", "parts", "frags", "frags_n", "sizes")
+    __slots__ = ("market", "cache", "hashes", "parts", "frags_n", "sides")
 
     def __init__(self, clock: SimClock, market: PolyMarket) -> None:
         super().__init__(clock, f"poly:{market.id}", market.tick_n)
@@ -71,9 +71,10 @@ class PolyBooks(LazyBook):
         # (bids, asks) per token as the inside of the JSON arrays, the timestamp and the last
         # trade price (JSON text), all bytes.
         self.parts: tuple[list[bytes], list[bytes], bytes, bytes] = ([b"", b""], [b"", b""], b"", b'""')
-        self.frags: dict[tuple[int, int], tuple[bytes, bytes]] = {}  # (ticks, cents) -> (YES, NO) level
-        self.frags_n = 0
-        self.sizes: dict[int, bytes] = {}  # cents -> size text of the levels last rendered
+        self.frags_n = 0  # the price grid the kept level texts are on
+        # Per side: the levels last rendered, their texts (YES, NO mirror), and the texts of
+        # each level {(ticks, cents): (YES, NO)} and size {cents: text}.
+        self.sides: list[Any] = [None, None]
 
     def get(self, side: int, now: int) -> bytes:
         if now >= self.next_ms:
@@ -87,35 +88,52 @@ class PolyBooks(LazyBook):
         if self.dirty:
             self._render()
 
+    def _side(self, levels: list[list[int]], i: int, n: int) -> tuple[bytes, bytes]:
+        """One side of the YES book (``i``: 0 bids, 1 asks) as the inside of its JSON array,
+        and its NO mirror. The NO book mirrors the YES book: a YES bid at p is a NO ask at 1-p of
+        the same size, and walking YES bids worst-first walks NO asks best-last, the venue's
+        order for both. Most changes touch one side: the other is the last rendering's. Level
+        texts are kept per side from one rendering to the next (most levels survive)."""
+        prev = self.sides[i]
+        if prev is not None and prev[0] == levels:
+            return prev[1], prev[2]
+        ps = price_bytes(n)
+        memo, sizes = (prev[3], prev[4]) if prev is not None else ({}, {})
+        frags: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+        texts: dict[int, bytes] = {}
+        same: list[bytes] = []
+        mirror: list[bytes] = []
+        for p, c in reversed(levels):
+            key = (p, c)
+            f = memo.get(key)
+            t = sizes.get(c)
+            if t is None:
+                t = size_str(c).encode()
+            texts[c] = t
+            if f is None:  # a new level, or one the whole book moved (same size, new price)
+                f = (_LEVEL % (ps[p], t), _LEVEL % (ps[n - p], t))
+            frags[key] = f
+            same.append(f[0])
+            mirror.append(f[1])
+        out = b",".join(same), b",".join(mirror)
+        self.sides[i] = ([lv[:] for lv in levels], out[0], out[1], frags, texts)
+        return out
+
+    def size_text(self, cents: int) -> bytes:
+        """The text of a size the book shows (or showed just before), computed if not."""
+        for sd in self.sides:
+            if sd is not None and cents in sd[4]:
+                return sd[4][cents]
+        return size_str(cents).encode()
+
     def _render(self) -> None:
         m, w = self.market, self.walk
         n = w.n
-        ps = price_bytes(n)
-        memo = self.frags if self.frags_n == n else {}
-        frags: dict[tuple[int, int], tuple[bytes, bytes]] = {}
-        old_sizes, sizes = self.sizes, {}
-        # The NO book mirrors the YES book: a YES bid at p is a NO ask at 1-p of the same size,
-        # and walking YES bids worst-first walks NO asks best-last, the venue's order for both.
-        yb: list[bytes] = []
-        na: list[bytes] = []
-        ya: list[bytes] = []
-        nb: list[bytes] = []
-        for levels, same, mirror in ((w.bids, yb, na), (w.asks, ya, nb)):
-            for p, c in reversed(levels):
-                key = (p, c)
-                f = memo.get(key)
-                t = old_sizes.get(c)
-                if t is None:
-                    t = size_str(c).encode()
-                sizes[c] = t
-                if f is None:  # a new level, or one the whole book moved (same size, new price)
-                    f = (_LEVEL % (ps[p], t), _LEVEL % (ps[n - p], t))
-                frags[key] = f
-                same.append(f[0])
-                mirror.append(f[1])
-        self.frags, self.frags_n, self.sizes = frags, n, sizes
-        bids = [b",".join(yb), b",".join(nb)]
-        asks = [b",".join(ya), b",".join(na)]
+        if self.frags_n != n:  # a tick change: other price texts
+            self.sides, self.frags_n = [None, None], n
+        yb, na = self._side(w.bids, 0, n)
+        ya, nb = self._side(w.asks, 1, n)
+        bids, asks = [yb, nb], [ya, na]
         ts = str(self.ts_ms).encode()
         # last_trade_price is market-wide, as on the venue: both tokens' books carry the same
         # text (SOURCES.md, "Polymarket book hash").
