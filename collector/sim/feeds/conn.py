@@ -90,7 +90,7 @@ class Feed:
             "connections": len(cs),
             "connections_total": self.stats.connections_total,
             "stalled": sum(c.stalled for c in cs),
-            "queued": sum(len(c.q) for c in cs),
+            "queued": sum(len(c.q) + c.transport_backlog() for c in cs),
             "sent": dict(self.stats.sent),
             "faults": dict(self.stats.faults),
             "bad_requests": self.stats.bad_requests,
