@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ws-snapshot-on-subscribe", action="store_true", help="Limitless sends a book right after subscribe_market_prices")
     sp.add_argument("--sio-ping-interval", type=float, default=25.0, help="Engine.IO heartbeat interval of the Limitless feed, s")
     sp.add_argument("--sio-ping-timeout", type=float, default=20.0, help="Engine.IO heartbeat timeout of the Limitless feed, s")
+    sp.add_argument("--feed-flush-ms", type=float, default=5.0, help="feed changes due within this go out in one write (latency bound)")
     sp.set_defaults(func=cmd_sim)
 
     sp = sub.add_parser("discover", help="run discovery without a Prefect server")

@@ -63,8 +63,9 @@ def _geom(rng: random.Random, p: float) -> int:
 
 
 # Called after each change of a watched book: (book, the trade or None, bids and asks before
-# the change as {price ticks: size cents}). It must not block: it runs inside ``advance``.
-Listener = Callable[["LazyBook", "tuple[int, int, bool] | None", "dict[int, int]", "dict[int, int]"], None]
+# the change as the walk's [price ticks, size cents] levels). It must not block: it runs
+# inside ``advance``.
+Listener = Callable[["LazyBook", "tuple[int, int, bool] | None", "list[list[int]]", "list[list[int]]"], None]
 
 
 class LazyBook:
@@ -110,12 +111,11 @@ class LazyBook:
         on when the listener sees it; the same draws in the same order as the fast path."""
         rng, walk, p, tick = self.rng, self.walk, self.p, self.tick_ms
         while self.next_ms <= now:
-            bids = {q: s for q, s in walk.bids}
-            asks = {q: s for q, s in walk.asks}
+            bids, asks = [lv[:] for lv in walk.bids], [lv[:] for lv in walk.asks]
             trade = walk.mutate(rng)
             due = self.next_ms
             self.next_ms += tick * _geom(rng, p)
-            if {q: s for q, s in walk.bids} == bids and {q: s for q, s in walk.asks} == asks:
+            if walk.bids == bids and walk.asks == asks:
                 continue  # nothing changed (see advance)
             self.ts_ms = due
             self.dirty = True

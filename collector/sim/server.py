@@ -78,7 +78,8 @@ def build(args: Any) -> Sim:
     )
     faults = FaultEngine(seed, args)
     sim = Sim(state, faults, RequestLog(int(g("log_size", 5000))), float(g("churn_s", 0.0) or 0.0))
-    sim.feeds = FeedHub(state, faults, float(g("sio_ping_interval", 25.0)), float(g("sio_ping_timeout", 20.0)))
+    sim.feeds = FeedHub(state, faults, float(g("sio_ping_interval", 25.0)), float(g("sio_ping_timeout", 20.0)),
+                        float(g("feed_flush_ms", 5.0)))
     return sim
 
 

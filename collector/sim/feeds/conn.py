@@ -18,6 +18,8 @@ from typing import Any
 
 # How long a message held back for a swap waits for the one that should overtake it.
 HOLD_S = 0.25
+# Messages handed to the transport at once (one socket write when the transport allows it).
+BATCH = 256
 FAULTS = ("dropped", "duplicated", "reordered", "bad_hash", "stall_suppressed", "stalled_connections",
           "disconnects", "slow_consumers")
 
@@ -29,8 +31,13 @@ class FeedStats:
         self.reset()
 
     def reset(self) -> None:
-        self.sent: dict[str, int] = {}
-        self.faults: dict[str, int] = dict.fromkeys(FAULTS, 0)
+        # In place: connections hold on to these dicts.
+        if hasattr(self, "sent"):
+            self.sent.clear()
+            self.faults.update(dict.fromkeys(FAULTS, 0))
+        else:
+            self.sent: dict[str, int] = {}
+            self.faults: dict[str, int] = dict.fromkeys(FAULTS, 0)
         self.connections_total = 0
         self.bad_requests = 0
 
@@ -83,7 +90,7 @@ class Feed:
             "connections": len(cs),
             "connections_total": self.stats.connections_total,
             "stalled": sum(c.stalled for c in cs),
-            "queued": sum(len(c.q) for c in cs),
+            "queued": sum(len(c.q) + c.transport_backlog() for c in cs),
             "sent": dict(self.stats.sent),
             "faults": dict(self.stats.faults),
             "bad_requests": self.stats.bad_requests,
@@ -110,6 +117,11 @@ class Conn:
 
     async def send(self, payload: Any) -> None:
         raise NotImplementedError
+
+    async def send_many(self, payloads: list[Any]) -> None:
+        """Send in order; a transport that can write them at once overrides this."""
+        for p in payloads:
+            await self.send(p)
 
     def transport_backlog(self) -> int:
         return 0
@@ -203,9 +215,10 @@ class Conn:
                             q.append(self.held)
                             self.held = None
                     continue
-                tag, payload = q.popleft()
-                await self.send(payload)
-                sent[tag] = sent.get(tag, 0) + 1
+                batch = [q.popleft() for _ in range(min(len(q), BATCH))]
+                await self.send_many([payload for _, payload in batch])
+                for tag, _ in batch:
+                    sent[tag] = sent.get(tag, 0) + 1
         except asyncio.CancelledError:
             pass
         except Exception:  # noqa: BLE001 - a failed send means the client is gone

@@ -24,10 +24,11 @@ CHAOS_TICK_S = 0.05
 
 
 class FeedHub:
-    def __init__(self, state: SimState, faults: Any, ping_interval: float = 25.0, ping_timeout: float = 20.0) -> None:
+    def __init__(self, state: SimState, faults: Any, ping_interval: float = 25.0, ping_timeout: float = 20.0,
+                 flush_ms: float = 5.0) -> None:
         rng = random.Random(f"{state.seed}:feeds")
         self.faults = faults
-        self.timer = BookTimer()
+        self.timer = BookTimer(flush_ms)
         self.polymarket = PolyFeed(state.polymarket, faults, self.timer, rng)
         self.limitless = LimFeed(state.limitless, faults, self.timer, rng, ping_interval, ping_timeout)
         self.feeds: dict[str, Feed] = {"polymarket": self.polymarket, "limitless": self.limitless}

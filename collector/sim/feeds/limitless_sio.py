@@ -19,6 +19,7 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 import socketio
 
 from collector.model.clock import now_ms
@@ -41,6 +42,19 @@ def iso_ms(ms: int) -> str:
 def update(slug: str, book: LimBook) -> dict[str, Any]:
     ob = {k: v for k, v in book.doc.items() if k != "midpoint"}
     return {"marketSlug": slug, "orderbook": ob, "timestamp": iso_ms(book.ts_ms)}
+
+
+class _Json:
+    """orjson for python-socketio's packets (its ``json=`` option): a full book per message is
+    most of the feed's cost, and orjson writes the same compact JSON several times faster."""
+
+    @staticmethod
+    def dumps(obj: Any, **_: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+    @staticmethod
+    def loads(s: Any, **_: Any) -> Any:
+        return orjson.loads(s)
 
 
 class LimConn(Conn):
@@ -97,7 +111,7 @@ class LimFeed(Feed):
         self.by_sid: dict[str, LimConn] = {}
         self.sio = socketio.AsyncServer(async_mode="asgi", namespaces=[NAMESPACE], cors_allowed_origins="*",
                                         ping_interval=ping_interval, ping_timeout=ping_timeout,
-                                        logger=False, engineio_logger=False)
+                                        logger=False, engineio_logger=False, json=_Json)
         self.sio.on("connect", self._connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self._disconnect, namespace=NAMESPACE)
         self.sio.on("subscribe_market_prices", self._subscribe, namespace=NAMESPACE)
@@ -195,7 +209,7 @@ class LimFeed(Feed):
     def on_venue(self, event: str, m: LimMarket, info: dict[str, Any]) -> None:
         if event == "closed" and info.get("book") is not None:
             self.timer.unwatch(info["book"])
-        elif event == "updated" and m.live and m.slug in self.subs:
+        elif event in ("updated", "added") and m.live and m.slug in self.subs:
             if m.book is None or not self.timer.watching(m.book):
                 self._watch(m, now_ms())
 

@@ -4,10 +4,12 @@ and timestamp, "BUY"/"SELL" sides.
 
 Framing as captured: the initial dump is one compact JSON array of ``book`` events; every later
 frame is one object written with ``", "`` between members (``{"market":"0x..", "price_changes":
-[{...}, {...}], ...}``). Books come from the REST rendering (``PolyBooks.docs``), so a ``book``
-event and each ``price_change`` entry carry the hash of the REST body of that token at that
-instant. ``new_market`` and ``market_resolved`` were never captured: they follow the venue docs'
-field list, written compactly, ``event_type`` last as in every captured frame.
+[{...}, {...}], ...}``). Frames are put together from the book's rendered pieces
+(``PolyBooks.parts``, ``hashes``): a ``book`` event and each ``price_change`` entry carry the
+hash of the REST body of that token at that instant. Every value spliced in is an id, a number
+or a hash, which JSON writes as is. ``new_market`` and ``market_resolved`` were never captured:
+they follow the venue docs' field list, written compactly, ``event_type`` last as in every
+captured frame.
 """
 
 from __future__ import annotations
@@ -18,20 +20,21 @@ from typing import Any
 
 import orjson
 
-from collector.sim.polymarket.books import PolyBooks, price_strs, size_str
+from collector.sim.polymarket.books import PolyBooks, price_bytes, size_str
 from collector.sim.walk import Walk
 
 Change = tuple[bool, int, int]  # (bid side, price on the common grid, size in cents; 0 = gone)
 _dumps = orjson.dumps
+_ENTRY = b'{"asset_id":"%b", "price":"%b", "size":"%b", "side":"%b", "hash":"%b", "best_bid":"%b", "best_ask":"%b"}'
+_SIDES = {True: (b"BUY", b"SELL"), False: (b"SELL", b"BUY")}  # (YES entry, NO entry) by bid side
 
 
-def spaced(b: bytes) -> str:
-    """``b`` in the live frames' layout. Safe for frames whose strings are ids, numbers and
-    hashes: no string of theirs can hold '","' or '},{'."""
-    return b.replace(b',"', b', "').replace(b'},{', b'}, {').decode()
+def spaced_levels(levels: bytes) -> bytes:
+    """The inside of a compact level array in the live frames' layout."""
+    return levels.replace(b'","size"', b'", "size"').replace(b"},{", b"}, {")
 
 
-def level_changes(bids0: dict[int, int], asks0: dict[int, int], n0: int, w: Walk) -> tuple[list[Change], int]:
+def level_changes(bids0: list[list[int]], asks0: list[list[int]], n0: int, w: Walk) -> tuple[list[Change], int]:
     """The levels that differ between the book before (``bids0``/``asks0`` on a grid of ``n0``)
     and ``w`` now, on the finer of the two grids (a tick change moves the grid), bids then asks,
     best first; and that grid."""
@@ -40,88 +43,83 @@ def level_changes(bids0: dict[int, int], asks0: dict[int, int], n0: int, w: Walk
     f0, f1 = n // n0, n // n1
     out: list[Change] = []
     for is_bid, before, now in ((True, bids0, w.bids), (False, asks0, w.asks)):
-        if f0 != 1:
-            before = {q * f0: s for q, s in before.items()}
-        seen = set()
+        old = {q * f0: s for q, s in before}
         for q, s in now:
             q *= f1
-            seen.add(q)
-            if before.get(q) != s:
+            if old.pop(q, None) != s:
                 out.append((is_bid, q, s))
-        for q in before:
-            if q not in seen:
-                out.append((is_bid, q, 0))
+        for q in old:
+            out.append((is_bid, q, 0))
     return out, n
 
 
-def touch(w: Walk) -> tuple[str, str, str, str]:
+def touch(w: Walk) -> tuple[bytes, bytes, bytes, bytes]:
     """(YES best bid, YES best ask, NO best bid, NO best ask) as the venue writes them."""
-    n, ps = w.n, price_strs(w.n)
+    n, ps = w.n, price_bytes(w.n)
     bb, ba = w.bids[0][0], w.asks[0][0]
     return ps[bb], ps[ba], ps[n - ba], ps[n - bb]
 
 
-def price_change(book: PolyBooks, changes: list[Change], n: int, bad_rate: float,
-                 rng: random.Random) -> tuple[dict[str, Any], int]:
-    """The ``price_change`` message of one change of ``book`` (rendered already): an entry per
-    changed level for each token (YES, then its NO mirror), and how many entries got a
-    corrupted hash (``bad_rate`` per entry)."""
-    m, docs, ps = book.market, book.docs, price_strs(n)
+def price_change(book: PolyBooks, changes: list[Change], n: int, bad_rate: float, rng: random.Random,
+                 drop: set[str] | frozenset = frozenset()) -> tuple[str | None, int]:
+    """The ``price_change`` frame of one change of ``book`` (rendered already): an entry per
+    changed level for each token (YES, then its NO mirror) but the tokens in ``drop``; and how
+    many entries got a corrupted hash (``bad_rate`` per entry). None: no entry left."""
+    m, ps = book.market, price_bytes(n)
     yes, no = m.tokens
-    hy, hn = docs[0]["hash"], docs[1]["hash"]
+    keep_yes, keep_no = yes not in drop, no not in drop
+    yt, nt = yes.encode(), no.encode()
+    hy, hn = book.hashes[0].encode(), book.hashes[1].encode()
     yb, ya, nb, na = touch(book.walk)
-    entries = []
-    for is_bid, q, s in changes:
-        size = size_str(s) if s else "0"
-        entries.append({"asset_id": yes, "price": ps[q], "size": size, "side": "BUY" if is_bid else "SELL",
-                        "hash": hy, "best_bid": yb, "best_ask": ya})
-        entries.append({"asset_id": no, "price": ps[n - q], "size": size, "side": "SELL" if is_bid else "BUY",
-                        "hash": hn, "best_bid": nb, "best_ask": na})
+    parts = []
     bad = 0
-    if bad_rate > 0:
-        for e in entries:
-            if rng.random() < bad_rate:
-                e["hash"] = _corrupt(e["hash"])
+    text = book.size_text
+    for is_bid, q, s in changes:
+        size = text(s) if s else b"0"
+        sy, sn = _SIDES[is_bid]
+        for keep, tok, price, side, h, bb, ba in ((keep_yes, yt, ps[q], sy, hy, yb, ya),
+                                                 (keep_no, nt, ps[n - q], sn, hn, nb, na)):
+            if not keep:
+                continue
+            if bad_rate > 0 and rng.random() < bad_rate:
+                h = _corrupt(h)
                 bad += 1
-    msg = {"market": m.condition_id, "price_changes": entries, "timestamp": str(book.ts_ms),
-           "event_type": "price_change"}
-    return msg, bad
+            parts.append(_ENTRY % (tok, price, size, side, h, bb, ba))
+    if not parts:
+        return None, bad
+    frame = b'{"market":"%b", "price_changes":[%b], "timestamp":"%b", "event_type":"price_change"}' % (
+        m.condition_id.encode(), b", ".join(parts), book.parts[2])
+    return frame.decode(), bad
 
 
-def frame(msg: dict[str, Any]) -> str:
-    return spaced(_dumps(msg))
-
-
-def without(msg: dict[str, Any], drop: set[str]) -> dict[str, Any] | None:
-    """``msg`` (a price_change) without the entries of the tokens in ``drop``; None if empty."""
-    kept = [e for e in msg["price_changes"] if e["asset_id"] not in drop]
-    return {**msg, "price_changes": kept} if kept else None
-
-
-def _corrupt(h: str) -> str:
+def _corrupt(h: bytes) -> bytes:
     """Another 40-hex hash, one digit off: still well-formed, no longer the book's."""
-    return h[:-1] + ("0" if h[-1] != "0" else "1")
+    return h[:-1] + (b"0" if h[-1:] != b"0" else b"1")
 
 
-def dump_book(book: PolyBooks, side: int) -> dict[str, Any]:
-    """The ``book`` event of the initial dump (the captured key order, which has tick_size and
+def dump_book(book: PolyBooks, side: int) -> bytes:
+    """A ``book`` event of the initial dump (the captured key order, which has tick_size and
     last_trade_price; REST's min_order_size and neg_risk are left out, as on the venue)."""
-    d = book.docs[side]
-    return {"market": d["market"], "asset_id": d["asset_id"], "timestamp": d["timestamp"], "hash": d["hash"],
-            "bids": d["bids"], "asks": d["asks"], "tick_size": d["tick_size"], "event_type": "book",
-            "last_trade_price": d["last_trade_price"]}
+    m = book.market
+    bids, asks, ts, ltp = book.parts
+    return (b'{"market":"%b","asset_id":"%b","timestamp":"%b","hash":"%b","bids":[%b],"asks":[%b],"tick_size":%b,'
+            b'"event_type":"book","last_trade_price":%b}') % (
+        m.condition_id.encode(), m.tokens[side].encode(), ts, book.hashes[side].encode(), bids[side], asks[side],
+        _dumps(m.tick_s), ltp)
 
 
-def dump_frame(books: list[dict[str, Any]]) -> str:
-    return _dumps(books).decode()
+def dump_frame(books: list[bytes]) -> str:
+    return (b"[" + b",".join(books) + b"]").decode()
 
 
 def trade_book(book: PolyBooks, side: int) -> str:
     """The ``book`` event sent after a trade (captured: other key order, no tick_size and no
     last_trade_price)."""
-    d = book.docs[side]
-    return spaced(_dumps({"market": d["market"], "asset_id": d["asset_id"], "bids": d["bids"], "asks": d["asks"],
-                          "hash": d["hash"], "timestamp": d["timestamp"], "event_type": "book"}))
+    m = book.market
+    bids, asks, ts, _ = book.parts
+    return (b'{"market":"%b", "asset_id":"%b", "bids":[%b], "asks":[%b], "hash":"%b", "timestamp":"%b", '
+            b'"event_type":"book"}' % (m.condition_id.encode(), m.tokens[side].encode(), spaced_levels(bids[side]),
+                                       spaced_levels(asks[side]), book.hashes[side].encode(), ts)).decode()
 
 
 def last_trade(book: PolyBooks, trade: tuple[int, int, bool]) -> str:
@@ -129,25 +127,28 @@ def last_trade(book: PolyBooks, trade: tuple[int, int, bool]) -> str:
     ask. The transaction hash is made up (stable per market and time)."""
     m = book.market
     price, take, at_bid = trade
-    ts = str(book.ts_ms)
-    tx = "0x" + hashlib.sha256(f"{m.condition_id}:{ts}".encode()).hexdigest()
-    return spaced(_dumps({"market": m.condition_id, "asset_id": m.tokens[0], "price": price_strs(book.walk.n)[price],
-                          "size": size_str(take), "fee_rate_bps": "0", "side": "SELL" if at_bid else "BUY",
-                          "timestamp": ts, "event_type": "last_trade_price", "transaction_hash": tx}))
+    ts = book.parts[2]
+    tx = hashlib.sha256(m.condition_id.encode() + b":" + ts).hexdigest().encode()
+    return (b'{"market":"%b", "asset_id":"%b", "price":"%b", "size":"%b", "fee_rate_bps":"0", "side":"%b", '
+            b'"timestamp":"%b", "event_type":"last_trade_price", "transaction_hash":"0x%b"}' % (
+                m.condition_id.encode(), m.tokens[0].encode(), price_bytes(book.walk.n)[price],
+                size_str(take).encode(), b"SELL" if at_bid else b"BUY", ts, tx)).decode()
 
 
 def best_bid_ask(book: PolyBooks, side: int) -> str:
-    w = book.walk
+    w, m = book.walk, book.market
     yb, ya, nb, na = touch(w)
-    spread = price_strs(w.n)[w.asks[0][0] - w.bids[0][0]]
+    spread = price_bytes(w.n)[w.asks[0][0] - w.bids[0][0]]
     bb, ba = (yb, ya) if side == 0 else (nb, na)
-    return spaced(_dumps({"market": book.market.condition_id, "asset_id": book.market.tokens[side], "best_bid": bb,
-                          "best_ask": ba, "spread": spread, "timestamp": str(book.ts_ms), "event_type": "best_bid_ask"}))
+    return (b'{"market":"%b", "asset_id":"%b", "best_bid":"%b", "best_ask":"%b", "spread":"%b", "timestamp":"%b", '
+            b'"event_type":"best_bid_ask"}' % (m.condition_id.encode(), m.tokens[side].encode(), bb, ba, spread,
+                                               book.parts[2])).decode()
 
 
 def tick_size_change(m: Any, side: int, old: str, new: str, ts: int) -> str:
-    return spaced(_dumps({"market": m.condition_id, "asset_id": m.tokens[side], "old_tick_size": old,
-                          "new_tick_size": new, "timestamp": str(ts), "event_type": "tick_size_change"}))
+    return (b'{"market":"%b", "asset_id":"%b", "old_tick_size":%b, "new_tick_size":%b, "timestamp":"%d", '
+            b'"event_type":"tick_size_change"}' % (m.condition_id.encode(), m.tokens[side].encode(), _dumps(old),
+                                                   _dumps(new), ts)).decode()
 
 
 def _about(m: Any) -> dict[str, Any]:

@@ -250,14 +250,14 @@ class PolymarketSim(VenueSim):
             now = now_ms()
             book.advance(now)
             w = book.walk
-            before = ({q: s for q, s in w.bids}, {q: s for q, s in w.asks})
+            before = ([lv[:] for lv in w.bids], [lv[:] for lv in w.asks])
             try:
                 w.rescale(n)
             except ValueError as e:
                 raise SimError(f"tick_size {tick}: {e}") from None
             f = max(n, old_n)
-            if ({q * f // n: s for q, s in w.bids} != {q * f // old_n: s for q, s in before[0].items()}
-                    or {q * f // n: s for q, s in w.asks} != {q * f // old_n: s for q, s in before[1].items()}):
+            if ([[q * f // n, s] for q, s in w.bids] != [[q * f // old_n, s] for q, s in before[0]]
+                    or [[q * f // n, s] for q, s in w.asks] != [[q * f // old_n, s] for q, s in before[1]]):
                 book.ts_ms = max(book.ts_ms, now)
             book.dirty = True
         m.tick_n, m.tick_s, m.tick_f = n, tick, float(tick)
