@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: install run run-sim run-local test sim bench soak lock clean
+.PHONY: install run run-sim run-local test sim bench bench-stream soak lock clean
 
 install: $(STAMP)
 
@@ -35,8 +35,12 @@ test: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/collector sim --port 8765
 
-bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; batched vs per-instrument
+bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; batched vs per-instrument; then the feeds
 	$(BIN)/python bench/poller_bench.py
+	$(BIN)/python bench/stream_bench.py
+
+bench-stream: $(STAMP)  ## stream capture alone: messages/s, CPU per change, receive-to-disk latency, RSS
+	$(BIN)/python bench/stream_bench.py
 
 soak: $(STAMP)  ## 30 min at ~2,000 instruments with 2% injected errors (SOAK_SECONDS to change)
 	$(BIN)/python bench/soak.py

@@ -6,6 +6,7 @@ a connection id and sequence number); ``FakeRest`` stands in for the poller Lane
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class NoSocket:
         self.reconnects = 0
         self.last_rx = time.monotonic()
         self.asked: list[tuple[str, tuple[str, ...]]] = []
+        self.backlog = threading.Semaphore(1 << 30)
+        self.blocked_s = 0.0
 
     def start(self) -> None:
         self.started = True

@@ -31,6 +31,8 @@ from collector.venues import VenueClient, make_client
 
 log = logging.getLogger(__name__)
 
+_DRAIN_MAX = 1000  # queue items handled per loop turn
+
 
 def in_shard(instrument_id: str, shard: str) -> bool:
     k, n = (int(x) for x in shard.split("/"))
@@ -109,20 +111,28 @@ class Poller:
         wake = min((lane.next_wake(now) for lane in self.lanes.values()), default=now + 0.1)
         return min(0.1, max(0.0005, wake - now))
 
-    def _drain(self, timeout: float) -> None:
+    def _drain(self, timeout: float) -> int:
+        """Handle what the threads handed back, at most ``_DRAIN_MAX`` items, so a flooding feed
+        cannot starve the rest of the loop (REST submits, writer ticks, stats, the stop check).
+        An item is only taken off the queue to be handled: the order of each thread's items holds."""
         try:
             done = self._done.get(timeout=timeout)
         except queue.Empty:
-            return
+            return 0
+        get = self._done.get_nowait
+        n = 0
         while True:
             if type(done) is Done:
                 done.lane.complete(done, time.monotonic())
             elif done is not None:  # a feed event (None is stop()'s wake-up)
                 done.target.on_event(done, time.monotonic())
+            n += 1
+            if n >= _DRAIN_MAX:
+                return n
             try:
-                done = self._done.get_nowait()
+                done = get()
             except queue.Empty:
-                return
+                return n
 
     def _fetch(self, lane: Lane, keys: Sequence[str]) -> None:
         """Submitted to the lane's pool: the only code that runs off the loop thread."""
@@ -168,8 +178,9 @@ class Poller:
             stream.stop()
         for stream in self.streams.values():
             stream.join()
-        try:  # what was received before the stop is recorded too
-            self._drain(timeout=0.0)
+        try:  # what was received before the stop is recorded too (the threads have stopped)
+            while self._drain(timeout=0.0):
+                pass
         except Exception:
             log.exception("draining the last feed messages failed")
         for stream in self.streams.values():

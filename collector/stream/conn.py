@@ -63,6 +63,11 @@ class FeedConnection:
         self.last_rx = time.monotonic()
         self.reconnects = 0
         self.started = False
+        # Messages handed to the loop and not yet recorded; past the bound this thread stops
+        # reading (TCP backpressure) instead of queueing without end: the loop releases one per
+        # message it handled. A venue that drops slow consumers then drops us: a gap, not a leak.
+        self.backlog = threading.Semaphore(settings.max_backlog)
+        self.blocked_s = 0.0  # time spent waiting for the loop (written by this thread)
         self._rng = random.Random(f"{index}:{time.time_ns()}")
         self._thread = threading.Thread(target=self._run, name=f"{self.kind}-{index}", daemon=True)
 
@@ -136,6 +141,12 @@ class FeedConnection:
         except orjson.JSONDecodeError as e:
             self.out.put(FeedBad(self.target, self.index, self.conn, ts, f"{e}: {str(raw)[:80]!r}"))
             return
+        if not self.backlog.acquire(blocking=False):
+            t = time.monotonic()
+            while not self.backlog.acquire(timeout=0.25):
+                if self._stop.is_set():
+                    raise StopRequested
+            self.blocked_s += time.monotonic() - t
         self.out.put(FeedMessage(self.target, self.index, self.conn, self.seq, ts, mono, data, event))
 
     def _commands(self) -> None:

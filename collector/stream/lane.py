@@ -130,6 +130,7 @@ class StreamLane:
     # -- events from the connection threads --------------------------------------------------
     def on_event(self, ev: Any, now: float) -> None:
         if type(ev) is FeedMessage:
+            self.conns[ev.index].backlog.release()
             if ev.conn != self.conn_ids[ev.index]:
                 return  # a late message of a connection already replaced
             self.c.messages += 1
@@ -323,6 +324,7 @@ class StreamLane:
             subscribed=len(self.tracked),
             live=sum(1 for t in self.tracked.values() if t.status == LIVE),
             reconnects=sum(conn.reconnects for conn in self.conns),
+            blocked_s=round(sum(conn.blocked_s for conn in self.conns), 3),
             last_message_age_s=round(max(ages), 3) if ages else None,
         )
 

@@ -34,7 +34,7 @@ class PolymarketConnection(FeedConnection):
             ping_interval=None,  # the venue's keepalive is its text PING, sent below
             close_timeout=1,
             max_size=64 << 20,  # an initial dump of 200 deep books is several MB
-            max_queue=None,  # never let the library drop or block on our reading pace
+            max_queue=256,  # frames buffered by the library; beyond, TCP backpressure (see backlog)
             compression=None,
             proxy=None,
             user_agent_header="pm-orderbook-collector",
