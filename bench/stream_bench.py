@@ -18,7 +18,8 @@ The simulator runs on the other core; its CPU is shown too (when it is at ~100 %
 not the poller, is the limit). The last line is one JSON object.
 
 Environment: BENCH_SECONDS=30, BENCH_WARMUP=10, BENCH_STREAM_TOKENS=2000, BENCH_STREAM_MARKETS=1100,
-BENCH_STREAM_FAST_TICK_S=0.1, BENCH_STREAM_PHASES=realistic,throughput, BENCH_KEEP=1.
+BENCH_STREAM_FAST_TICK_S=0.25, BENCH_STREAM_PHASES=realistic,throughput, BENCH_KEEP=1,
+BENCH_STREAM_ENV=K=V,... (poller settings without the COLLECTOR_ prefix, e.g. WRITER__FSYNC_INTERVAL_S=5).
 
     .venv/bin/python bench/stream_bench.py
 """
@@ -107,6 +108,9 @@ def phase(name: str, sim_args: list[str], tokens: int, seconds: float, warmup: f
             "COLLECTOR_STREAMS__POLYMARKET__MAX_PER_CONNECTION": "200",
             "PYTHONPATH": str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
         }
+        for kv in filter(None, os.environ.get("BENCH_STREAM_ENV", "").split(",")):  # e.g. WRITER__FSYNC_INTERVAL_S=5
+            k, v = kv.split("=", 1)
+            env[f"COLLECTOR_{k}"] = v
         cmd = [sys.executable, "-m", "collector", "poll", "--duration", f"{warmup + seconds + 2:g}"]
         errlog = open(work / f"poller-{name}.stderr", "wb")
         proc = subprocess.Popen(cmd, env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=errlog)
@@ -173,7 +177,7 @@ def main() -> int:
     seconds, warmup = env_num("BENCH_SECONDS", 30), env_num("BENCH_WARMUP", 10)
     tokens = int(env_num("BENCH_STREAM_TOKENS", 2000))
     markets = int(env_num("BENCH_STREAM_MARKETS", 1100))
-    fast = env_num("BENCH_STREAM_FAST_TICK_S", 0.1)
+    fast = env_num("BENCH_STREAM_FAST_TICK_S", 0.25)
     phases = os.environ.get("BENCH_STREAM_PHASES", "realistic,throughput").split(",")
     base = ["--markets", str(markets), "--seed", "77", "--no-rate-limit", "--log-size", "100"]
     args = {"realistic": base, "throughput": base + ["--tick-s", f"{fast:g}"]}

@@ -22,7 +22,7 @@ class StreamSettings(_Strict):
     silence_s: float = Field(default=30.0, gt=0, description="reconnect a connection that received nothing this long")
     rest_interval_s: float = Field(default=30.0, gt=0, description="REST poll cadence of an instrument whose stream is healthy")
     resync_timeout_s: float = Field(default=10.0, gt=0, description="a resync without a REST book this long is retried")
-    max_backlog: int = Field(default=20_000, ge=100, description="messages per connection received but not yet recorded; beyond, the connection stops reading")
+    max_backlog: int = Field(default=2_000, ge=100, description="messages per connection received but not yet recorded; beyond, the connection stops reading")
     resync_buffer: int = Field(default=10_000, ge=10, description="changes kept per instrument while it waits for its REST book")
 
     @field_validator("url")

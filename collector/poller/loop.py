@@ -31,7 +31,8 @@ from collector.venues import VenueClient, make_client
 
 log = logging.getLogger(__name__)
 
-_DRAIN_MAX = 1000  # queue items handled per loop turn
+_DRAIN_MAX = 1000  # queue items handled per loop turn ...
+_DRAIN_MAX_S = 0.01  # ... and at most about this long: records reach the OS at the next writer tick
 
 
 def in_shard(instrument_id: str, shard: str) -> bool:
@@ -56,7 +57,8 @@ class Poller:
         self._closed = False
         # Finished fetches (Done), feed events (collector.stream.events) and stop()'s None.
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.writers = WriterSet(Path(settings.data_dir), settings.writer, clock=clock)
+        # Periodic fsyncs off the loop thread: a slow fsync must not hold back records or requests.
+        self.writers = WriterSet(Path(settings.data_dir), settings.writer, clock=clock, background_sync=True)
         self.lanes: dict[str, Lane] = {}
         for name in settings.venues:
             client = (clients or {}).get(name) or make_client(name, settings)
@@ -112,14 +114,17 @@ class Poller:
         return min(0.1, max(0.0005, wake - now))
 
     def _drain(self, timeout: float) -> int:
-        """Handle what the threads handed back, at most ``_DRAIN_MAX`` items, so a flooding feed
-        cannot starve the rest of the loop (REST submits, writer ticks, stats, the stop check).
+        """Handle what the threads handed back, at most ``_DRAIN_MAX`` items or ``_DRAIN_MAX_S``, so
+        a flooding feed cannot starve the rest of the loop (REST submits, writer ticks, stats, the
+        stop check) nor hold records back from the OS (receive-to-disk latency).
         An item is only taken off the queue to be handled: the order of each thread's items holds."""
         try:
             done = self._done.get(timeout=timeout)
         except queue.Empty:
             return 0
         get = self._done.get_nowait
+        mono = time.monotonic
+        end = mono() + _DRAIN_MAX_S
         n = 0
         while True:
             if type(done) is Done:
@@ -127,7 +132,7 @@ class Poller:
             elif done is not None:  # a feed event (None is stop()'s wake-up)
                 done.target.on_event(done, time.monotonic())
             n += 1
-            if n >= _DRAIN_MAX:
+            if n >= _DRAIN_MAX or (n & 15 == 0 and mono() > end):
                 return n
             try:
                 done = get()

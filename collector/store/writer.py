@@ -33,15 +33,15 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from collector.model.errors import WriteError
 from collector.store import layout
 from collector.store.compress import compress_file
 from collector.store.durable import describe_os_error, fsync_dir_best_effort
+from collector.store.syncer import SyncSlot
+from collector.store.writer_stats import WriterStats
 
 __all__ = ["DEFAULT_BUFFER_BYTES", "RETRY_INTERVAL_S", "StreamWriter", "WriterStats"]
 
@@ -68,25 +68,6 @@ def _check_name(what: str, value: str) -> None:
 # --------------------------------------------------------------------------- writer
 
 
-@dataclass(slots=True)
-class WriterStats:
-    """Counters of one writer (cumulative since it was created)."""
-
-    records_written: int = 0  # records handed to the OS (in a file; fsync'ed at the next sync)
-    bytes_written: int = 0  # bytes handed to the OS, newlines included
-    records_dropped: int = 0  # refused by write() or lost from the buffer by an I/O error
-    files_opened: int = 0
-    rotations: int = 0  # files closed because their period ended
-    fsyncs: int = 0
-    fsync_seconds_total: float = 0.0
-    last_error: str | None = None  # e.g. "OSError ENOSPC: No space left on device (write /...)"
-    error_count: int = 0
-    failing: bool = False  # the last I/O attempt failed; cleared by the next successful write
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 class StreamWriter:
     """Appends JSONL records of one ``(venue, stream)`` to rotating files.
 
@@ -106,6 +87,7 @@ class StreamWriter:
         clock: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        background_sync: bool = False,
     ) -> None:
         _check_name("venue", venue)
         _check_name("stream", stream)
@@ -132,6 +114,8 @@ class StreamWriter:
         self._size = 0  # bytes in the open file (all complete lines)
         self._unsynced = False
         self._last_sync = 0.0
+        # Periodic fsyncs on a background thread (collector.store.syncer); closes stay synchronous.
+        self._bg = SyncSlot(self.stats) if background_sync else None
         self._retry_at: float | None = None  # set while failing: earliest next attempt
         self._probe = False  # after an error: hand the first record to the OS at once
         self._closed = False
@@ -177,11 +161,22 @@ class StreamWriter:
         """
         if self._fd is None:
             return
+        if self._bg is not None and (err := self._bg.take_error()) is not None:
+            self._fail("fsync", err, self._path)
+            return
         now = self._clock()
         if not (self._pstart <= now < self._pend):
             self._rotate()
         elif self._mono() - self._last_sync >= self.fsync_interval_s:
-            self.flush(fsync=True)
+            self.flush(fsync=self._bg is None)
+            if self._bg is not None and self._fd is not None and self._unsynced:
+                try:
+                    started = self._bg.start(self._fd)
+                except OSError:  # could not hand it over (no descriptor left): sync here
+                    started = self._sync()
+                if started:
+                    self._unsynced = False
+                    self._last_sync = self._mono()
         elif self._buf:
             self._drain()
 

@@ -24,8 +24,10 @@ class WriterSet:
         mono: Callable[[], float] = time.monotonic,
         *,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        background_sync: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.background_sync = background_sync
         self.settings = settings or WriterSettings()
         self._clock = clock
         self._mono = mono
@@ -48,6 +50,7 @@ class WriterSet:
                 clock=self._clock,
                 mono=self._mono,
                 buffer_bytes=self._buffer_bytes,
+                background_sync=self.background_sync,
             )
             if self._closed:
                 w.close()
