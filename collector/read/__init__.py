@@ -43,26 +43,45 @@ Times (``start``, ``end``, ``t``) accept epoch ms (int), :class:`datetime.dateti
 """
 
 from collector.read.asof import book_at, books_at
+from collector.read.book import BookState
 from collector.read.catalog import catalog_markets, market_catalog
+from collector.read.changes import iter_changes
 from collector.read.frames import to_arrow, to_pandas, to_polars
 from collector.read.progress import ReadStats
+from collector.read.reconcile import (
+    Comparison,
+    ReconcileReport,
+    iter_reconcile,
+    reconcile,
+)
 from collector.read.records import iter_books, iter_records, load_books
+from collector.read.replay import merge_books, replay, stream_book_at, stream_books_at
 from collector.read.scan import REORDER_MS
 from collector.read.times import parse_time
 from collector.store.files import gc_paused
 
 __all__ = [
     "REORDER_MS",
+    "BookState",
+    "Comparison",
     "ReadStats",
+    "ReconcileReport",
     "book_at",
     "books_at",
     "catalog_markets",
     "gc_paused",
     "iter_books",
+    "iter_changes",
+    "iter_reconcile",
     "iter_records",
     "load_books",
     "market_catalog",
+    "merge_books",
     "parse_time",
+    "reconcile",
+    "replay",
+    "stream_book_at",
+    "stream_books_at",
     "to_arrow",
     "to_pandas",
     "to_polars",

@@ -1,0 +1,257 @@
+"""A book at one moment, from either source: :class:`BookState` (what the readers hand out) and
+:class:`LiveBook`, the replay state of one instrument that applies ``book_changes`` records.
+
+Prices and sizes stay the exact decimal text of the files. A side is kept as ``price -> size``
+plus the prices sorted by value (:class:`decimal.Decimal` keys), so a change costs a bisect and
+only the side it touched is rebuilt into a new tuple.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from collector.model.decimals import fmt
+
+__all__ = [
+    "GAP",
+    "NO_SNAPSHOT",
+    "STATUSES",
+    "TRUSTED",
+    "UNTRUSTED",
+    "BookState",
+    "Level",
+    "LiveBook",
+    "rest_state",
+]
+
+Level = tuple[str, str]  # (price, size), exact decimal text
+
+TRUSTED = "trusted"  # the venue's book, as far as the stream can tell
+UNTRUSTED = "untrusted"  # known, but a change came while unsynced (or failed its hash) since the last snapshot
+GAP = "gap"  # unknown: a gap record since the last snapshot
+NO_SNAPSHOT = "no_snapshot"  # unknown: no snapshot yet (in the data read)
+STATUSES = (TRUSTED, UNTRUSTED, GAP, NO_SNAPSHOT)
+
+
+@dataclass(frozen=True, slots=True)
+class BookState:
+    """One instrument's book after one record: a replayed ``book_changes`` record
+    (``source="stream"``) or a polled ``orderbook`` (``source="rest"``).
+
+    ``ts_ms`` / ``ob_ts_ms`` / ``conn`` / ``seq`` / ``record_type`` are those of the record that
+    produced it. ``bids`` (descending) and ``asks`` (ascending) are best-first ``(price, size)``
+    text pairs, empty when the book is unknown (``status`` ``gap`` or ``no_snapshot``).
+    """
+
+    source: str
+    venue: str
+    instrument_id: str
+    ts_ms: int
+    ob_ts_ms: int | None
+    status: str  # one of STATUSES
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    hash: str | None = None
+    record_type: str = ""
+    conn: str | None = None
+    seq: int | None = None
+    tick_size: str | None = None
+
+    @property
+    def known(self) -> bool:
+        """The levels are the book (trusted or not), not a placeholder."""
+        return self.status == TRUSTED or self.status == UNTRUSTED
+
+    @property
+    def trusted(self) -> bool:
+        return self.status == TRUSTED
+
+    @property
+    def best_bid(self) -> str | None:
+        return self.bids[0][0] if self.bids else None
+
+    @property
+    def best_ask(self) -> str | None:
+        return self.asks[0][0] if self.asks else None
+
+
+# Price text -> (key of an ask, key of a bid). Prices repeat (a venue's ticks), so the Decimals
+# are made once; cleared when it grows past the bound.
+_KEYS: dict[str, tuple[Decimal, Decimal]] = {}
+_KEYS_MAX = 1 << 16
+
+
+def _keys(p: str) -> tuple[Decimal, Decimal]:
+    k = _KEYS.get(p)
+    if k is None:
+        d = Decimal(p)
+        k = (d, -d)
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.clear()
+        _KEYS[p] = k
+    return k
+
+
+def _is_zero(s: str) -> bool:
+    if "e" in s or "E" in s:
+        return Decimal(s) == 0
+    return not s.strip("0.")
+
+
+class _Side:
+    """One side: sizes by price text, prices sorted best-first (bids negated keys), and the tuple."""
+
+    __slots__ = ("which", "sizes", "keys", "prices", "levels")
+
+    def __init__(self, which: int) -> None:
+        self.which = which  # index into _keys(): 0 asks (ascending), 1 bids (descending)
+        self.clear()
+
+    def clear(self) -> None:
+        self.sizes: dict[str, str] = {}
+        self.keys: list[Decimal] = []
+        self.prices: list[str] = []
+        self.levels: tuple[Level, ...] = ()
+
+    def replace(self, levels: list[Level]) -> None:
+        w = self.which
+        self.sizes = dict(levels)
+        self.prices = [p for p, _ in levels]
+        self.keys = [_keys(p)[w] for p in self.prices]
+        if len(self.sizes) == len(self.prices) and self.keys == sorted(self.keys):
+            self.levels = tuple(levels)
+            return
+        # not best-first, or a price twice (the last one wins, as in a change)
+        order = sorted(self.sizes, key=lambda p: _keys(p)[w])
+        self.prices, self.keys = order, [_keys(p)[w] for p in order]
+        self._rebuild()
+
+    def set(self, changes: list[Level]) -> None:
+        w, sizes, keys, prices = self.which, self.sizes, self.keys, self.prices
+        for p, s in changes:
+            k = _keys(p)[w]
+            if _is_zero(s):
+                if p in sizes:
+                    del sizes[p]
+                    i = bisect_left(keys, k)
+                    while prices[i] != p:  # equal values in other text: find this one
+                        i += 1
+                    del keys[i], prices[i]
+            elif p in sizes:
+                sizes[p] = s
+            else:
+                i = bisect_left(keys, k)
+                keys.insert(i, k)
+                prices.insert(i, p)
+                sizes[p] = s
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.levels = tuple(zip(self.prices, map(self.sizes.__getitem__, self.prices)))
+
+
+class LiveBook:
+    """The replay state of one instrument: apply its ``book_changes`` records in file order.
+
+    A ``book_snapshot`` replaces the book, its hash and tick size (trusted unless its
+    ``hash_ok`` is false); a
+    ``book_change`` sets the levels it lists, size 0 removing one, and makes the book untrusted
+    until the next snapshot when it says ``synced: false`` or ``hash_ok: false``; a ``gap`` makes
+    it unknown until the next snapshot, and changes do nothing to an unknown book.
+    """
+
+    __slots__ = ("venue", "instrument_id", "bids", "asks", "status", "hash", "tick_size")
+
+    def __init__(self, venue: str, instrument_id: str) -> None:
+        self.venue = venue
+        self.instrument_id = instrument_id
+        self.bids = _Side(1)
+        self.asks = _Side(0)
+        self.status = NO_SNAPSHOT
+        self.hash: str | None = None
+        self.tick_size: str | None = None
+
+    def apply(self, rec: dict[str, Any]) -> BookState | None:
+        """The book after ``rec`` (a :func:`~collector.read.changes.text_record`), or None when
+        ``rec`` does not change books (``last_trade``, unknown types)."""
+        rt = rec.get("record_type")
+        if rt == "book_snapshot":
+            self.bids.replace(rec.get("bids") or [])
+            self.asks.replace(rec.get("asks") or [])
+            self.status = UNTRUSTED if rec.get("hash_ok") is False else TRUSTED
+            self.hash = rec.get("hash")
+            self.tick_size = rec.get("tick_size")  # a snapshot is the whole state: no earlier tick
+        elif rt == "book_change":
+            if self.status == TRUSTED or self.status == UNTRUSTED:
+                if rec.get("tick_size") is not None:
+                    self.tick_size = rec["tick_size"]
+                bids, asks = rec.get("bids"), rec.get("asks")
+                if bids:
+                    self.bids.set(bids)
+                if asks:
+                    self.asks.set(asks)
+                if rec.get("synced") is False or rec.get("hash_ok") is False:
+                    self.status = UNTRUSTED
+                # a change without a hash that moved no level (tick size) leaves the book's hash
+                if rec.get("hash") is not None or bids or asks:
+                    self.hash = rec.get("hash")
+        elif rt == "gap":
+            self.bids.clear()
+            self.asks.clear()
+            self.status = GAP
+            self.hash = self.tick_size = None
+        else:
+            return None
+        known = self.status == TRUSTED or self.status == UNTRUSTED
+        ob, seq, conn = rec.get("ob_ts_ms"), rec.get("seq"), rec.get("conn")
+        return BookState(
+            "stream",
+            self.venue,
+            self.instrument_id,
+            rec["ts_ms"],
+            ob if type(ob) is int else None,
+            self.status,
+            self.bids.levels if known else (),
+            self.asks.levels if known else (),
+            self.hash if known else None,
+            rt,
+            conn if isinstance(conn, str) else None,
+            seq if type(seq) is int else None,
+            self.tick_size if known else None,
+        )
+
+
+def _text(v: Any) -> str:
+    """Exact text of a number read with ``exact=True`` (Decimal, or int for whole numbers)."""
+    if isinstance(v, Decimal):
+        return fmt(v)
+    if type(v) is int:
+        return str(v)
+    if type(v) is float:  # only from a reader without exact=True: its shortest repr
+        return fmt(Decimal(repr(v)))
+    return str(v)
+
+
+def rest_state(rec: dict[str, Any]) -> BookState:
+    """A polled ``orderbook`` record (read with ``exact=True``) as a :class:`BookState`: trusted
+    unless its ``hash_ok`` is false (the body did not match its hash)."""
+    ob = rec.get("ob_ts_ms")
+    tick = rec.get("tick_size")
+    return BookState(
+        "rest",
+        rec.get("venue") or "",
+        rec["instrument_id"],
+        rec["ts_ms"],
+        ob if type(ob) is int else None,
+        UNTRUSTED if rec.get("hash_ok") is False else TRUSTED,
+        tuple((_text(p), _text(s)) for p, s in rec.get("bids") or ()),
+        tuple((_text(p), _text(s)) for p, s in rec.get("asks") or ()),
+        rec.get("hash"),
+        "orderbook",
+        None,
+        None,
+        None if tick is None else _text(tick),
+    )
