@@ -33,6 +33,7 @@ from collector.model.stream_records import (
 from collector.read.book import GAP, NO_SNAPSHOT, TRUSTED, UNTRUSTED, BookState
 from collector.store.layout import BOOK_CHANGES_STREAM, BOOK_STREAM
 from collector.store.writer_set import WriterSet
+from tests.reliability import schema as validator
 
 VENUE = "polymarket"
 IIDS = [f"{VENUE}:tok{i}" for i in range(3)]
@@ -134,6 +135,9 @@ def build(evs: list, data_dir: Path, *, torn: bool = True) -> Written:
                 tick = "0.001" if kind == "tick" else None
                 if kind == "tick":
                     bids, asks = [], []
+                # best first, as written (a stable sort: a price listed twice keeps its order)
+                bids = sorted(bids, key=lambda lv: Decimal(lv[0]), reverse=True)
+                asks = sorted(asks, key=lambda lv: Decimal(lv[0]))
                 known = ref.status in (TRUSTED, UNTRUSTED)
                 if known:
                     for side, changes in ((ref.bids, bids), (ref.asks, asks)):
@@ -247,6 +251,7 @@ def test_book_in_force_at_any_instant_equals_the_reference(evs, data):
 def test_iter_changes_gives_every_record_in_write_order(evs):
     with tempfile.TemporaryDirectory() as d:
         w = build(evs, Path(d))
+        validator.assert_clean(validator.scan(Path(d), allow_torn=True))  # what we wrote is the documented schema
         st_ = read.ReadStats()
         got = list(read.iter_changes(d, VENUE, stats=st_))
         assert got == [orjson.loads(x) for x in w.lines]
