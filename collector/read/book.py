@@ -1,9 +1,9 @@
 """A book at one moment, from either source: :class:`BookState` (what the readers hand out) and
 :class:`LiveBook`, the replay state of one instrument that applies ``book_changes`` records.
 
-Prices and sizes stay the exact decimal text of the files. A side is kept as ``price -> size``
-plus the prices sorted by value (:class:`decimal.Decimal` keys), so a change costs a bisect and
-only the side it touched is rebuilt into a new tuple.
+Prices and sizes stay the exact decimal text of the files. A side is kept as its levels sorted by
+value (:class:`decimal.Decimal` keys), so a change costs a bisect and only the side it touched
+is copied into a new tuple.
 """
 
 from __future__ import annotations
@@ -102,55 +102,46 @@ def _is_zero(s: str) -> bool:
 
 
 class _Side:
-    """One side: sizes by price text, prices sorted best-first (bids negated keys), and the tuple."""
+    """One side: levels best first with their sort keys (bids negated, so both ascend) and the
+    tuple handed out, rebuilt only when the side changes. A level is found by value (bisect)."""
 
-    __slots__ = ("which", "sizes", "keys", "prices", "levels")
+    __slots__ = ("which", "keys", "lv", "levels")
 
     def __init__(self, which: int) -> None:
         self.which = which  # index into _keys(): 0 asks (ascending), 1 bids (descending)
         self.clear()
 
     def clear(self) -> None:
-        self.sizes: dict[str, str] = {}
         self.keys: list[Decimal] = []
-        self.prices: list[str] = []
+        self.lv: list[Level] = []
         self.levels: tuple[Level, ...] = ()
 
     def replace(self, levels: list[Level]) -> None:
         w = self.which
-        self.sizes = dict(levels)
-        self.prices = [p for p, _ in levels]
-        self.keys = [_keys(p)[w] for p in self.prices]
-        if len(self.sizes) == len(self.prices) and self.keys == sorted(self.keys):
+        keys = [_keys(p)[w] for p, _ in levels]
+        if all(a < b for a, b in zip(keys, keys[1:])):
+            self.keys, self.lv = keys, list(levels)
             self.levels = tuple(levels)
             return
-        # not best-first, or a price twice (the last one wins, as in a change)
-        order = sorted(self.sizes, key=lambda p: _keys(p)[w])
-        self.prices, self.keys = order, [_keys(p)[w] for p in order]
-        self._rebuild()
+        # not best first, or a price twice: set one by one (the last one wins, as in a change)
+        self.clear()
+        self.set(levels, zero_removes=False)
 
-    def set(self, changes: list[Level]) -> None:
-        w, sizes, keys, prices = self.which, self.sizes, self.keys, self.prices
+    def set(self, changes: list[Level], *, zero_removes: bool = True) -> None:
+        w, keys, lv = self.which, self.keys, self.lv
         for p, s in changes:
             k = _keys(p)[w]
-            if _is_zero(s):
-                if p in sizes:
-                    del sizes[p]
-                    i = bisect_left(keys, k)
-                    while prices[i] != p:  # equal values in other text: find this one
-                        i += 1
-                    del keys[i], prices[i]
-            elif p in sizes:
-                sizes[p] = s
+            i = bisect_left(keys, k)
+            here = i < len(keys) and keys[i] == k
+            if zero_removes and _is_zero(s):
+                if here:
+                    del keys[i], lv[i]
+            elif here:
+                lv[i] = (p, s)
             else:
-                i = bisect_left(keys, k)
                 keys.insert(i, k)
-                prices.insert(i, p)
-                sizes[p] = s
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        self.levels = tuple(zip(self.prices, map(self.sizes.__getitem__, self.prices)))
+                lv.insert(i, (p, s))
+        self.levels = tuple(lv)
 
 
 class LiveBook:

@@ -15,7 +15,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from collector.read.book import BookState, LiveBook, rest_state
-from collector.read.changes import BOOK_TYPES, change_files, line_key, text_record
+from collector.read.changes import (
+    BOOK_TYPES,
+    change_files,
+    id_prefilter,
+    line_key,
+    text_record,
+)
 from collector.read.datafiles import SLACK_MS, DataFile
 from collector.read.progress import ReadStats
 from collector.read.records import iter_books
@@ -43,11 +49,14 @@ def forward(
     books: dict[str, LiveBook] = {}
     begin = plan.begin
     stop = len(files) - 1 if last_file is None else last_file
+    maybe = id_prefilter(ids)
     for fi in range(plan.first_file, stop + 1):
         df = files[fi]
         base = fi << 32
         n = 0
         for n, line in enumerate(file_lines(df.path), 1):  # noqa: B007 - n counts lines
+            if maybe is not None and not maybe(line):
+                continue
             key = line_key(line)  # raw: no parse for the lines skipped
             if key is None or key[0] not in BOOK_TYPES:
                 continue

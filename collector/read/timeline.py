@@ -23,7 +23,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from collector.read.changes import BOOK_TYPES, line_key
+from collector.read.changes import BOOK_TYPES, id_prefilter, line_key
 from collector.read.datafiles import DataFile
 from collector.store.files import file_lines
 
@@ -51,7 +51,10 @@ def scan_entries(df: DataFile, fidx: int, ids: set[str] | None) -> dict[str, lis
     """Entries of one file by instrument (venue-wide gaps under :data:`VENUE`), in file order."""
     out: dict[str, list[Entry]] = {}
     base = fidx << 32
+    maybe = id_prefilter(ids)
     for n, line in enumerate(file_lines(df.path), 1):
+        if maybe is not None and not maybe(line):
+            continue
         k = line_key(line)
         if k is None or k[0] not in BOOK_TYPES:
             continue
