@@ -181,3 +181,18 @@ def test_iter_changes_merges_venues_and_keeps_exact_decimals(tmp_path):
     assert [(r["instrument_id"], r["ts_ms"]) for r in got] == [(L, T0 + 1), (A, T0 + 5), (L, T0 + 9)]
     assert got[1]["bids"] == [[Decimal("0.4"), Decimal("1.5")]]
     assert [r["ts_ms"] for r in read.iter_changes(tmp_path, LL, start=T0 + 2)] == [T0 + 9]
+
+
+def test_frames_of_changes_and_of_replayed_books(tmp_path):
+    pl = pytest.importorskip("polars")
+    gap = GapRecord(PM, A, T0 + 5, T0 + 9, "ws_stall").to_json()
+    write(tmp_path, [cs(snap(A, T0, [("0.4", "1"), ("0.3", "2.5")], [("0.6", "2")]), T0),
+                     cs(change(A, T0 + 5, [("0.4", "0")], []), T0 + 5), cs(gap, T0 + 9)])
+    df = read.to_polars(read.iter_changes(tmp_path, PM))
+    assert df["record_type"].to_list() == ["book_snapshot", "book_change", "gap"]
+    assert df["bid_prices"].to_list() == [[0.4, 0.3], [0.4], None] and df["ask_sizes"].to_list() == [[2.0], [], None]
+    assert df.schema["bid_sizes"] == pl.List(pl.Float64) and df.schema["best_bid"] == pl.Float64
+    assert df["from_ts_ms"].to_list() == [None, None, T0 + 5] and df["synced"].to_list() == [None, True, None]
+    books = read.to_polars(read.replay(tmp_path, PM))
+    assert books["status"].to_list() == ["trusted", "trusted", "gap"]
+    assert books["bid_prices"].to_list() == [[0.4, 0.3], [0.3], []] and books["best_bid"].to_list() == [0.4, 0.3, None]
