@@ -177,7 +177,7 @@ def build(evs: list, data_dir: Path, *, torn: bool = True) -> Written:
 
 def ref_at(w: Written, iid: str, t: int, clock: str) -> BookState | None:
     """The reference state after the instrument's last record whose time is <= t: receive time
-    (a gap: its from_ts_ms) or venue time (a gap: the time of the record before it)."""
+    (a gap: the ms after its from_ts_ms) or venue time (a gap: the ms after the record before it)."""
     best = None
     prev: int | None = None
     for i, ts, ob, st_, frm in w.states:
@@ -185,11 +185,11 @@ def ref_at(w: Written, iid: str, t: int, clock: str) -> BookState | None:
             continue
         gap = st_.record_type == "gap"
         if clock == "ts_ms":
-            c = min(frm, ts) if gap and frm is not None else ts
+            c = min(frm + 1, ts) if gap and frm is not None else ts
         elif ob is not None:
             c = ob
         elif gap:
-            c = prev if prev is not None else (min(frm, ts) if frm is not None else ts)
+            c = prev + 1 if prev is not None else (min(frm + 1, ts) if frm is not None else ts)
         else:
             c = ts
         prev = c

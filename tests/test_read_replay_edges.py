@@ -97,22 +97,24 @@ def test_a_long_disconnect_is_unknown_although_its_gap_is_written_at_the_end(tmp
         cs(snap(A, T0, [("0.4", "1")], [("0.6", "1")]), T0),
         cs(change(A, T0 + 1000, [("0.41", "1")], []), T0 + 1000),
         rest(A, T0 + 600, [("0.4", "1")], [("0.6", "1")], ob=T0 + 500),
-        # the venue instant of the last message before the disconnect: others may have shared it
+        # the venue instant of the last message before the disconnect: its book was seen
         rest(A, T0 + 2000, [("0.41", "1"), ("0.4", "1")], [("0.6", "1")], ob=T0 + 995),
         rest(A, T0 + 3 * MIN, [("0.41", "1"), ("0.4", "1")], [("0.6", "1")], ob=T0 + 3 * MIN - 5),
         cs(gap, T0 + 10 * MIN),
         cs(snap(A, T0 + 10 * MIN + 1, [("0.5", "1")], [("0.6", "1")], seq=1), T0 + 10 * MIN + 1),
         rest(A, T0 + 11 * MIN, [("0.5", "1")], [("0.6", "1")], ob=T0 + 11 * MIN - 5),
     ])
-    assert read.stream_book_at(tmp_path, PM, A, T0 + 999).status == "trusted"
+    assert read.stream_book_at(tmp_path, PM, A, T0 + 1000).bids == (("0.41", "1"), ("0.4", "1"))  # the last message
+    assert read.stream_book_at(tmp_path, PM, A, T0 + 1001).status == "gap"  # and unknown right after it
+    assert read.stream_book_at(tmp_path, PM, A, T0 + 996, clock="ob_ts_ms").status == "gap"
     for clock in ("ts_ms", "ob_ts_ms"):
         mid = read.stream_book_at(tmp_path, PM, A, T0 + 5 * MIN, clock=clock)
         assert (mid.status, mid.record_type, mid.bids) == ("gap", "gap", ()), clock
     after = read.stream_book_at(tmp_path, PM, A, T0 + 10 * MIN + 1)
     assert after.bids == (("0.5", "1"),) and after.trusted
     rep = read.reconcile(tmp_path, PM, window="2m")
-    assert [c.outcome for c in read.iter_reconcile(tmp_path, PM)] == ["agree", "gap", "gap", "agree"]
-    assert (rep.samples, rep.agreed, rep.not_comparable["gap"]) == (4, 2, 2)
+    assert [c.outcome for c in read.iter_reconcile(tmp_path, PM)] == ["agree", "agree", "gap", "agree"]
+    assert (rep.samples, rep.agreed, rep.not_comparable["gap"]) == (4, 3, 1)
 
 
 def test_lookback_bounds_the_search_for_a_snapshot(tmp_path):

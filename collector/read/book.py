@@ -102,10 +102,10 @@ def _is_zero(s: str) -> bool:
 
 
 class _Side:
-    """One side: levels best first with their sort keys (bids negated, so both ascend) and the
-    tuple handed out, rebuilt only when the side changes. A level is found by value (bisect)."""
+    """One side: levels best first with their sort keys (bids negated, so both ascend). The
+    tuple handed out is made when asked for, once per change of the side."""
 
-    __slots__ = ("which", "keys", "lv", "levels")
+    __slots__ = ("which", "keys", "lv", "_tuple")
 
     def __init__(self, which: int) -> None:
         self.which = which  # index into _keys(): 0 asks (ascending), 1 bids (descending)
@@ -114,14 +114,20 @@ class _Side:
     def clear(self) -> None:
         self.keys: list[Decimal] = []
         self.lv: list[Level] = []
-        self.levels: tuple[Level, ...] = ()
+        self._tuple: tuple[Level, ...] | None = ()
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        t = self._tuple
+        if t is None:
+            t = self._tuple = tuple(self.lv)
+        return t
 
     def replace(self, levels: list[Level]) -> None:
         w = self.which
         keys = [_keys(p)[w] for p, _ in levels]
         if all(a < b for a, b in zip(keys, keys[1:])):
-            self.keys, self.lv = keys, list(levels)
-            self.levels = tuple(levels)
+            self.keys, self.lv, self._tuple = keys, list(levels), None
             return
         # not best first, or a price twice: set one by one (the last one wins, as in a change)
         self.clear()
@@ -141,20 +147,20 @@ class _Side:
             else:
                 keys.insert(i, k)
                 lv.insert(i, (p, s))
-        self.levels = tuple(lv)
+        self._tuple = None
 
 
 class LiveBook:
     """The replay state of one instrument: apply its ``book_changes`` records in file order.
 
     A ``book_snapshot`` replaces the book, its hash and tick size (trusted unless its
-    ``hash_ok`` is false); a
-    ``book_change`` sets the levels it lists, size 0 removing one, and makes the book untrusted
-    until the next snapshot when it says ``synced: false`` or ``hash_ok: false``; a ``gap`` makes
-    it unknown until the next snapshot, and changes do nothing to an unknown book.
+    ``hash_ok`` is false); a ``book_change`` sets the levels it lists, size 0 removing one, and
+    makes the book untrusted until the next snapshot when it says ``synced: false`` or
+    ``hash_ok: false``; a ``gap`` makes it unknown until the next snapshot, and changes do
+    nothing to an unknown book. :meth:`state` is the book after the last record applied.
     """
 
-    __slots__ = ("venue", "instrument_id", "bids", "asks", "status", "hash", "tick_size")
+    __slots__ = ("venue", "instrument_id", "bids", "asks", "status", "hash", "tick_size", "_last")
 
     def __init__(self, venue: str, instrument_id: str) -> None:
         self.venue = venue
@@ -164,10 +170,11 @@ class LiveBook:
         self.status = NO_SNAPSHOT
         self.hash: str | None = None
         self.tick_size: str | None = None
+        self._last: dict[str, Any] = {}
 
-    def apply(self, rec: dict[str, Any]) -> BookState | None:
-        """The book after ``rec`` (a :func:`~collector.read.changes.text_record`), or None when
-        ``rec`` does not change books (``last_trade``, unknown types)."""
+    def apply(self, rec: dict[str, Any]) -> bool:
+        """Apply ``rec`` (a :func:`~collector.read.changes.text_record`); False when it changes no
+        book (``last_trade``, unknown types) and was ignored."""
         rt = rec.get("record_type")
         if rt == "book_snapshot":
             self.bids.replace(rec.get("bids") or [])
@@ -195,7 +202,12 @@ class LiveBook:
             self.status = GAP
             self.hash = self.tick_size = None
         else:
-            return None
+            return False
+        self._last = rec
+        return True
+
+    def state(self) -> BookState:
+        rec = self._last
         known = self.status == TRUSTED or self.status == UNTRUSTED
         ob, seq, conn = rec.get("ob_ts_ms"), rec.get("seq"), rec.get("conn")
         return BookState(
@@ -208,7 +220,7 @@ class LiveBook:
             self.bids.levels if known else (),
             self.asks.levels if known else (),
             self.hash if known else None,
-            rt,
+            rec.get("record_type", ""),
             conn if isinstance(conn, str) else None,
             seq if type(seq) is int else None,
             self.tick_size if known else None,

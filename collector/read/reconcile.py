@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from collector.read.book import GAP, NO_SNAPSHOT, UNTRUSTED, BookState, Level
+from collector.read.book import GAP, NO_SNAPSHOT, UNTRUSTED, BookState, Level, LiveBook
 from collector.read.changes import change_files
 from collector.read.datafiles import SLACK_MS
-from collector.read.replay import forward, rest_books, stream_books_at
+from collector.read.replay import records, rest_books, stream_books_at
 from collector.read.scan import expand_instruments
 from collector.read.timeline import (
     CLOCKS,
@@ -171,21 +171,29 @@ def _window(
                     pending.setdefault(iid, []).append((pos, n, s, c))
     for q in pending.values():
         q.sort(key=lambda x: x[0], reverse=True)  # pop() gives the smallest position
-    cur: dict[str, BookState] = {}
+    books: dict[str, LiveBook] = {}
 
     def flush(iid: str, before: int | None) -> None:
-        q = pending.get(iid)
+        """Compare the samples whose record in force lies before ``before`` with the book now."""
+        q = pending[iid]
+        st = None
         while q and (before is None or q[-1][0] < before):
             _pos, n, s, c = q.pop()
-            out.append((n, _compare(s, cur.get(iid), c, depth)))
+            if st is None and iid in books:
+                st = books[iid].state()  # made only when a sample needs it
+            out.append((n, _compare(s, st, c, depth)))
 
     if pending:
         last = max(p for q in pending.values() for p, *_ in q) >> 32
-        for pos, st in forward(files, plan, venue, set(pending), last_file=last):
-            iid = st.instrument_id
-            if iid in pending:
-                flush(iid, pos)  # the samples whose record in force came before this one
-                cur[iid] = st
+        for pos, iid, rec in records(files, plan, set(pending), last_file=last):
+            for who in (iid,) if iid is not None else list(pending):
+                q = pending.get(who)
+                if q and q[-1][0] < pos:
+                    flush(who, pos)  # before the record at pos changes the book
+                b = books.get(who)
+                if b is None:
+                    b = books[who] = LiveBook(venue, who)
+                b.apply(rec)
     for iid in pending:
         flush(iid, None)
     for n, s, c in late:

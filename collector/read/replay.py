@@ -31,22 +31,20 @@ from collector.read.times import duration_ms, opt_time, parse_time
 from collector.store.files import file_lines
 from collector.store.layout import DAY_MS
 
-__all__ = ["forward", "merge_books", "replay", "stream_book_at", "stream_books_at"]
+__all__ = ["forward", "merge_books", "records", "replay", "stream_book_at", "stream_books_at"]
 
 
-def forward(
+def records(
     files: Sequence[DataFile],
     plan: Plan,
-    venue: str,
     ids: set[str] | None,
     *,
     last_file: int | None = None,
     stats: ReadStats | None = None,
-) -> Iterator[tuple[int, BookState]]:
-    """``(pos, book)`` after each book record of ``ids`` (None: all) from ``plan.first_file`` to
-    ``last_file`` (inclusive; default the last), skipping each instrument's lines before
-    ``plan.begin``. A venue-wide gap (no ``instrument_id``) yields a gap for every book seen."""
-    books: dict[str, LiveBook] = {}
+) -> Iterator[tuple[int, str | None, dict]]:
+    """``(pos, instrument_id, record)`` of each book record of ``ids`` (None: all) from
+    ``plan.first_file`` to ``last_file`` (inclusive; default the last), skipping each
+    instrument's lines before ``plan.begin``; instrument_id None for a venue-wide gap."""
     begin = plan.begin
     stop = len(files) - 1 if last_file is None else last_file
     maybe = id_prefilter(ids)
@@ -62,33 +60,44 @@ def forward(
                 continue
             iid = key[1]
             pos = base | n
-            if iid is None:  # a venue-wide gap: every book of the venue is unknown
-                if key[0] != "gap" or (rec := text_record(line)) is None:
+            if iid is None:
+                if key[0] != "gap":
                     continue
-                for who in sorted(set(books) | (ids or set())):
-                    b = books.get(who)
-                    if b is None:
-                        b = books[who] = LiveBook(venue, who)
-                    yield pos, b.apply(rec)  # type: ignore[misc]
-                continue
-            if (ids is not None and iid not in ids) or pos < begin.get(iid, 0):
+            elif (ids is not None and iid not in ids) or pos < begin.get(iid, 0):
                 continue
             rec = text_record(line)
-            if rec is None or type(rec.get("ts_ms")) is not int:
+            if rec is None or type(rec.get("ts_ms")) is not int or rec.get("record_type") != key[0]:
                 continue
-            b = books.get(iid)
-            if b is None:
-                b = books[iid] = LiveBook(venue, iid)
-            st = b.apply(rec)
-            if st is not None:
-                if stats is not None:
-                    stats.records += 1
-                yield pos, st
+            if stats is not None:
+                stats.records += 1
+            yield pos, iid, rec
         if stats is not None:
             stats.files += 1
             stats.lines += n
             stats.bytes += df.size
             stats.by_kind[df.kind] = stats.by_kind.get(df.kind, 0) + 1
+
+
+def forward(
+    files: Sequence[DataFile],
+    plan: Plan,
+    venue: str,
+    ids: set[str] | None,
+    *,
+    last_file: int | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[tuple[int, LiveBook]]:
+    """``(pos, book)`` after each record of :func:`records`: ``book`` is the instrument's live
+    state, valid until the next item (``book.state()`` keeps it). A venue-wide gap makes every
+    book unknown: every book seen (and every one of ``ids``) is yielded."""
+    books: dict[str, LiveBook] = {}
+    for pos, iid, rec in records(files, plan, ids, last_file=last_file, stats=stats):
+        for who in (iid,) if iid is not None else sorted(set(books) | (ids or set())):
+            b = books.get(who)
+            if b is None:
+                b = books[who] = LiveBook(venue, who)
+            b.apply(rec)
+            yield pos, b
 
 
 def replay(
@@ -114,9 +123,10 @@ def replay(
     lo = None if start_ms is None else start_ms - duration_ms(lookback)
     files = change_files(data_dir, venue, lo, end_ms)
     plan = Plan(0) if start_ms is None else locate(files, ids, start=start_ms)
-    for _pos, st in forward(files, plan, venue, ids, stats=stats):
-        if (start_ms is None or st.ts_ms >= start_ms) and (end_ms is None or st.ts_ms < end_ms):
-            yield st
+    for _pos, b in forward(files, plan, venue, ids, stats=stats):
+        ts = b._last["ts_ms"]
+        if (start_ms is None or ts >= start_ms) and (end_ms is None or ts < end_ms):
+            yield b.state()
 
 
 def stream_books_at(
@@ -154,9 +164,9 @@ def stream_books_at(
         return {}
     at = plan.at
     out: dict[str, BookState] = {}
-    for pos, st in forward(files, plan, venue, set(at), last_file=max(at.values()) >> 32):
-        if pos <= at.get(st.instrument_id, -1):
-            out[st.instrument_id] = st
+    for pos, b in forward(files, plan, venue, set(at), last_file=max(at.values()) >> 32):
+        if pos <= at.get(b.instrument_id, -1):  # the last applied up to `at` (it may not parse)
+            out[b.instrument_id] = b.state()
     return out
 
 

@@ -9,10 +9,10 @@ last snapshot, not at the start of the day.
 
 The time of a record on each clock (what "in force at t" compares):
 
-* ``ts_ms`` (receive time): its ``ts_ms``; for a gap its ``from_ts_ms`` (the last good message:
-  the book is unknown from then on, although the gap is written later), else its ``ts_ms``.
-* ``ob_ts_ms`` (venue time): its ``ob_ts_ms``; a gap takes the time of the record before it
-  (unknown from the last venue book on); another record without a venue time takes its ``ts_ms``.
+* ``ts_ms`` (receive time): its ``ts_ms``; for a gap the millisecond after its ``from_ts_ms``
+  (the last good message: the book is unknown from then on, although the gap is written later).
+* ``ob_ts_ms`` (venue time): its ``ob_ts_ms``; a gap takes the millisecond after the time of the
+  record before it (the last venue book seen); another record without a venue time its ``ts_ms``.
 
 The record in force at ``t`` is the last one, in file order, whose time is ``<= t``.
 """
@@ -65,7 +65,7 @@ def scan_entries(df: DataFile, fidx: int, ids: set[str] | None) -> dict[str, lis
             iid = VENUE
         elif ids is not None and iid not in ids:
             continue
-        clock = min(frm, ts) if rt == "gap" and frm is not None else ts
+        clock = min(frm + 1, ts) if rt == "gap" and frm is not None else ts
         out.setdefault(iid, []).append((base | n, ts, clock, ob, _KIND[rt]))
     return out
 
@@ -86,7 +86,7 @@ def _clocks(entries: Sequence[Entry], clock: str) -> tuple[list[int], int]:
                 lead += 1
                 c = e[2]
             else:
-                c = prev
+                c = prev + 1
         else:
             c = e[1]
         out.append(c)
@@ -153,7 +153,8 @@ def locate(
     ready = n if start is None else next((i for i in range(n) if files[i].hi_ms > start), n)
     chunks: dict[str, list[list[Entry]]] = {}
     venue: list[list[Entry]] = []
-    done: dict[str, tuple[int, int, bool]] = {}  # iid -> (reset pos, pos of record k, k is the last read)
+    # iid -> (reset pos, pos of record k, k is the last entry read, time of k on the clock)
+    done: dict[str, tuple[int, int, bool, int]] = {}
     plan = Plan(first_file=ready if start is not None else n)
 
     def settle(iid: str, final: bool) -> None:
@@ -163,14 +164,14 @@ def locate(
         else:
             k, unsure = _in_force(entries, clock, t)  # type: ignore[arg-type]
         r = _last_reset(entries, k) if k >= 0 else -1
-        if r >= 0 and (not unsure or final):
-            done[iid] = (entries[r][0], entries[k][0], k == len(entries) - 1)
-            chunks.pop(iid, None)
-        elif final and k >= 0:  # no snapshot within the files read: unknown up to record k
-            if start is None:
-                done[iid] = (entries[k][0], entries[k][0], k == len(entries) - 1)  # record k, book unknown
-            else:
+        if k >= 0 and (r >= 0 or final) and (not unsure or final):
+            if r < 0 and start is not None:
                 plan.begin[iid] = entries[k][0] + 1  # nothing before the range can be rebuilt: skip it
+                return
+            # no reset within the files read (r < 0): the as-of answer is record k, book unknown
+            kt = _clocks(entries, clock)[0][k] if start is None else 0
+            done[iid] = (entries[r if r >= 0 else k][0], entries[k][0], k == len(entries) - 1, kt)
+            chunks.pop(iid, None)
 
     for fi in range(n - 1, -1, -1):
         df = files[fi]
@@ -194,12 +195,12 @@ def locate(
         if iid not in done:
             settle(iid, True)
     if t is not None and n < len(files):
-        tail = [iid for iid, d in done.items() if d[2]]
-        for iid, g in next_gaps(files, n, set(tail)).items():
-            # its time is <= t on both clocks: from_ts_ms <= t, or the time of record k
-            if clock == "ob_ts_ms" or g[2] <= t:
-                done[iid] = (g[0], g[0], True)
-    for iid, (b, k, _last) in done.items():
+        tail = {iid for iid, d in done.items() if d[2]}
+        for iid, g in next_gaps(files, n, tail).items():
+            # in force at t when it starts by t: from_ts_ms + 1, or the time of record k + 1
+            if (g[2] if clock == "ts_ms" else done[iid][3] + 1) <= t:
+                done[iid] = (g[0], g[0], True, t)
+    for iid, (b, k, _last, _kt) in done.items():
         plan.begin[iid] = b
         if t is not None:
             plan.at[iid] = k
