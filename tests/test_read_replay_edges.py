@@ -82,11 +82,13 @@ def test_an_unsorted_snapshot_is_sorted_best_first(tmp_path):
 def test_a_venue_wide_gap_makes_every_book_unknown(tmp_path):
     gap = GapRecord(PM, None, T0 + 5, T0 + 10, "ws_disconnect:closed").to_json()
     write(tmp_path, [cs(snap(A, T0, [("0.4", "1")], []), T0), cs(snap(B, T0 + 1, [], [("0.6", "1")]), T0 + 1),
-                     cs(gap, T0 + 10), cs(snap(B, T0 + 20, [], [("0.7", "1")]), T0 + 20)])
+                     rest(A, T0 + 3, [("0.4", "1")], []), cs(gap, T0 + 10), rest(A, T0 + 15, [("0.4", "1")], []),
+                     cs(snap(B, T0 + 20, [], [("0.7", "1")]), T0 + 20)])
     got = [(s.instrument_id, s.status) for s in read.replay(tmp_path, PM)]
     assert got == [(A, "trusted"), (B, "trusted"), (A, "gap"), (B, "gap"), (B, "trusted")]
     at = read.stream_books_at(tmp_path, PM, [A, B], T0 + 15)
     assert {k: v.status for k, v in at.items()} == {A: "gap", B: "gap"}
+    assert [c.outcome for c in read.iter_reconcile(tmp_path, PM, clock="ts_ms")] == ["agree", "gap"]
 
 
 def test_a_long_disconnect_is_unknown_although_its_gap_is_written_at_the_end(tmp_path):

@@ -4,7 +4,11 @@ This is the public API (docs/reading-data.md); the modules of this package are p
 :mod:`~collector.read.times`, :mod:`~collector.read.datafiles` (which files),
 :mod:`~collector.read.scan` (one file), :mod:`~collector.read.records` (the merge),
 :mod:`~collector.read.asof`, :mod:`~collector.read.catalog`, :mod:`~collector.read.frames`,
-:mod:`~collector.read.progress`.
+:mod:`~collector.read.progress`; for stream capture (``book_changes``)
+:mod:`~collector.read.changes` (files, order, exact-text lines), :mod:`~collector.read.book`
+(a book and its replay state), :mod:`~collector.read.timeline` (where a replay starts),
+:mod:`~collector.read.replay` (replay, as-of, merge with REST) and
+:mod:`~collector.read.reconcile` (REST samples against the stream).
 
 Quick start::
 
@@ -16,6 +20,10 @@ Quick start::
     book = read.book_at("data", "polymarket", "polymarket:1043...", "2026-01-10T23:30Z")
     df = read.to_polars(read.load_books("data", "limitless", start=..., end=...))
     cat = read.market_catalog("data", "polymarket")     # instrument_id -> metadata + lifecycle
+
+    for b in read.replay("data", "polymarket", ["polymarket:1043..."], start=..., end=...):
+        print(b.ts_ms, b.status, b.bids[:3])             # the stream-replayed book, exact text
+    rep = read.reconcile("data", "polymarket", start=..., end=...)  # REST samples vs the stream
 
 What it handles for you (see docs/reading-data.md):
 
@@ -35,6 +43,9 @@ What it handles for you (see docs/reading-data.md):
   number with a fraction (exactly the text on disk). From Parquet, ``exact=True`` rebuilds the
   decimal from the double's shortest repr, exact for values of up to 15 significant digits (every
   venue price and size).
+* **Stream capture** (``book_changes``): records in write order (:func:`iter_changes`), books
+  rebuilt in file order from the last snapshot before the question (:func:`replay`,
+  :func:`stream_books_at`), as :class:`BookState` with exact decimal text and a trust status.
 * **Parquet rows** read back as the same dicts, with two differences: prices and sizes are floats
   (``3100`` reads ``3100.0``) and optional fields that were absent are absent, null ones too.
 

@@ -15,14 +15,14 @@ first difference), or not comparable: ``gap`` (the stream book is unknown after 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from collector.read.book import GAP, NO_SNAPSHOT, UNTRUSTED, BookState, Level, LiveBook
 from collector.read.changes import change_files
-from collector.read.datafiles import SLACK_MS
+from collector.read.datafiles import SLACK_MS, DataFile
 from collector.read.replay import records, rest_books, stream_books_at
 from collector.read.scan import expand_instruments
 from collector.read.timeline import (
@@ -124,6 +124,22 @@ def _compare(rest: BookState, stream: BookState | None, clock: str, depth: int |
     return Comparison(rest, stream, clock, AGREE if diff is None else DISAGREE, diff)
 
 
+def _entries(files: Sequence[DataFile], first: int, upto: int, ids: set[str]) -> dict[str, list[Entry]]:
+    """Each instrument's entries in ``files[first:upto + 1]`` with the venue-wide gaps, plus its
+    next entry after them when that is a gap: written when it closed, it may cover a sample."""
+    entries: dict[str, list[Entry]] = {}
+    venue_gaps: list[Entry] = []
+    for fi in range(first, upto + 1):
+        for iid, es in scan_entries(files[fi], fi, ids).items():
+            (venue_gaps if iid == VENUE else entries.setdefault(iid, [])).extend(es)
+    if venue_gaps:
+        for iid in ids:
+            entries[iid] = sorted(entries.get(iid, []) + venue_gaps)
+    for iid, g in next_gaps(files, upto + 1, ids).items():
+        entries.setdefault(iid, []).append(g)
+    return entries
+
+
 def _window(
     data_dir: str | os.PathLike[str],
     venue: str,
@@ -141,13 +157,7 @@ def _window(
     files = change_files(data_dir, venue, lo - lookback, hi + lookback)
     upto = max((i for i, f in enumerate(files) if f.lo_ms < hi), default=-1)
     plan = locate(files, ids, start=lo, upto=upto)
-    entries: dict[str, list[Entry]] = {}
-    venue_gaps: list[Entry] = []
-    for fi in range(plan.first_file, upto + 1):
-        for iid, es in scan_entries(files[fi], fi, ids).items():
-            (venue_gaps if iid == VENUE else entries.setdefault(iid, [])).extend(es)
-    for iid, g in next_gaps(files, upto + 1, ids).items():  # a gap written later may cover a sample
-        entries.setdefault(iid, []).append(g)
+    entries = _entries(files, plan.first_file, upto, ids)
     pending: dict[str, list[tuple[int, int, BookState, str]]] = {}  # iid -> (pos, n, sample, clock)
     out: list[tuple[int, Comparison]] = []
     by_iid: dict[str, list[tuple[int, BookState]]] = {}
@@ -155,7 +165,7 @@ def _window(
         by_iid.setdefault(s.instrument_id, []).append((n, s))
     late: list[tuple[int, BookState, str]] = []  # in force before the replay's start: looked up alone
     for iid, group in by_iid.items():
-        es = sorted(entries.get(iid, []) + venue_gaps) if venue_gaps else entries.get(iid, [])
+        es = entries.get(iid, [])
         begin = plan.begin.get(iid, plan.first_file << 32)
         for c in CLOCKS:
             chosen = [(n, s) for n, s in group if _clock_of(s, clock) == c]
