@@ -1,20 +1,31 @@
 """collector.read's public API is exactly the names docs/reading-data.md uses (plus ReadStats, the
-type of the readers' ``stats=`` argument); everything else in the package is plumbing."""
+type of the readers' ``stats=`` argument, and the types the stream readers return: BookState,
+Comparison, ReconcileReport); everything else in the package is plumbing."""
 
 import collector.read as read
 
 PUBLIC = [
     "REORDER_MS",
+    "BookState",
+    "Comparison",
     "ReadStats",
+    "ReconcileReport",
     "book_at",
     "books_at",
     "catalog_markets",
     "gc_paused",
     "iter_books",
+    "iter_changes",
+    "iter_reconcile",
     "iter_records",
     "load_books",
     "market_catalog",
+    "merge_books",
     "parse_time",
+    "reconcile",
+    "replay",
+    "stream_book_at",
+    "stream_books_at",
     "to_arrow",
     "to_pandas",
     "to_polars",

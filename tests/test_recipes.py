@@ -2,7 +2,8 @@
 
 ``python`` blocks run in order in one namespace, ``sql`` blocks statement by statement on
 DuckDB's default connection (so Python blocks can use the views they create), both from a
-directory holding a generated recording in ``./data`` with one Polymarket day compacted.
+directory holding a generated recording in ``./data`` with one Polymarket day compacted and stream
+capture of a few instruments (tests/test_read_replay_recording.py).
 ``console`` blocks: every ``collector ...`` line must parse with the real CLI parser. Blocks that
 import pandas are skipped when pandas is not installed.
 """
@@ -17,6 +18,7 @@ import pytest
 
 from collector.store.compact import compact_day
 from tests.datagen import copy_of, shared
+from tests.test_read_replay_recording import add_stream_capture
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reading-data.md"
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```\s*$", re.S | re.M)
@@ -37,6 +39,7 @@ def recording(tmp_path_factory):
     g = copy_of(shared(tmp_path_factory), tmp_path_factory.mktemp("recipes") / "data")
     rep = compact_day(g.data_dir, "polymarket", "2026-01-10", now_ms=g.end_ms + 3 * 86_400_000)
     assert rep.ok and not rep.kept_jsonl
+    add_stream_capture(g.data_dir)  # the stream capture recipes' book_changes
     return g
 
 

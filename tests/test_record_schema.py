@@ -18,6 +18,11 @@ from collector.model.records import (
     PollErrorRecord,
     PollStats,
 )
+from collector.model.stream_records import (
+    BookChangeRecord,
+    BookSnapshotRecord,
+    LastTradeRecord,
+)
 from collector.store.parquet import LEVEL_COLUMNS, book_schema, gap_schema
 from tests.reliability import schema as validator
 
@@ -51,6 +56,23 @@ SAMPLES = {
                                    "server_error", 1, "boom")],
     "poll_stats": [_stats()],
     "market": [MarketRecord("added", "rule:all", 1_790_000_000_000, INST)],
+    "book_snapshot": [
+        BookSnapshotRecord("polymarket", "polymarket:1", 1_790_000_000_000, 1_789_999_999_990, "c1", 1, "subscribe",
+                           [("0.4", "10"), ("0.39", "5")], [("0.6", "5")], "ab" * 20, True, "0.01", "0.5"),
+        BookSnapshotRecord("limitless", "limitless:s", 1_790_000_000_000, None, "c2", 3, "update", [], [],
+                           source="rest"),
+    ],
+    "book_change": [
+        BookChangeRecord("polymarket", "polymarket:1", 1_790_000_000_000, 1_789_999_999_990, "c1", 2,
+                         [("0.4", "0")], [("0.61", "3")], "0.39", "0.6", "ab" * 20, True),
+        BookChangeRecord("polymarket", "polymarket:1", 1_790_000_000_000, None, "c1", 3, [], [], None, None,
+                         tick_size="0.001", synced=False),
+    ],
+    "last_trade": [
+        LastTradeRecord("polymarket", "polymarket:1", 1_790_000_000_000, 1_789_999_999_990, "c1", 4, "0.5", "10",
+                        "BUY", "0"),
+        LastTradeRecord("polymarket", "polymarket:1", 1_790_000_000_000, None, "c1", 5, "0.5", None, None),
+    ],
 }
 VALIDATOR = {
     "orderbook": (validator.ORDERBOOK_REQUIRED, validator.ORDERBOOK_OPTIONAL),
@@ -58,9 +80,14 @@ VALIDATOR = {
     "poll_error": (validator.POLL_ERROR_REQUIRED, {}),
     "poll_stats": (validator.POLL_STATS_REQUIRED, {}),
     "market": (validator.MARKET_REQUIRED, {}),
+    "book_snapshot": (validator.BOOK_SNAPSHOT_REQUIRED, {}),
+    "book_change": (validator.BOOK_CHANGE_REQUIRED, validator.BOOK_CHANGE_OPTIONAL),
+    "last_trade": (validator.LAST_TRADE_REQUIRED, {}),
 }
 DOC_SECTION = {"orderbook": "## `orderbook`", "gap": "## `gap`", "poll_error": "## `poll_error`",
-               "poll_stats": "## `poll_stats`", "market": "## Market records (`market`)"}
+               "poll_stats": "## `poll_stats`", "market": "## Market records (`market`)",
+               "book_snapshot": "## `book_snapshot`", "book_change": "## `book_change`",
+               "last_trade": "## `last_trade`"}
 
 
 def _keys(rt: str) -> set[str]:
@@ -90,6 +117,15 @@ def test_the_record_validator_knows_exactly_the_class_keys(rt):
     assert keys <= set(required) | set(optional), keys - set(required) - set(optional)
     for r in SAMPLES[rt]:
         assert validator.validate(orjson.loads(r.to_json())) == [], r
+
+
+def test_a_stream_gap_is_valid_in_book_changes_only():
+    """In book_changes/ a gap always names its instrument and never counts failures."""
+    gap = orjson.loads(GapRecord("polymarket", "polymarket:1", None, 1_790_000_005_000, "ws_stall").to_json())
+    assert validator.validate(gap, stream="book_changes") == []
+    assert validator.validate(gap) != []  # in orderbooks/ an instrument gap has failures
+    venue_wide = orjson.loads(SAMPLES["gap"][1].to_json())
+    assert validator.validate(venue_wide, stream="book_changes") != []
 
 
 @pytest.mark.parametrize("rt, schema", [("orderbook", book_schema), ("gap", gap_schema)])

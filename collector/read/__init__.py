@@ -4,7 +4,11 @@ This is the public API (docs/reading-data.md); the modules of this package are p
 :mod:`~collector.read.times`, :mod:`~collector.read.datafiles` (which files),
 :mod:`~collector.read.scan` (one file), :mod:`~collector.read.records` (the merge),
 :mod:`~collector.read.asof`, :mod:`~collector.read.catalog`, :mod:`~collector.read.frames`,
-:mod:`~collector.read.progress`.
+:mod:`~collector.read.progress`; for stream capture (``book_changes``)
+:mod:`~collector.read.changes` (files, order, exact-text lines), :mod:`~collector.read.book`
+(a book and its replay state), :mod:`~collector.read.timeline` (where a replay starts),
+:mod:`~collector.read.replay` (replay, as-of, merge with REST) and
+:mod:`~collector.read.reconcile` (REST samples against the stream).
 
 Quick start::
 
@@ -16,6 +20,10 @@ Quick start::
     book = read.book_at("data", "polymarket", "polymarket:1043...", "2026-01-10T23:30Z")
     df = read.to_polars(read.load_books("data", "limitless", start=..., end=...))
     cat = read.market_catalog("data", "polymarket")     # instrument_id -> metadata + lifecycle
+
+    for b in read.replay("data", "polymarket", ["polymarket:1043..."], start=..., end=...):
+        print(b.ts_ms, b.status, b.bids[:3])             # the stream-replayed book, exact text
+    rep = read.reconcile("data", "polymarket", start=..., end=...)  # REST samples vs the stream
 
 What it handles for you (see docs/reading-data.md):
 
@@ -35,6 +43,9 @@ What it handles for you (see docs/reading-data.md):
   number with a fraction (exactly the text on disk). From Parquet, ``exact=True`` rebuilds the
   decimal from the double's shortest repr, exact for values of up to 15 significant digits (every
   venue price and size).
+* **Stream capture** (``book_changes``): records in write order (:func:`iter_changes`), books
+  rebuilt in file order from the last snapshot before the question (:func:`replay`,
+  :func:`stream_books_at`), as :class:`BookState` with exact decimal text and a trust status.
 * **Parquet rows** read back as the same dicts, with two differences: prices and sizes are floats
   (``3100`` reads ``3100.0``) and optional fields that were absent are absent, null ones too.
 
@@ -43,26 +54,45 @@ Times (``start``, ``end``, ``t``) accept epoch ms (int), :class:`datetime.dateti
 """
 
 from collector.read.asof import book_at, books_at
+from collector.read.book import BookState
 from collector.read.catalog import catalog_markets, market_catalog
+from collector.read.changes import iter_changes
 from collector.read.frames import to_arrow, to_pandas, to_polars
 from collector.read.progress import ReadStats
+from collector.read.reconcile import (
+    Comparison,
+    ReconcileReport,
+    iter_reconcile,
+    reconcile,
+)
 from collector.read.records import iter_books, iter_records, load_books
+from collector.read.replay import merge_books, replay, stream_book_at, stream_books_at
 from collector.read.scan import REORDER_MS
 from collector.read.times import parse_time
 from collector.store.files import gc_paused
 
 __all__ = [
     "REORDER_MS",
+    "BookState",
+    "Comparison",
     "ReadStats",
+    "ReconcileReport",
     "book_at",
     "books_at",
     "catalog_markets",
     "gc_paused",
     "iter_books",
+    "iter_changes",
+    "iter_reconcile",
     "iter_records",
     "load_books",
     "market_catalog",
+    "merge_books",
     "parse_time",
+    "reconcile",
+    "replay",
+    "stream_book_at",
+    "stream_books_at",
     "to_arrow",
     "to_pandas",
     "to_polars",

@@ -9,6 +9,9 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from collector.read.book import BookState
+from collector.read.changes import CHANGE_TYPES
+
 __all__ = ["to_arrow", "to_pandas", "to_polars"]
 
 
@@ -18,24 +21,69 @@ def _book_rows_to_arrow(records: Iterable[dict]) -> Any:
     return records_to_table(list(records))
 
 
-def to_arrow(records: Iterable[dict]) -> Any:
+def to_arrow(records: Iterable[Any]) -> Any:
     """A pyarrow Table of book records, in the Parquet layout (levels as list columns
     ``bid_prices``, ``bid_sizes``, ``ask_prices``, ``ask_sizes``; Decimals become doubles).
 
-    Non-book records (gaps, stats, markets) become a table of their own fields."""
+    ``book_changes`` records (:func:`~collector.read.iter_changes`) and replayed books
+    (:class:`~collector.read.BookState`) get the same level columns, one row each, the columns
+    of every record type present (absent fields null). Other records (gaps, stats, markets)
+    become a table of their own fields."""
     import pyarrow as pa
 
     records = list(records)
+    if records and all(type(r) is BookState for r in records):
+        return _columns([_state_row(b) for b in records])
     if records and all(r.get("record_type") == "orderbook" for r in records):
         return _book_rows_to_arrow(records)
+    if records and all(r.get("record_type") in CHANGE_TYPES for r in records):
+        return _columns([_split_levels(r) for r in records])
     return pa.Table.from_pylist([_plain(r) for r in records])
+
+
+_PRICE_KEYS = frozenset({"best_bid", "best_ask", "tick_size", "last_trade_price", "price", "size", "fee_rate_bps"})
+
+
+def _num(v: Any) -> Any:
+    return None if v is None or isinstance(v, bool) else float(v)  # text, Decimal, int: a double
 
 
 def _plain(r: dict) -> dict:
     return {k: (float(v) if isinstance(v, Decimal) else v) for k, v in r.items()}
 
 
-def to_polars(records: Iterable[dict]) -> Any:
+def _levels(row: dict, lv: Any, prefix: str) -> None:
+    ok = isinstance(lv, (list, tuple))
+    row[f"{prefix}_prices"] = [_num(p) for p, _ in lv] if ok else None
+    row[f"{prefix}_sizes"] = [_num(x) for _, x in lv] if ok else None
+
+
+def _split_levels(r: dict) -> dict:
+    row = {k: (_num(v) if k in _PRICE_KEYS else float(v) if isinstance(v, Decimal) else v)
+           for k, v in r.items() if k not in ("bids", "asks")}
+    _levels(row, r.get("bids"), "bid")
+    _levels(row, r.get("asks"), "ask")
+    return row
+
+
+def _state_row(b: BookState) -> dict:
+    row = {"source": b.source, "venue": b.venue, "instrument_id": b.instrument_id, "ts_ms": b.ts_ms,
+           "ob_ts_ms": b.ob_ts_ms, "record_type": b.record_type, "status": b.status, "conn": b.conn, "seq": b.seq,
+           "best_bid": _num(b.best_bid), "best_ask": _num(b.best_ask), "hash": b.hash, "tick_size": _num(b.tick_size)}
+    _levels(row, b.bids, "bid")
+    _levels(row, b.asks, "ask")
+    return row
+
+
+def _columns(rows: list[dict]) -> Any:
+    """A table with the union of the rows' keys (first seen first), each column typed from all its values."""
+    import pyarrow as pa
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return pa.table({k: [r.get(k) for r in rows] for k in keys})
+
+
+def to_polars(records: Iterable[Any]) -> Any:
     """A polars DataFrame (see :func:`to_arrow` for the layout). ImportError without polars."""
     try:
         import polars as pl
@@ -44,7 +92,7 @@ def to_polars(records: Iterable[dict]) -> Any:
     return pl.from_arrow(to_arrow(records))
 
 
-def to_pandas(records: Iterable[dict]) -> Any:
+def to_pandas(records: Iterable[Any]) -> Any:
     """A pandas DataFrame (see :func:`to_arrow` for the layout). ImportError without pandas."""
     try:
         import pandas  # noqa: F401

@@ -25,6 +25,7 @@ import orjson
 VENUES = ("polymarket", "limitless")
 STREAM_TYPES = {
     "orderbooks": {"orderbook", "gap"},
+    "book_changes": {"book_snapshot", "book_change", "last_trade", "gap"},
     "poll_stats": {"poll_stats"},
     "poll_errors": {"poll_error"},
     "markets": {"market"},
@@ -133,6 +134,48 @@ GAP_REQUIRED = {
     "reason": lambda v: _is_str(v) and v != "",
 }
 GAP_OPTIONAL = {"failures": lambda v: _is_int(v) and v >= 1}
+
+# stream capture (book_changes/): every record of one venue message shares conn + seq
+STREAM_ENVELOPE = {
+    **ENVELOPE,
+    "venue": lambda v: v in VENUES,
+    "instrument_id": lambda v: _is_str(v) and v != "",
+    "ts_ms": _ts,
+    "ob_ts_ms": _opt(_nonneg_int),
+    "conn": lambda v: _is_str(v) and v != "",
+    "seq": lambda v: _is_int(v) and v >= 1,
+}
+BOOK_SNAPSHOT_REQUIRED = {
+    **STREAM_ENVELOPE,
+    "reason": lambda v: v in ("subscribe", "venue_book", "resync", "update"),
+    "bids": _levels_ok,
+    "asks": _levels_ok,
+    "best_bid": _opt(_nonneg_num),
+    "best_ask": _opt(_nonneg_num),
+    "hash": _opt(_is_str),
+    "hash_ok": _opt(lambda v: type(v) is bool),
+    "tick_size": _opt(_nonneg_num),
+    "last_trade_price": _opt(_nonneg_num),
+    "source": lambda v: v in ("ws", "rest"),
+}
+BOOK_CHANGE_REQUIRED = {
+    **STREAM_ENVELOPE,
+    "bids": _levels_ok,  # only the changed levels; size 0 removes one
+    "asks": _levels_ok,
+    "best_bid": _opt(_nonneg_num),
+    "best_ask": _opt(_nonneg_num),
+    "hash": _opt(_is_str),
+    "hash_ok": _opt(lambda v: type(v) is bool),
+    "synced": lambda v: type(v) is bool,
+}
+BOOK_CHANGE_OPTIONAL = {"tick_size": _nonneg_num}
+LAST_TRADE_REQUIRED = {
+    **STREAM_ENVELOPE,
+    "price": _nonneg_num,
+    "size": _opt(_nonneg_num),
+    "side": _opt(_is_str),
+    "fee_rate_bps": _opt(_nonneg_num),
+}
 
 POLL_STATS_REQUIRED = {
     **ENVELOPE,
@@ -274,8 +317,17 @@ def _fields(rec: Mapping[str, Any], required: dict, optional: dict, out: list[st
             out.append(f"bad {k}={v!r:.80}")
 
 
-def validate(rec: Any, *, check_gap_order: bool = True) -> list[str]:
-    """Problems of one record against docs/schema.md (empty list: valid)."""
+def _level_order(rec: Mapping[str, Any], out: list[str]) -> None:
+    bp, ap = [p for p, _ in rec["bids"]], [p for p, _ in rec["asks"]]
+    if any(a < b for a, b in zip(bp, bp[1:])):
+        out.append(f"bids not descending: {bp[:8]}")
+    if any(a > b for a, b in zip(ap, ap[1:])):
+        out.append(f"asks not ascending: {ap[:8]}")
+
+
+def validate(rec: Any, *, check_gap_order: bool = True, stream: str | None = None) -> list[str]:
+    """Problems of one record against docs/schema.md (empty list: valid). ``stream``: the
+    directory it was read from (a gap in ``book_changes`` has other rules)."""
     if type(rec) is not dict:
         return [f"not an object: {type(rec).__name__}"]
     rt = rec.get("record_type")
@@ -316,12 +368,29 @@ def validate(rec: Any, *, check_gap_order: bool = True) -> list[str]:
             out.append(f"gap instrument_id {iid!r} of another venue")
         if rec["ts_ms"] != rec["to_ts_ms"]:
             out.append("gap ts_ms != to_ts_ms")
-        if (iid is None) == ("failures" in rec):
+        if stream == "book_changes":  # stream gaps: always an instrument, never failures
+            if iid is None or "failures" in rec:
+                out.append("a book_changes gap needs instrument_id and has no failures")
+        elif (iid is None) == ("failures" in rec):
             out.append("failures must be present exactly for instrument gaps")
         if iid is None and not rec["reason"].startswith("cooldown:"):
             out.append(f"venue gap reason {rec['reason']!r} is not cooldown:<reason>")
         if check_gap_order and rec["from_ts_ms"] is not None and rec["from_ts_ms"] > rec["to_ts_ms"]:
             out.append(f"gap from_ts_ms {rec['from_ts_ms']} > to_ts_ms {rec['to_ts_ms']}")
+    elif rt in ("book_snapshot", "book_change", "last_trade"):
+        req, opt = {"book_snapshot": (BOOK_SNAPSHOT_REQUIRED, {}), "book_change": (BOOK_CHANGE_REQUIRED, BOOK_CHANGE_OPTIONAL),
+                    "last_trade": (LAST_TRADE_REQUIRED, {})}[rt]
+        _fields(rec, req, opt, out)
+        if out:
+            return out
+        if not rec["instrument_id"].startswith(rec["venue"] + ":"):
+            out.append(f"instrument_id {rec['instrument_id']!r} of another venue")
+        if rt != "last_trade":
+            _level_order(rec, out)
+        if rt == "book_snapshot":
+            bp, ap = rec["bids"], rec["asks"]
+            if rec["best_bid"] != (bp[0][0] if bp else None) or rec["best_ask"] != (ap[0][0] if ap else None):
+                out.append("best_bid/best_ask != first levels")
     elif rt == "poll_stats":
         _fields(rec, POLL_STATS_REQUIRED, {}, out)
         if not out:
@@ -449,7 +518,7 @@ def scan(
             except orjson.JSONDecodeError as e:
                 ds.problems.append(f"{path}:{n}: not JSON ({e}): {line[:60]!r}")
                 continue
-            errs = validate(rec, check_gap_order=check_gap_order)
+            errs = validate(rec, check_gap_order=check_gap_order, stream=stream)
             if errs:
                 ds.problems.append(f"{path}:{n}: {'; '.join(errs[:4])}")
                 continue
