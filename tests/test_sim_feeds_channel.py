@@ -24,6 +24,16 @@ def read_for(ws: Any, seconds: float) -> list[str]:
     return out
 
 
+def barrier(ws: Any) -> list[str]:
+    """PING, and every frame up to its PONG: the server answers in order, so what comes after
+    was sent after it handled everything before the PING."""
+    ws.send("PING")
+    out = []
+    while (f := ws.recv(timeout=10)) != "PONG":
+        out.append(f)
+    return out
+
+
 def parsed(frames: list[str]) -> list[Any]:
     return [json.loads(f) for f in frames if f != "PONG"]
 
@@ -75,7 +85,7 @@ def test_subscribe_and_unsubscribe_operations_on_one_connection(sim, live):
         assert markets_in(more) == {a["condition_id"], b["condition_id"]}
 
         ws.send(json.dumps({"assets_ids": [a["tokens"][0]], "operation": "unsubscribe"}))
-        read_for(ws, 0.2)  # what was on the way already
+        barrier(ws)  # what was on the way already
         after = read_for(ws, 0.6)
         assert after and markets_in(after) == {b["condition_id"]}
 

@@ -32,6 +32,22 @@ def read_for(ws: Any, seconds: float) -> list[str]:
     return out
 
 
+def barrier(ws: Any, timeout: float = 10) -> list[str] | None:
+    """PING, and every frame up to its PONG (None: no PONG within ``timeout``). The server
+    answers in order: what comes after was sent after it handled everything before the PING."""
+    ws.send("PING")
+    out, end = [], time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        try:
+            f = ws.recv(timeout=left)
+        except TimeoutError:
+            break
+        if f == "PONG":
+            return out
+        out.append(f)
+    return None
+
+
 def changes(frames: list[str]) -> list[dict[str, Any]]:
     out = []
     for f in frames:
@@ -117,12 +133,12 @@ def test_stalled_connection_is_open_and_silent(sim, live):
     with open_ws(sim, live[1]["tokens"]) as ws, open_ws(sim, live[1]["tokens"]) as other:
         assert changes(read_for(ws, 0.4))
         sim.control(venue="polymarket", ws_stall=1)
-        read_for(ws, 0.1)
-        read_for(other, 0.1)
-        stalled = next(w for w in (ws, other) if not read_for(w, 0.3))
-        stalled.send("PING")  # still writable: the socket is open
-        assert read_for(stalled, 1.0) == []  # no PONG, no change, and no close either
-        fine = other if stalled is ws else ws
+        answers = [barrier(w, timeout=1.5) for w in (ws, other)]
+        assert [a is None for a in answers].count(True) == 1  # one of them no longer answers PING
+        stalled, fine = (ws, other) if answers[0] is None else (other, ws)
+        assert read_for(stalled, 1.0) == []  # no change either, and no close: the socket is open
+        stalled.send("PING")  # still writable
+        assert read_for(stalled, 0.5) == []
         assert changes(read_for(fine, 0.4))
     with open_ws(sim, live[1]["tokens"]) as ws:  # a new connection is not stalled
         assert changes(read_for(ws, 0.4))
@@ -134,14 +150,14 @@ def test_stalled_tokens_go_quiet_while_rest_moves(sim, live):
     with open_ws(sim, quiet["tokens"] + loud["tokens"]) as ws, httpx.Client(timeout=5, trust_env=False) as http:
         read_for(ws, 0.3)
         sim.control(venue="polymarket", ws_stall_ids=quiet["tokens"])
-        read_for(ws, 0.1)
+        barrier(ws)
         t0 = http.get(sim.clob_url + "/book", params={"token_id": quiet["tokens"][0]}).json()["timestamp"]
         got = changes(read_for(ws, 0.8))
         t1 = http.get(sim.clob_url + "/book", params={"token_id": quiet["tokens"][0]}).json()["timestamp"]
         assert t1 != t0  # REST keeps moving
         assert got and {d["market"] for d in got} == {loud["condition_id"]}
         sim.control(venue="polymarket", ws_stall_ids=[])
-        read_for(ws, 0.1)
+        barrier(ws)
         assert quiet["condition_id"] in {d["market"] for d in changes(read_for(ws, 0.6))}
     assert faults(sim)["stall_suppressed"] > 0
 

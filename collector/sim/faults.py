@@ -1,8 +1,10 @@
 """Fault injection and per-venue rate limiting of the simulator (the canned bodies are in
 ``collector.sim.replies``, the request log in ``collector.sim.requestlog``).
 
-One ``FaultEngine`` holds a config per venue ("polymarket" covers /gamma and /clob,
-"limitless" covers /limitless). All fault randomness comes from one seeded RNG.
+One ``FaultEngine`` holds a config per venue ("polymarket" covers /gamma, /clob and the market
+channel, "limitless" covers /limitless and its Socket.IO feed); the feed keys (``ws_*``) are
+declared and checked in ``collector.sim.feeds.faults``. All REST fault randomness comes from one
+seeded RNG (the feeds draw from their own).
 """
 
 from __future__ import annotations
