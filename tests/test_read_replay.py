@@ -130,7 +130,7 @@ def build(evs: list, data_dir: Path, *, torn: bool = True) -> Written:
                 # from the last record, or (a repaired book) from an earlier one: the records
                 # between were already suspect
                 back = seen.get(iid, [])[-2 if with_hash else -1:]
-                rec = GapRecord(VENUE, iid, back[0] if back else None, ts, "ws_disconnect:closed")
+                rec = GapRecord(VENUE, iid, back[0] if back else None, ts, "ws_closed")
                 ref.bids, ref.asks, ref.hash, ref.tick, ref.status = {}, {}, None, None, GAP
                 conn_no[iid] += 1
                 ob = None
