@@ -101,7 +101,9 @@ def build(evs: list, data_dir: Path, *, torn: bool = True) -> Written:
     clock = Clock()
     refs = {iid: Reference(iid) for iid in IIDS}
     conn_no = {iid: 1 for iid in IIDS}
-    last_ts: dict[str, int] = {}  # the instrument's last record before a gap (its from_ts_ms)
+    # the instrument's record times since its last reset: a gap's from_ts_ms is one of them (the
+    # book was good at the snapshot at least)
+    seen: dict[str, list[int]] = {}
     seq = 0
     ts = T0
     with WriterSet(data_dir, WriterSettings(rotate_minutes=1, compress_closed=True), clock=clock) as ws:
@@ -125,7 +127,10 @@ def build(evs: list, data_dir: Path, *, torn: bool = True) -> Written:
                 ref.bids, ref.asks, ref.hash, ref.tick = b, a, h, "0.01" if n % 2 else None
                 ref.status = UNTRUSTED if ok is False else TRUSTED
             elif kind == "gap":
-                rec = GapRecord(VENUE, iid, last_ts.get(iid), ts, "ws_disconnect:closed")
+                # from the last record, or (a repaired book) from an earlier one: the records
+                # between were already suspect
+                back = seen.get(iid, [])[-2 if with_hash else -1:]
+                rec = GapRecord(VENUE, iid, back[0] if back else None, ts, "ws_closed")
                 ref.bids, ref.asks, ref.hash, ref.tick, ref.status = {}, {}, None, None, GAP
                 conn_no[iid] += 1
                 ob = None
@@ -162,9 +167,14 @@ def build(evs: list, data_dir: Path, *, torn: bool = True) -> Written:
             if kind != "trade":
                 st_ = ref.state(ts, ob, orjson.loads(line)["record_type"], None if kind == "gap" else conn,
                                 None if kind == "gap" else seq)
-                frm = last_ts.get(iid) if kind == "gap" else None
+                frm = rec.from_ts_ms if kind == "gap" else None  # type: ignore[attr-defined]
                 w.states.append((iid, ts, ob, st_, frm))
-                last_ts[iid] = ts
+                if kind == "snapshot":
+                    seen[iid] = [ts]
+                elif kind == "gap":
+                    seen[iid] = []
+                else:
+                    seen.setdefault(iid, []).append(ts)
     if torn:
         last = max((data_dir / VENUE / BOOK_CHANGES_STREAM).rglob("*.jsonl"))
         with open(last, "ab") as f:
@@ -176,23 +186,24 @@ def build(evs: list, data_dir: Path, *, torn: bool = True) -> Written:
 
 
 def ref_at(w: Written, iid: str, t: int, clock: str) -> BookState | None:
-    """The reference state after the instrument's last record whose time is <= t: receive time
-    (a gap: the ms after its from_ts_ms) or venue time (a gap: the ms after the record before it)."""
+    """The reference state after the instrument's last record whose time is <= t. A gap's time:
+    the ms after its from_ts_ms (receive time), or after the venue time of the last record
+    received by then (venue time)."""
+    mine = [(ts, ob, st_, frm) for i, ts, ob, st_, frm in w.states if i == iid]
+    times: list[int] = []
     best = None
-    prev: int | None = None
-    for i, ts, ob, st_, frm in w.states:
-        if i != iid:
-            continue
+    for n, (ts, ob, st_, frm) in enumerate(mine):
         gap = st_.record_type == "gap"
         if clock == "ts_ms":
-            c = min(frm + 1, ts) if gap and frm is not None else ts
+            c = frm + 1 if gap and frm is not None else ts
         elif ob is not None:
             c = ob
         elif gap:
-            c = prev + 1 if prev is not None else (min(frm + 1, ts) if frm is not None else ts)
+            before = [times[j] for j in range(n) if frm is None or mine[j][0] <= frm]
+            c = before[-1] + 1 if before else (frm + 1 if frm is not None else ts)
         else:
             c = ts
-        prev = c
+        times.append(c)
         if c <= t:
             best = st_
     return best

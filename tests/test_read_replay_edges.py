@@ -80,7 +80,7 @@ def test_an_unsorted_snapshot_is_sorted_best_first(tmp_path):
 
 
 def test_a_venue_wide_gap_makes_every_book_unknown(tmp_path):
-    gap = GapRecord(PM, None, T0 + 5, T0 + 10, "ws_disconnect:closed").to_json()
+    gap = GapRecord(PM, None, T0 + 5, T0 + 10, "ws_closed").to_json()
     write(tmp_path, [cs(snap(A, T0, [("0.4", "1")], []), T0), cs(snap(B, T0 + 1, [], [("0.6", "1")]), T0 + 1),
                      rest(A, T0 + 3, [("0.4", "1")], []), cs(gap, T0 + 10), rest(A, T0 + 15, [("0.4", "1")], []),
                      cs(snap(B, T0 + 20, [], [("0.7", "1")]), T0 + 20)])
@@ -94,7 +94,7 @@ def test_a_venue_wide_gap_makes_every_book_unknown(tmp_path):
 def test_a_long_disconnect_is_unknown_although_its_gap_is_written_at_the_end(tmp_path):
     """The gap is written when the connection is back (10 minutes, ten files later); the book is
     unknown from the last good message on, on both clocks, and REST samples then are not compared."""
-    gap = GapRecord(PM, A, T0 + 1000, T0 + 10 * MIN, "ws_disconnect:1006").to_json()
+    gap = GapRecord(PM, A, T0 + 1000, T0 + 10 * MIN, "ws_closed").to_json()
     write(tmp_path, [
         cs(snap(A, T0, [("0.4", "1")], [("0.6", "1")]), T0),
         cs(change(A, T0 + 1000, [("0.41", "1")], []), T0 + 1000),
@@ -189,7 +189,7 @@ def test_iter_changes_merges_venues_and_keeps_exact_decimals(tmp_path):
 
 def test_frames_of_changes_and_of_replayed_books(tmp_path):
     pl = pytest.importorskip("polars")
-    gap = GapRecord(PM, A, T0 + 5, T0 + 9, "ws_stall").to_json()
+    gap = GapRecord(PM, A, T0 + 5, T0 + 9, "ws_silence").to_json()
     write(tmp_path, [cs(snap(A, T0, [("0.4", "1"), ("0.3", "2.5")], [("0.6", "2")]), T0),
                      cs(change(A, T0 + 5, [("0.4", "0")], []), T0 + 5), cs(gap, T0 + 9)])
     df = read.to_polars(read.iter_changes(tmp_path, PM))
@@ -200,3 +200,25 @@ def test_frames_of_changes_and_of_replayed_books(tmp_path):
     books = read.to_polars(read.replay(tmp_path, PM))
     assert books["status"].to_list() == ["trusted", "trusted", "gap"]
     assert books["bid_prices"].to_list() == [[0.4, 0.3], [0.3], []] and books["best_bid"].to_list() == [0.4, 0.3, None]
+
+
+def test_a_repaired_book_is_unknown_from_its_last_good_record_past_the_suspect_changes(tmp_path):
+    """The gap is written when the book is repaired, after changes that were already wrong: it
+    counts from its from_ts_ms on both clocks, also when written files later."""
+    gap = GapRecord(PM, A, T0 + 1000, T0 + 8 * MIN, "repaired:best_mismatch").to_json()
+    write(tmp_path, [
+        cs(snap(A, T0, [("0.4", "1")], []), T0),
+        cs(change(A, T0 + 1000, [("0.41", "1")], [], seq=2), T0 + 1000),
+        cs(change(A, T0 + 2000, [("0.42", "1")], [], seq=3), T0 + 2000),  # suspect
+        rest(A, T0 + 2600, [("0.42", "1"), ("0.41", "1"), ("0.4", "1")], [], ob=T0 + 2495),
+        cs(change(A, T0 + 3000, [("0.43", "1")], [], seq=4), T0 + 3000),  # suspect
+        cs(gap, T0 + 8 * MIN),
+        cs(snap(A, T0 + 8 * MIN + 1, [("0.5", "1")], [], seq=5), T0 + 8 * MIN + 1),
+    ])
+    for clock, t in (("ts_ms", T0 + 2500), ("ob_ts_ms", T0 + 2495), ("ts_ms", T0 + 5 * MIN)):
+        assert read.stream_book_at(tmp_path, PM, A, t, clock=clock).status == "gap", (clock, t)
+    assert read.stream_book_at(tmp_path, PM, A, T0 + 1000).bids == (("0.41", "1"), ("0.4", "1"))
+    assert read.stream_book_at(tmp_path, PM, A, T0 + 995, clock="ob_ts_ms").trusted
+    assert [c.outcome for c in read.iter_reconcile(tmp_path, PM)] == ["gap"]
+    # the replay itself is in file order: the suspect changes were applied, then the gap
+    assert [b.status for b in read.replay(tmp_path, PM)] == ["trusted"] * 4 + ["gap", "trusted"]

@@ -86,7 +86,7 @@ def add_stream_capture(data_dir: Path) -> Capture:
                     seq -= 1
                     continue  # disconnected: nothing arrives
                 if venue == "polymarket" and k == 0 and prev is not None and b.ts_ms >= OUTAGE[1] and last_ts < OUTAGE[0]:
-                    out.append((ts, GapRecord(venue, iid, last_ts, ts, "ws_disconnect:1006").to_json()))
+                    out.append((ts, GapRecord(venue, iid, last_ts, ts, "ws_closed").to_json()))
                     conn, seq, prev = f"{venue[:2]}-{k}-2", 1, None
                 if j in (unsynced_at, unsynced_at + 1):
                     cap.unsynced.append((iid, b.ts_ms))

@@ -121,7 +121,7 @@ def test_the_record_validator_knows_exactly_the_class_keys(rt):
 
 def test_a_stream_gap_is_valid_in_book_changes_only():
     """In book_changes/ a gap always names its instrument and never counts failures."""
-    gap = orjson.loads(GapRecord("polymarket", "polymarket:1", None, 1_790_000_005_000, "ws_stall").to_json())
+    gap = orjson.loads(GapRecord("polymarket", "polymarket:1", None, 1_790_000_005_000, "ws_silence").to_json())
     assert validator.validate(gap, stream="book_changes") == []
     assert validator.validate(gap) != []  # in orderbooks/ an instrument gap has failures
     venue_wide = orjson.loads(SAMPLES["gap"][1].to_json())

@@ -135,8 +135,8 @@ def _entries(files: Sequence[DataFile], first: int, upto: int, ids: set[str]) ->
     if venue_gaps:
         for iid in ids:
             entries[iid] = sorted(entries.get(iid, []) + venue_gaps)
-    for iid, g in next_gaps(files, upto + 1, ids).items():
-        entries.setdefault(iid, []).append(g)
+    for iid, more in next_gaps(files, upto + 1, ids).items():
+        entries.setdefault(iid, []).extend(more)
     return entries
 
 

@@ -142,9 +142,10 @@ def stream_books_at(
     in file order, whose ``clock`` is ``<= t``.
 
     ``clock="ts_ms"`` (receive time, the default) or ``"ob_ts_ms"`` (venue time; records are
-    assumed to arrive within a minute of their venue time). A gap counts from the last good
-    message before it (:mod:`collector.read.timeline`), so a book is unknown during a disconnect
-    even though the gap record is written at its end (up to ``lookback`` after ``t``). Replays
+    assumed to arrive within a minute of their venue time). A gap counts from its
+    ``from_ts_ms`` (:mod:`collector.read.timeline`), so a book is unknown during a disconnect or
+    a repaired span even though the gap record is written at its end (read up to ``lookback``
+    after ``t``). Replays
     from the last snapshot before that record, within ``lookback``. An unknown book is returned
     with ``status`` ``gap`` or ``no_snapshot``; instruments with no record in the window are absent.
     """

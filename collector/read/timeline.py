@@ -1,18 +1,23 @@
 """Where a replay must start and which record is in force at a time, from raw lines only.
 
-An *entry* is ``(pos, ts_ms, clock_ms, ob_ts_ms, kind)`` for one book record of an instrument:
-``pos`` = file index << 32 | line number in the replay-ordered file list; ``kind`` is
+An *entry* is ``(pos, ts_ms, clock_ms, ob_ts_ms, kind, from_ts_ms)`` for one book record of an
+instrument: ``pos`` = file index << 32 | line number in the replay-ordered file list; ``kind`` is
 :data:`CHANGE`, :data:`SNAPSHOT` or :data:`GAP` (a snapshot or a gap is a *reset*: what came
-before no longer matters). :func:`locate` reads files newest first, collecting entries until
-each instrument has a reset before the record the question is about, so a replay starts at the
-last snapshot, not at the start of the day.
+before no longer matters); ``from_ts_ms`` a gap's. :func:`locate` reads files newest first,
+collecting entries until each instrument has a reset before the record the question is about,
+so a replay starts at the last snapshot, not at the start of the day.
 
 The time of a record on each clock (what "in force at t" compares):
 
 * ``ts_ms`` (receive time): its ``ts_ms``; for a gap the millisecond after its ``from_ts_ms``
-  (the last good message: the book is unknown from then on, although the gap is written later).
-* ``ob_ts_ms`` (venue time): its ``ob_ts_ms``; a gap takes the millisecond after the time of the
-  record before it (the last venue book seen); another record without a venue time its ``ts_ms``.
+  (the last moment the book was known good: it is unknown from then on, although the gap is
+  written when the book is back, possibly after changes that were already suspect).
+* ``ob_ts_ms`` (venue time): its ``ob_ts_ms``; a gap takes the millisecond after the venue time
+  of the last record received by its ``from_ts_ms`` (without one: of the record before it);
+  another record without a venue time its ``ts_ms``.
+
+A gap's ``from_ts_ms`` is never before the instrument's last snapshot (the book was good then at
+least), so a gap after a snapshot cannot reach back past it.
 
 The record in force at ``t`` is the last one, in file order, whose time is ``<= t``.
 """
@@ -32,7 +37,7 @@ __all__ = ["CLOCKS", "Entry", "Plan", "at_positions", "locate", "next_gaps", "sc
 CLOCKS = ("ts_ms", "ob_ts_ms")
 CHANGE, SNAPSHOT, GAP = 0, 1, 2
 _KIND = {"book_change": CHANGE, "book_snapshot": SNAPSHOT, "gap": GAP}
-Entry = tuple[int, int, int, "int | None", int]
+Entry = tuple[int, int, int, "int | None", int, "int | None"]
 VENUE = ""  # entries of venue-wide gaps (no instrument_id): they reset every instrument
 
 
@@ -65,43 +70,48 @@ def scan_entries(df: DataFile, fidx: int, ids: set[str] | None) -> dict[str, lis
             iid = VENUE
         elif ids is not None and iid not in ids:
             continue
-        clock = min(frm + 1, ts) if rt == "gap" and frm is not None else ts
-        out.setdefault(iid, []).append((base | n, ts, clock, ob, _KIND[rt]))
+        clock = frm + 1 if rt == "gap" and frm is not None else ts
+        out.setdefault(iid, []).append((base | n, ts, clock, ob, _KIND[rt], frm if rt == "gap" else None))
     return out
 
 
-def _clocks(entries: Sequence[Entry], clock: str) -> tuple[list[int], int]:
-    """Each entry's time on ``clock``, and how many leading entries took a time of their own only
-    because no earlier entry was read (gaps on venue time: older files can change them)."""
+def _clocks(entries: Sequence[Entry], clock: str) -> tuple[list[int], list[bool]]:
+    """Each entry's time on ``clock``, and which of them (gaps on venue time) took a time of
+    their own because the entries do not reach back far enough (older files can change them)."""
     if clock == "ts_ms":
-        return [e[2] for e in entries], 0
+        return [e[2] for e in entries], [False] * len(entries)
     out: list[int] = []
-    lead = 0
-    prev: int | None = None
-    for e in entries:
+    weak: list[bool] = []
+    for i, e in enumerate(entries):
+        w = False
         if e[3] is not None:
             c = e[3]
         elif e[4] == GAP:
-            if prev is None:
-                lead += 1
-                c = e[2]
+            j = i - 1
+            if e[5] is not None:  # the last record received by from_ts_ms
+                while j >= 0 and entries[j][1] > e[5]:
+                    j -= 1
+            if j >= 0:
+                c = out[j] + 1
             else:
-                c = prev + 1
+                c, w = e[2], True
         else:
             c = e[1]
         out.append(c)
-        prev = c
-    return out, lead
+        weak.append(w)
+    return out, weak
 
 
 def _in_force(entries: Sequence[Entry], clock: str, t: int) -> tuple[int, bool]:
     """Index of the last entry whose time is <= t (-1: none), and whether older entries could
-    still change that answer."""
-    cs, lead = _clocks(entries, clock)
+    still change that answer (an entry from k on has a time of its own)."""
+    cs, weak = _clocks(entries, clock)
+    k = -1
     for i in range(len(cs) - 1, -1, -1):
         if cs[i] <= t:
-            return i, i < lead
-    return -1, lead > 0
+            k = i
+            break
+    return k, any(weak[max(k, 0) :])
 
 
 def _last_before_start(entries: Sequence[Entry], start: int) -> int:
@@ -153,8 +163,8 @@ def locate(
     ready = n if start is None else next((i for i in range(n) if files[i].hi_ms > start), n)
     chunks: dict[str, list[list[Entry]]] = {}
     venue: list[list[Entry]] = []
-    # iid -> (reset pos, pos of record k, k is the last entry read, time of k on the clock)
-    done: dict[str, tuple[int, int, bool, int]] = {}
+    # iid -> (reset pos, pos of record k, the entries read when k is the last of them)
+    done: dict[str, tuple[int, int, list[Entry] | None]] = {}
     plan = Plan(first_file=ready if start is not None else n)
 
     def settle(iid: str, final: bool) -> None:
@@ -169,8 +179,9 @@ def locate(
                 plan.begin[iid] = entries[k][0] + 1  # nothing before the range can be rebuilt: skip it
                 return
             # no reset within the files read (r < 0): the as-of answer is record k, book unknown
-            kt = _clocks(entries, clock)[0][k] if start is None else 0
-            done[iid] = (entries[r if r >= 0 else k][0], entries[k][0], k == len(entries) - 1, kt)
+            # no reset after k: a gap written later may still cover t (next_gaps)
+            last = entries if start is None and _last_reset(entries, len(entries) - 1) <= k else None
+            done[iid] = (entries[r if r >= 0 else k][0], entries[k][0], last)
             chunks.pop(iid, None)
 
     for fi in range(n - 1, -1, -1):
@@ -195,12 +206,12 @@ def locate(
         if iid not in done:
             settle(iid, True)
     if t is not None and n < len(files):
-        tail = {iid for iid, d in done.items() if d[2]}
-        for iid, g in next_gaps(files, n, tail).items():
-            # in force at t when it starts by t: from_ts_ms + 1, or the time of record k + 1
-            if (g[2] if clock == "ts_ms" else done[iid][3] + 1) <= t:
-                done[iid] = (g[0], g[0], True, t)
-    for iid, (b, k, _last, _kt) in done.items():
+        tail = {iid for iid, d in done.items() if d[2] is not None}
+        for iid, more in next_gaps(files, n, tail).items():
+            es = [*done[iid][2], *more]  # type: ignore[misc]
+            if _in_force(es, clock, t)[0] == len(es) - 1:  # the gap reaches back to t
+                done[iid] = (more[-1][0], more[-1][0], None)
+    for iid, (b, k, _last) in done.items():
         plan.begin[iid] = b
         if t is not None:
             plan.at[iid] = k
@@ -208,32 +219,38 @@ def locate(
     return plan
 
 
-def next_gaps(files: Sequence[DataFile], first: int, ids: set[str]) -> dict[str, Entry]:
-    """Each instrument's next entry from ``files[first:]`` on, when that entry is a gap (read up
-    to the first entry of each). A gap is written when it closes, so the gap that covers a time
-    can sit far after it; the records between would otherwise hide it."""
-    out: dict[str, Entry] = {}
+def next_gaps(files: Sequence[DataFile], first: int, ids: set[str]) -> dict[str, list[Entry]]:
+    """For each instrument whose first reset from ``files[first:]`` on is a gap: its first entry
+    there (when not the gap itself) and the gap, to append to its entries read before.
+
+    A gap is written when the book is back, and counts from its ``from_ts_ms``: it can cover a
+    time long before it, past the changes that were already suspect. The first entry stands for
+    the changes skipped in between: a gap from after it cannot reach back before the files read.
+    """
+    firsts: dict[str, Entry] = {}
+    out: dict[str, list[Entry]] = {}
     todo = set(ids)
     for fi in range(first, len(files)):
         if not todo:
             break
-        for iid, es in scan_entries(files[fi], fi, todo).items():
-            if iid == VENUE:
-                for who in list(todo):
-                    if es[0][0] < out.get(who, (1 << 62,))[0]:
-                        out[who] = es[0]
+        found = scan_entries(files[fi], fi, todo)
+        venue = found.pop(VENUE, [])
+        for iid in list(todo):
+            es = sorted(found.get(iid, []) + venue) if venue else found.get(iid, [])
+            if not es:
                 continue
-            if iid in todo:
-                if es[0][0] < out.get(iid, (1 << 62,))[0]:
-                    out[iid] = es[0]
+            firsts.setdefault(iid, es[0])
+            r = next((e for e in es if e[4] != CHANGE), None)
+            if r is not None:
                 todo.discard(iid)
-        todo -= set(out)
-    return {iid: e for iid, e in out.items() if e[4] == GAP}
+                if r[4] == GAP:
+                    out[iid] = [firsts[iid], r] if firsts[iid] is not r else [r]
+    return out
 
 
 def at_positions(entries: Sequence[Entry], clock: str, times: Iterable[int]) -> list[int | None]:
     """For each time, the position of the record in force (last with time <= t), or None."""
-    cs, _lead = _clocks(entries, clock)
+    cs, _weak = _clocks(entries, clock)
     # suffix minima are non-decreasing: the last index with time <= t is the last index whose
     # suffix minimum is <= t, found by bisection even where the clock steps back
     suf = cs[:]
