@@ -34,6 +34,7 @@ Environment (all optional):
                           polymarket.verify_book_hash=false, to see the hash check's CPU)
   BENCH_BASELINE_RATE=1500, BENCH_BASELINE_WORKERS=64   budget / threads of the GET /book run
   BENCH_KEEP=1            keep the temp data dirs (path printed)
+  BENCH_POLLER_ENV=K=V,...  poller settings without the COLLECTOR_ prefix (e.g. POLLER__GC_THRESHOLD=0)
   BENCH_PROFILE=/path/to/py-spy   wrap each poller run in ``py-spy record --format raw``
                           (collapsed stacks kept in the temp dir; CPU numbers then include
                           sampling overhead)
@@ -130,6 +131,9 @@ def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str],
         "PYTHONPATH": str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
     }
     env |= extra_env
+    for kv in filter(None, os.environ.get("BENCH_POLLER_ENV", "").split(",")):  # e.g. POLLER__GC_THRESHOLD=0
+        k, v = kv.split("=", 1)
+        env[f"COLLECTOR_{k}"] = v
     duration = warmup + seconds + 1.0
     cmd = [sys.executable, "-m", "collector", "poll", "--duration", f"{duration:g}"]
     spy = os.environ.get("BENCH_PROFILE")

@@ -166,7 +166,7 @@ class PollerSettings(_Strict):
     aimd_failure_rate: float = Field(default=0.2, gt=0, le=1, description="\"high\" failure rate")
     aimd_stable_window_s: float = Field(default=900.0, gt=0, description="+1 after this long stable")
     shard: str = Field(default="0/1", description="k/n: poll only instruments whose id hashes to shard k of n")
-    gc_threshold: int = Field(default=50_000, ge=0, description="allocations between young garbage collections (0 = Python's 700): fewer pauses on a busy feed")
+    gc_threshold: int = Field(default=2_000, ge=0, description="allocations between young garbage collections, start-up objects frozen (0 = Python's defaults)")
 
     @field_validator("shard")
     @classmethod
