@@ -12,16 +12,7 @@ import pytest
 from websockets.sync.client import connect
 
 from collector.sim.testing import run_sim
-
-
-def read_for(ws: Any, seconds: float) -> list[str]:
-    out, end = [], time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        try:
-            out.append(ws.recv(timeout=left))
-        except TimeoutError:
-            break
-    return out
+from tests.feed_frames import read_for
 
 
 def barrier(ws: Any) -> list[str]:

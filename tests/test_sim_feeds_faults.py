@@ -18,18 +18,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from collector.sim.testing import run_sim
+from tests.feed_frames import read_for
 
 NS = "/markets"
-
-
-def read_for(ws: Any, seconds: float) -> list[str]:
-    out, end = [], time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        try:
-            out.append(ws.recv(timeout=left))
-        except TimeoutError:
-            break
-    return out
 
 
 def barrier(ws: Any, timeout: float = 10) -> list[str] | None:

@@ -15,18 +15,8 @@ from websockets.sync.client import connect
 
 from collector.sim.testing import run_sim
 from collector.venues.polyhash import book_hash
+from tests.feed_frames import read_for
 from tests.real_payloads import load
-
-
-def read_for(ws: Any, seconds: float) -> list[str]:
-    """Every frame that arrives within ``seconds``."""
-    out, end = [], time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        try:
-            out.append(ws.recv(timeout=left))
-        except TimeoutError:
-            break
-    return out
 
 
 def events(frames: list[str]) -> list[dict[str, Any]]:

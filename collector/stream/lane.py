@@ -253,14 +253,6 @@ class StreamLane:
         if not t.overflow:
             t.buffer.append(item)
 
-    def resubscribe(self, t: Tracked, reason: str, now: float) -> None:
-        """Ask the venue for the instrument again (a stalled subscription)."""
-        self.c.resubscribes += 1
-        self._lose(t, now_ms(), reason, now)
-        conn = self.conns[t.index]
-        conn.unsubscribe([t.key])
-        conn.subscribe([t.key])
-
     def _close_gap(self, t: Tracked, to_ms: int, why: str | None) -> None:
         if t.gap_from_ms is None:
             return
