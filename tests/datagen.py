@@ -38,6 +38,7 @@ from collector.discovery.markets_log import (
     market_records_path,
 )
 from collector.model.records import SCHEMA_VERSION, BookRecord, DecText, Instrument
+from collector.store.book_log import BookLog
 from collector.store.compress import compress_file
 from collector.store.layout import snapshot_path
 from collector.store.snapshot import Snapshot, write_snapshot
@@ -88,6 +89,7 @@ class _InstState:
     failures: int = 0
     fail_left: int = 0
     last_ok_ms: int | None = None
+    last: BookRecord | None = None
 
 
 def _token_id(rng: random.Random) -> str:
@@ -240,12 +242,18 @@ def generate(
     fail_prob: float = 0.004,
     crash: bool = True,
     seed: int = 7,
+    record: str = "every_poll",
+    repeat_prob: float = 0.0,
 ) -> Generated:
     """Write a recording under ``data_dir``; return what was written. Deterministic for a seed.
 
     ``markets``: markets per venue (Polymarket markets have two instruments);
     ``interval_s``: poll interval per venue. Polymarket files are compressed on rotation
     (``compress_closed``), Limitless ones are not (but the crashed file is compressed later).
+    ``repeat_prob``: chance that a poll finds the instrument's previous book unchanged (new
+    capture and venue times, new hash); ``record``: the writer's ``record`` setting ("changes"
+    writes those polls as ``unchanged`` records). The same seed polls the same books either way:
+    ``Generated.books`` always holds the full records (what every_poll writes).
     """
     data_dir = Path(data_dir)
     rng = random.Random(seed)
@@ -266,6 +274,11 @@ def generate(
         return WriterSet(data_dir, ws, clock=clock, mono=mono, buffer_bytes=1 << 16)
 
     writers = {v: new_writers(v) for v in venues}
+
+    def new_log(v: str) -> BookLog:
+        return BookLog(writers[v].get(v, "orderbooks"), v, every_poll=record == "every_poll")
+
+    logs = {v: new_log(v) for v in venues}
     all_markets = {v: _make_markets(v, rng, start_ms, end_ms, markets.get(v, 4)) for v in venues}
     for v in venues:
         gen.instruments[v] = [i for m in all_markets[v] for i in m.instruments]
@@ -377,7 +390,10 @@ def generate(
                         counters[v]["gaps"] += 1
                         st.failures = 0
                     rec = _book(m, inst, rng, cap, lat)
-                    events.append((cap + rng.randint(1, 60), cap, "orderbooks", rec.to_json()))
+                    if repeat_prob and st.last is not None and rng.random() < repeat_prob:
+                        rec.bids, rec.asks, rec.extra = st.last.bids, st.last.asks, st.last.extra
+                    st.last = rec
+                    events.append((cap + rng.randint(1, 60), cap, "orderbooks", rec))
                     st.last_ok_ms = cap
                     counters[v]["ok"] += 1
                     counters[v]["books_written"] += 1
@@ -408,9 +424,14 @@ def generate(
                 counters[v] = {"ok": 0, "failed": 0, "books_written": 0, "gaps": 0, "requests": 0, "errors": {}}
             events.sort(key=lambda e: e[0])
             for w_ms, _cap, stream, line in events:
+                if type(line) is BookRecord:
+                    clock.t = max(clock.t, w_ms / 1000)
+                    logs[v].book(line, None)
+                    gen.books[v].append(line.to_json())
+                    continue
                 write(v, stream, line, w_ms)
                 if stream == "orderbooks":
-                    (gen.books if b'"record_type":"orderbook"' in line[:40] else gen.gaps)[v].append(line)
+                    gen.gaps[v].append(line)
             if v in crash_at and v not in crashed and t >= crash_at[v]:
                 crashed.add(v)
                 ws = writers[v]
@@ -422,6 +443,7 @@ def generate(
                     gen.torn_lines += 1
                     pending_compress.append(f)
                 writers[v] = new_writers(v)  # the old set is abandoned, never closed
+                logs[v] = new_log(v)
         clock.t = max(clock.t, t / 1000)
         mono.t += step / 1000
         for ws in writers.values():
@@ -458,6 +480,8 @@ def shared(tmp_path_factory, name: str = "default", **kwargs) -> Generated:
     """One recording per pytest session (and ``name``), generated on first use. Read-only:
     tests that modify data must copy it (:func:`copy_of`)."""
     if name not in _SHARED:
+        # as the poller writes by default: changes, most polls finding the book as it was
+        kwargs = {"record": "changes", "repeat_prob": 0.5, **kwargs}
         _SHARED[name] = generate(tmp_path_factory.mktemp(f"gen-{name}"), **kwargs)
     return _SHARED[name]
 

@@ -18,6 +18,7 @@ import orjson
 from collector.config.settings import load_settings
 from collector.discovery.run import run_discovery
 from collector.sim.testing import SimHandle
+from collector.store.changes import Expander
 from collector.store.files import iter_jsonl_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +86,26 @@ def records(data_dir: Path, venue: str, stream: str, record_type: str | None = N
 
 
 def books(data_dir: Path, venue: str) -> list[dict[str, Any]]:
+    """Every polled book in file order: ``unchanged`` records expanded (writer.record =
+    "changes"), each from the last full book of its instrument in its own file."""
+    out = []
+    for f in stream_files(data_dir, venue, "orderbooks"):
+        exp = Expander()
+        for line in iter_jsonl_lines(f):
+            rec = orjson.loads(line)
+            rt = rec.get("record_type")
+            if rt == "unchanged":
+                full = exp.expand(rec)
+                assert full is not None, f"{f.name}: unchanged {rec.get('instrument_id')} before any book of it"
+                out.append(full)
+            elif rt == "orderbook":
+                exp.remember(rec)
+                out.append(rec)
+    return out
+
+
+def full_books(data_dir: Path, venue: str) -> list[dict[str, Any]]:
+    """Only the full ``orderbook`` records on disk (the changes)."""
     return records(data_dir, venue, "orderbooks", "orderbook")
 
 

@@ -138,9 +138,12 @@ def test_verification_failure_keeps_the_jsonl(data, monkeypatch):
     real = verify.parquet_rows_to_dicts
 
     def corrupt(table, **kw):
-        for i, r in enumerate(real(table, **kw)):
-            if i == 7 and r.get("record_type") == "orderbook":
-                r = {**r, "best_bid": 0.123456}
+        books = 0
+        for r in real(table, **kw):
+            if r.get("record_type") == "orderbook":  # a full row (unchanged rows hold no book)
+                books += 1
+                if books == 7:
+                    r = {**r, "best_bid": 0.123456}
             yield r
 
     monkeypatch.setattr(verify, "parquet_rows_to_dicts", corrupt)

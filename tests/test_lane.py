@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from collector.config.settings import PollerSettings, PolymarketSettings
+from collector.config.settings import PollerSettings, PolymarketSettings, WriterSettings
 from collector.model.errors import RateLimited, ServerError
 from collector.model.records import BookRecord, Instrument
 from collector.poller.lane import Done, Lane
@@ -25,7 +25,7 @@ WALL = 1_768_000_000_000  # capture times stamped by the fake client
 # Today's poll_stats keys, in order: readers and tests/reliability/schema.py depend on them.
 POLL_STATS_KEYS = [
     "record_type", "schema_version", "ts_ms", "venue", "active_instruments", "requests", "requests_ok",
-    "requests_failed", "submitted", "ok", "failed", "books_written", "gaps", "http_4xx", "http_5xx", "http_429",
+    "requests_failed", "submitted", "ok", "failed", "books_written", "books_changed", "books_unchanged", "gaps", "http_4xx", "http_5xx", "http_429",
     "timeouts", "held_back", "errors", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
     "cooldown_remaining_s", "cooldown_reason", "workers", "inflight_cap", "inflight", "target_interval_s",
     "achieved_interval_mean_s", "achieved_interval_p50_s", "achieved_interval_p99_s", "book_age_p50_s",
@@ -45,6 +45,7 @@ class _Stats:
 class _Writer:
     lines: list[bytes] = field(default_factory=list)
     stats: _Stats = field(default_factory=_Stats)
+    serial: int = 0
 
     def write(self, line: bytes) -> bool:
         self.lines.append(line)
@@ -56,6 +57,8 @@ class _Writer:
 
 
 class _Writers:
+    settings = WriterSettings(record="every_poll")  # these tests look at scheduling: every book in full
+
     def __init__(self) -> None:
         self.by_kind: dict[str, _Writer] = {}
 

@@ -22,6 +22,7 @@ import pytest
 
 from collector.poller.loop import Poller
 from collector.sim.testing import run_sim
+from collector.store.changes import Expander
 from collector.store.files import iter_jsonl_lines
 from collector.store.layout import snapshot_path
 from collector.store.snapshot import read_snapshot, write_snapshot
@@ -29,6 +30,7 @@ from collector.venues import make_client
 from tests import helpers as h
 
 POLY, LIM = "polymarket", "limitless"
+MARKER_KEYS = {"record_type", "schema_version", "venue", "instrument_id", "ts_ms", "latency_ms"}
 
 
 def _dec_line(line: bytes) -> dict:
@@ -68,6 +70,7 @@ def happy(tmp_path_factory):
 def test_happy_path_records_valid_and_rates(happy):
     data = happy["data"]
     duration = happy["t1"] - happy["t0"]
+    unchanged: Counter[str] = Counter()
     for venue in (POLY, LIM):
         files = h.stream_files(data, venue, "orderbooks")
         assert files, venue
@@ -75,11 +78,21 @@ def test_happy_path_records_valid_and_rates(happy):
         counts: Counter[str] = Counter()
         for f in files:
             seen: set[tuple[str, int]] = set()
+            exp = Expander(_dec_line)  # writer.record = "changes" (the default)
             for line in iter_jsonl_lines(f):
                 orjson.loads(line)  # every line parses with the fast parser too
                 r = _dec_line(line)
                 if r["record_type"] == "gap":
                     continue
+                if r["record_type"] == "unchanged":  # only the per-poll fields, after a full book
+                    assert set(r) - {"ob_ts_ms", "hash", "hash_ok"} == MARKER_KEYS, r
+                    assert ("ob_ts_ms" in r) == (venue == POLY) and ("hash" in r) == (venue == POLY)
+                    full = exp.expand(r)
+                    assert full is not None, f"unchanged {r['instrument_id']} before any book of it in {f.name}"
+                    unchanged[venue] += 1
+                    r = full
+                else:
+                    exp.remember(r)
                 assert r["record_type"] == "orderbook"
                 assert r["schema_version"] == 1
                 assert r["venue"] == venue
@@ -108,6 +121,9 @@ def test_happy_path_records_valid_and_rates(happy):
         assert set(counts) == {f"{venue}:{k}" for k in keys}
         for iid, n in counts.items():
             assert duration - 3 <= n <= duration + 2, (iid, n, duration)
+
+    # the frozen book (and many quiet ones) were recorded as changes: one book, then markers
+    assert unchanged[LIM] >= 4 and unchanged[POLY] >= 1, unchanged
 
     # Limitless sizes are the raw integers / 10**6 (the frozen book never changed).
     raw = happy["raw"]
@@ -157,8 +173,14 @@ def test_poll_stats_fields_and_totals(happy):
             assert r["workers"] >= 1 and r["inflight_cap"] >= 1
             assert r["snapshot_error"] is None
         # totals add up: the final record is written at close
+        # every poll is one record: a full book when it changed (or opens a file), else unchanged
         assert sum(r["books_written"] for r in st) == len(h.books(data, venue))
+        assert sum(r["books_unchanged"] for r in st) == len(h.records(data, venue, "orderbooks", "unchanged"))
+        full = sum(r["books_written"] - r["books_unchanged"] for r in st)
+        assert full == len(h.full_books(data, venue))
         assert sum(r["ok"] for r in st) == len(h.books(data, venue))
+        changed = sum(r["books_changed"] for r in st)
+        assert 0 < changed <= full
         assert sum(r["failed"] + r["http_429"] + r["http_5xx"] + r["timeouts"] for r in st) == 0
         busy = [r for r in st if r["ok"]]
         assert busy and all(r["latency_p50_ms"] is not None and r["latency_p95_ms"] >= r["latency_p50_ms"] for r in busy)
@@ -536,6 +558,7 @@ def _totals_match(data: Path, venue: str) -> int:
     st = h.stats(data, venue)
     n = len(h.books(data, venue))
     assert n > 0 and sum(r["books_written"] for r in st) == n, (venue, n)
+    assert sum(r["books_written"] - r["books_unchanged"] for r in st) == len(h.full_books(data, venue))
     return n
 
 

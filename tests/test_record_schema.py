@@ -17,6 +17,7 @@ from collector.model.records import (
     MarketRecord,
     PollErrorRecord,
     PollStats,
+    UnchangedRecord,
 )
 from collector.model.stream_records import (
     BookChangeRecord,
@@ -50,6 +51,8 @@ def _stats() -> PollStats:
 INST = Instrument(venue="polymarket", poll_key="1", market_id="0xm", outcome="Yes", title="t", slug="s")
 SAMPLES = {
     "orderbook": [_book(), _book(ob_ts_ms=None, hash=None, hash_ok=None, tick_size=None, asks=[])],
+    "unchanged": [UnchangedRecord("polymarket", "polymarket:1", 1_790_000_000_000, 12.5, 1_789_999_999_000, "ab" * 20, True),
+                  UnchangedRecord("limitless", "limitless:s", 1_790_000_000_000, 30.0)],
     "gap": [GapRecord("polymarket", "polymarket:1", 1_790_000_000_000, 1_790_000_005_000, "timeout", 3),
             GapRecord("limitless", None, None, 1_790_000_005_000, "cooldown:x")],
     "poll_error": [PollErrorRecord(1_790_000_000_000, "polymarket", "0xm", "s", "polymarket:1", 503, 12.0,
@@ -76,6 +79,7 @@ SAMPLES = {
 }
 VALIDATOR = {
     "orderbook": (validator.ORDERBOOK_REQUIRED, validator.ORDERBOOK_OPTIONAL),
+    "unchanged": (validator.UNCHANGED_REQUIRED, validator.UNCHANGED_OPTIONAL),
     "gap": (validator.GAP_REQUIRED, validator.GAP_OPTIONAL),
     "poll_error": (validator.POLL_ERROR_REQUIRED, {}),
     "poll_stats": (validator.POLL_STATS_REQUIRED, {}),
@@ -84,7 +88,7 @@ VALIDATOR = {
     "book_change": (validator.BOOK_CHANGE_REQUIRED, validator.BOOK_CHANGE_OPTIONAL),
     "last_trade": (validator.LAST_TRADE_REQUIRED, {}),
 }
-DOC_SECTION = {"orderbook": "## `orderbook`", "gap": "## `gap`", "poll_error": "## `poll_error`",
+DOC_SECTION = {"orderbook": "## `orderbook`", "unchanged": "## `unchanged`", "gap": "## `gap`", "poll_error": "## `poll_error`",
                "poll_stats": "## `poll_stats`", "market": "## Market records (`market`)",
                "book_snapshot": "## `book_snapshot`", "book_change": "## `book_change`",
                "last_trade": "## `last_trade`"}

@@ -184,6 +184,11 @@ class WriterSettings(_Strict):
     rotate_minutes: int = Field(default=10, ge=1, le=1440, description="new file every N minutes and at UTC midnight")
     fsync_interval_s: float = Field(default=1.0, gt=0, description="at most this much data is lost on a crash")
     compress_closed: bool = Field(default=False, description="zstd-compress files once rotated out")
+    record: Literal["changes", "every_poll"] = Field(
+        default="changes",
+        description="\"changes\": a full orderbook record only when the book differs from the instrument's last one in the file, "
+                    "else a small unchanged record (readers expand it); \"every_poll\": every book in full",
+    )
 
 
 class DiscoverySettings(_Strict):

@@ -190,6 +190,48 @@ class BookRecord:
         return orjson.dumps(rec)
 
 
+    def content(self) -> tuple:
+        """What makes two books of one instrument the same book: everything but the fields that
+        move with every poll (:data:`POLL_FIELDS`)."""
+        return (self.bids, self.asks, self.tick_size, self.extra, self.outcome, self.market_id)
+
+
+# Fields of an orderbook record that move with every poll (capture, venue time, the venue's hash,
+# which covers the timestamp, and our latency): an ``unchanged`` record carries exactly these.
+POLL_FIELDS = ("ts_ms", "ob_ts_ms", "hash", "hash_ok", "latency_ms")
+
+
+@dataclass(slots=True)
+class UnchangedRecord:
+    """A poll whose book is the same as the instrument's last ``orderbook`` record in the same
+    file (writer.record = "changes"): only the per-poll fields. Readers expand it back into the
+    full record (collector.store.changes.expand); see docs/schema.md."""
+
+    venue: str
+    instrument_id: str
+    ts_ms: int
+    latency_ms: float
+    ob_ts_ms: int | None = None
+    hash: str | None = None
+    hash_ok: bool | None = None
+
+    def to_json(self) -> bytes:
+        rec: dict[str, Any] = {
+            "record_type": "unchanged",
+            "schema_version": SCHEMA_VERSION,
+            "venue": self.venue,
+            "instrument_id": self.instrument_id,
+            "ts_ms": self.ts_ms,
+        }
+        if self.ob_ts_ms is not None:
+            rec["ob_ts_ms"] = self.ob_ts_ms
+        if self.hash is not None:
+            rec["hash"] = self.hash
+            rec["hash_ok"] = self.hash_ok
+        rec["latency_ms"] = round(self.latency_ms, 3)
+        return orjson.dumps(rec)
+
+
 class DecText(str):
     """Marks an ``extra`` value that is decimal text and must be written as a JSON number."""
 
@@ -281,6 +323,8 @@ class PollStats:
     ok: int
     failed: int
     books_written: int
+    books_changed: int
+    books_unchanged: int
     gaps: int
     http_4xx: int
     http_5xx: int

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from collector.store import layout
+from collector.store.changes import BOOK, MARKER, Expander
 from collector.store.files import iter_jsonl_lines, jsonl_files
 
 # <stream>.<period start>.<...>: files of one rotation period share the start
@@ -25,8 +26,10 @@ def parse_record(line: bytes) -> dict | None:
     return rec if isinstance(rec, dict) else None
 
 
-def _last_record(path: Path, record_type: str | None = None, tail_bytes: int = 1 << 18) -> dict | None:
-    """The last complete, valid record (of ``record_type``) of a JSONL (or .zst) file."""
+def _last_record(path: Path, record_type: str | tuple[str, ...] | None = None, tail_bytes: int = 1 << 18) -> dict | None:
+    """The last complete, valid record (of ``record_type``: one or a tuple) of a JSONL (or .zst) file."""
+    if isinstance(record_type, str):
+        record_type = (record_type,)
     if layout.is_compressed(path.name):
         lines = []
         for line in iter_jsonl_lines(path):
@@ -46,12 +49,14 @@ def _last_record(path: Path, record_type: str | None = None, tail_bytes: int = 1
             lines = lines[1:]  # the first piece may be a partial line
     for line in reversed(lines):
         rec = parse_record(line)
-        if rec is not None and (record_type is None or rec.get("record_type") == record_type):
+        if rec is not None and (record_type is None or rec.get("record_type") in record_type):
             return rec
     return None
 
 
-def newest_record(data_dir: str | os.PathLike[str], venue: str, stream: str, record_type: str | None = None) -> dict | None:
+def newest_record(
+    data_dir: str | os.PathLike[str], venue: str, stream: str, record_type: str | tuple[str, ...] | None = None
+) -> dict | None:
     """The latest record (by ``ts_ms``) at the end of the newest files of a stream."""
     parts = layout.date_partitions(layout.stream_dir(data_dir, venue, stream))
     for date in reversed(list(parts)):
@@ -86,8 +91,13 @@ def last_records(
         for d in reversed(list(parts)):
             for p in reversed(jsonl_files(parts[d])):
                 recs = []
+                exp = Expander()  # unchanged records come back as the books they stand for
                 for line in iter_jsonl_lines(p):
                     r = parse_record(line)
+                    if r is not None and r.get("record_type") == MARKER:
+                        r = exp.expand(r)
+                    elif r is not None and r.get("record_type") == BOOK:
+                        exp.remember(r)
                     if r is not None and match(r):
                         recs.append(r)
                 got = recs + got

@@ -57,7 +57,7 @@ def venue_status(data_dir: str | os.PathLike[str], venue: str, now_ms: int | Non
         st["active_markets"] = None
         st["snapshot_age_s"] = None
         st["snapshot_error"] = str(e)
-    book = newest_record(data_dir, venue, layout.BOOK_STREAM, "orderbook")
+    book = newest_record(data_dir, venue, layout.BOOK_STREAM, ("orderbook", "unchanged"))  # a poll either way
     st["last_book_ts_ms"] = book.get("ts_ms") if book else None
     st["last_book_age_s"] = (now - book["ts_ms"]) / 1000 if book else None
     ps = newest_record(data_dir, venue, layout.POLL_STATS_STREAM)

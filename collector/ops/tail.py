@@ -15,6 +15,7 @@ from collector.ops.follow import Follower
 from collector.ops.recent import last_records, parse_record
 from collector.ops.table import compact_num, fmt_num, short_id
 from collector.read.scan import expand_instruments
+from collector.store.changes import BOOK, MARKER, expand
 
 TAIL_HEADER = ["time (UTC)", "venue", "poll key", "outcome", "bid x size", "ask x size", "mid", "spread", "lvls", "lat ms"]
 _TAIL_W = [12, 10, 24, 8, 18, 18, 8, 7, 5, 7]
@@ -36,6 +37,9 @@ def format_tail_line(rec: dict) -> str:
     """One aligned line for a book (or a gap) record."""
     ts = rec.get("ts_ms") or 0
     t = time.strftime("%H:%M:%S", time.gmtime(ts // 1000)) + f".{ts % 1000:03d}"
+    if rec.get("record_type") == "unchanged":  # its book was written before this tail started
+        who = short_id(rec.get("instrument_id") or "")
+        return f"{t:<12}  {rec.get('venue', ''):<10}  {who:<24}  = unchanged, {fmt_num(rec.get('latency_ms'), 0)} ms"
     if rec.get("record_type") == "gap":
         frm, to = rec.get("from_ts_ms"), rec.get("to_ts_ms")
         dur = f"{(to - frm) / 1000:.1f}s" if isinstance(frm, int) and isinstance(to, int) else "?"
@@ -106,12 +110,18 @@ def tail(
                 out.flush()
                 return printed
         out.flush()
+    bases: dict[str, dict] = {}  # each instrument's last full book: unchanged records show it again
     while not (stop and stop()):
         batch = follower.poll()
         for line in batch:
             rec = parse_record(line)
             if rec is None or not match(rec):
                 continue
+            rt = rec.get("record_type")
+            if rt == BOOK:
+                bases[rec["instrument_id"]] = rec
+            elif rt == MARKER and not raw and rec.get("instrument_id") in bases:
+                rec = expand(bases[rec["instrument_id"]], rec)
             if emit(rec, line):
                 out.flush()
                 return printed

@@ -19,7 +19,9 @@ class LaneCounters:
     polls_submitted: int = 0  # poll keys in those calls
     polls_ok: int = 0
     polls_failed: int = 0
-    books_written: int = 0
+    books_written: int = 0  # polls recorded, full or unchanged (the BookLog counts, copied at stats time)
+    books_changed: int = 0
+    books_unchanged: int = 0
     gaps: int = 0
     http_4xx: int = 0  # 429 is counted apart, in http_429
     http_5xx: int = 0

@@ -17,7 +17,6 @@ from collector.config.settings import PollerSettings, VenueSettings
 from collector.model.clock import now_ms
 from collector.model.errors import BadPayload, NotFound, RateLimited, VenueError
 from collector.model.records import (
-    BookRecord,
     GapRecord,
     Instrument,
     PollErrorRecord,
@@ -31,9 +30,10 @@ from collector.poller.due import DueQueue, advance_due
 from collector.poller.fetch import FetchPool, as_venue_error
 from collector.poller.stats import IntervalTracker, LatencyWindow
 from collector.store import layout
+from collector.store.book_log import BookLog
 from collector.store.writer_set import WriterSet
 from collector.venues import VenueClient
-from collector.venues.base import FetchResult
+from collector.venues.base import FetchResult, PolledBook
 from collector.venues.pacing import RateBudget, SendGate
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class Lane:
         self.snapshot_asof_ms: int | None = None
         self.snapshot_error: str | None = None
         self.books = writers.get(name, layout.BOOK_STREAM)
+        self.log = BookLog(self.books, name, every_poll=writers.settings.record == "every_poll")
         self.stats_out = writers.get(name, layout.POLL_STATS_STREAM)
         self.errors_out = writers.get(name, layout.POLL_ERRORS_STREAM)
         self.c = LaneCounters()  # since the last stats record
@@ -129,8 +130,9 @@ class Lane:
             if st is None:
                 self.state[key] = InstState(inst=inst, due=now, added=now)
                 self.queue.reschedule(key, now)
-            else:
+            elif st.inst != inst:  # new metadata (tick size, outcome...): the next book in full
                 st.inst = inst
+                self.log.forget(inst.instrument_id)
 
     def expedite(self, key: str, now: float) -> None:
         """Poll ``key`` as soon as possible (the stream lost or doubts its book)."""
@@ -151,7 +153,9 @@ class Lane:
             self.c.expired_dropped += 1
 
     def _drop(self, key: str) -> None:
-        self.state.pop(key, None)
+        st = self.state.pop(key, None)
+        if st is not None:
+            self.log.forget(st.inst.instrument_id)
         self.queue.remove(key)
         self.intervals.forget(key)
 
@@ -213,6 +217,10 @@ class Lane:
         self.cooldown.record(now, True)
         self.c.requests_ok += 1
         normalize = self.client.normalize
+        log_ = self.log
+        ts_ms, latency_ms = res.ts_ms, res.latency_ms
+        # The stream compares every REST book with its own: it needs them normalized.
+        quick = self.stream is None
         for key in done.keys:
             st = self.state.get(key)
             if st is None:  # left the active set while in flight
@@ -220,33 +228,40 @@ class Lane:
             st.inflight = False
             raw = res.books.get(key)
             if raw is None:
-                self._instrument_failed(key, st, res.errors.get(key) or NotFound("missing from reply"), now, res.latency_ms)
+                self._instrument_failed(key, st, res.errors.get(key) or NotFound("missing from reply"), now, latency_ms)
                 continue
+            content = None
+            if type(raw) is PolledBook:
+                content = raw.content
+                # The same book as last time: a marker, without normalizing (after a gap: in full).
+                if quick and not st.failures and log_.repeat(st.inst.instrument_id, content, ts_ms, latency_ms,
+                                                             raw.ob_ts_ms, raw.hash, raw.hash_ok):
+                    self._instrument_ok(key, st, ts_ms, raw.hash_ok, now)
+                    continue
             try:
-                rec = normalize(st.inst, raw, res.ts_ms, res.latency_ms)
+                rec = normalize(st.inst, raw, ts_ms, latency_ms)
                 line = rec.to_json()
             except BadPayload as e:
-                self._instrument_failed(key, st, e, now, res.latency_ms)
+                self._instrument_failed(key, st, e, now, latency_ms)
                 continue
             except Exception as e:  # a normalizer/serializer bug must cost one book, not the loop
-                self._instrument_failed(key, st, BadPayload(f"{type(e).__name__}: {e}"), now, res.latency_ms)
+                self._instrument_failed(key, st, BadPayload(f"{type(e).__name__}: {e}"), now, latency_ms)
                 continue
-            self._instrument_ok(key, st, rec, line, now)
+            if st.failures:
+                self._write_gap(st.inst.instrument_id, st.last_ok_ts_ms, ts_ms, st.last_error or "unknown", st.failures)
+            log_.book(rec, line, content)
+            self._instrument_ok(key, st, ts_ms, rec.hash_ok, now)
             if self.stream is not None:
                 self.stream.on_rest_book(key, rec, raw, done.started, now)
 
-    def _instrument_ok(self, key: str, st: InstState, rec: BookRecord, line: bytes, now: float) -> None:
-        if st.failures:
-            self._write_gap(st.inst.instrument_id, st.last_ok_ts_ms, rec.ts_ms, st.last_error or "unknown", st.failures)
+    def _instrument_ok(self, key: str, st: InstState, ts_ms: int, hash_ok: bool | None, now: float) -> None:
         self.intervals.record(key, now)
         st.failures = 0
         st.last_ok = now
-        st.last_ok_ts_ms = rec.ts_ms
+        st.last_ok_ts_ms = ts_ms
         self.c.polls_ok += 1
-        if rec.hash_ok is False:  # kept and flagged in the record; counted for poll_stats
+        if hash_ok is False:  # kept and flagged in the record; counted for poll_stats
             self.c.hash_mismatch += 1
-        if self.books.write(line):
-            self.c.books_written += 1
         # Keep the instrument on its interval grid; under overload this keeps the longest-waiting
         # instruments first in line (round robin) without bursting to catch up on missed slots.
         interval = self.interval if self.stream is None else self.stream.interval(key, self.interval, now)
@@ -344,11 +359,13 @@ class Lane:
         fail_rate = (c.polls_failed - c.errors.get("not_found", 0)) / attempted if attempted else 0.0
         self.aimd.evaluate(now, fail_rate, p95)
         stale_after = 5 * self.interval
+        changed, full, unchanged = self.log.counts()
+        c.books_written, c.books_changed, c.books_unchanged = full + unchanged, changed, unchanged
         stats = PollStats(
             ts_ms=now_ms(), venue=self.name, active_instruments=len(self.state),
             requests=c.requests, requests_ok=c.requests_ok, requests_failed=c.requests_failed,
             submitted=c.polls_submitted, ok=c.polls_ok, failed=c.polls_failed,
-            books_written=c.books_written, gaps=c.gaps,
+            books_written=c.books_written, books_changed=changed, books_unchanged=unchanged, gaps=c.gaps,
             http_4xx=c.http_4xx, http_5xx=c.http_5xx, http_429=c.http_429, timeouts=c.timeouts,
             held_back=c.held_back, errors=dict(c.errors),
             latency_p50_ms=_round(p50), latency_p95_ms=_round(p95), latency_p99_ms=_round(p99),

@@ -21,6 +21,7 @@ from collector.read.scan import (
     reorder,
 )
 from collector.read.times import opt_time
+from collector.store.changes import BOOK, BOOK_PREFIX, MARKER, MARKER_PREFIX
 from collector.store.files import IID_RE, TS_RE, file_lines, gc_paused
 from collector.store.layout import BOOK_STREAM, PARQUET_GAPS
 
@@ -158,7 +159,7 @@ def book_times(
     def keep(ts: int) -> bool:
         return (start_ms is None or ts >= start_ms) and (end_ms is None or ts < end_ms)
 
-    book_prefix = b'{"record_type":"orderbook"'
+    book_prefix = (BOOK_PREFIX, MARKER_PREFIX)  # an unchanged record is a book at its ts_ms too
     iid_re, ts_re = IID_RE.search, TS_RE.search
     for i, df in enumerate(files):
         if df.kind == "parquet":
@@ -179,7 +180,7 @@ def book_times(
                             if keep(ts):
                                 times.setdefault(m1.group(1).decode("utf-8", "replace"), []).append(ts)
                             continue
-                    elif b'"gap"' not in line and b'"orderbook"' not in line:
+                    elif b'"gap"' not in line and b'"orderbook"' not in line and b'"unchanged"' not in line:
                         continue
                     try:
                         rec = orjson.loads(line)
@@ -187,7 +188,7 @@ def book_times(
                         continue
                     if type(rec) is not dict or type(rec.get("ts_ms")) is not int or not keep(rec["ts_ms"]):
                         continue
-                    if rec.get("record_type") == "orderbook" and isinstance(rec.get("instrument_id"), str):
+                    if rec.get("record_type") in (BOOK, MARKER) and isinstance(rec.get("instrument_id"), str):
                         times.setdefault(rec["instrument_id"], []).append(rec["ts_ms"])
                     elif rec.get("record_type") == "gap":
                         gaps.append(rec)

@@ -19,6 +19,7 @@ import orjson
 
 from collector.read.datafiles import DataFile
 from collector.read.progress import ReadStats
+from collector.store.changes import BOOK, BOOK_PREFIX, MARKER, Expander
 from collector.store.files import IID_RE, TS_RE, file_lines
 from collector.store.layout import PARQUET_GAPS
 
@@ -73,20 +74,26 @@ def jsonl_records(
     base = fidx << 32
     n = bad = 0
     iid_re, ts_re = IID_RE.search, TS_RE.search
+    # Books come back whole: an unchanged record is expanded from its instrument's last full book
+    # in this file, which may lie before the range (remembered unparsed).
+    exp = Expander(loads) if types is None or BOOK in types else None
     # a record of type T contains the token "T" (any JSON formatting): a cheap pre-filter
-    tokens = [f'"{t}"'.encode() for t in types] if types is not None else None
+    tokens = [f'"{t}"'.encode() for t in (*types, MARKER) if exp is not None or t != MARKER] if types is not None else None
     for n, line in enumerate(file_lines(df.path), 1):  # noqa: B007 - n counts lines
         if tokens is not None and not any(t in line for t in tokens):
             continue
+        m = None
         if ids is not None:
             m = iid_re(line)
             if m is not None and m.group(1).decode("utf-8", "replace") not in ids:
                 continue
         if not inside:
-            m = ts_re(line)
-            if m is not None:
-                t = int(m.group(1))
+            mt = ts_re(line)
+            if mt is not None:
+                t = int(mt.group(1))
                 if (start_ms is not None and t < start_ms) or (end_ms is not None and t >= end_ms):
+                    if exp is not None and line.startswith(BOOK_PREFIX) and (m := m or iid_re(line)) is not None:
+                        exp.remember_line(m.group(1).decode("utf-8", "replace"), line)
                     continue
         try:
             rec = loads(line)
@@ -100,6 +107,14 @@ def jsonl_records(
         if type(ts) is not int:
             bad += 1
             continue
+        if exp is not None:
+            rt = rec.get("record_type")
+            if rt == MARKER:
+                rec = exp.expand(rec)
+                if rec is None:
+                    continue
+            elif rt == BOOK:
+                exp.remember(rec)
         if types is not None and rec.get("record_type") not in types:
             continue
         if ids is not None:
@@ -109,9 +124,12 @@ def jsonl_records(
         if (start_ms is not None and ts < start_ms) or (end_ms is not None and ts >= end_ms):
             continue
         yield ts, base | n, rec
+    orphans = exp.orphans if exp is not None else 0
+    if orphans:
+        log.warning("%s: %d unchanged record(s) without a book before them in the file, skipped", df.path, orphans)
     if stats is not None:
         stats.lines += n
-        stats.bad_lines += bad
+        stats.bad_lines += bad + orphans
     if bad:
         log.warning("%s: %d line(s) not valid JSON records, skipped", df.path, bad)
 
@@ -166,13 +184,54 @@ def parquet_records(
     if ids is not None and gaps and null_ids:
         col = table.column("instrument_id")
         table = table.filter(pc.or_(pc.is_in(col, value_set=_pa_strings(ids)), pc.is_null(col)))
-    # stable sort by ts_ms: the file is sorted by (instrument_id, ts_ms)
-    table = table.take(pc.sort_indices(table, sort_keys=[("ts_ms", "ascending")]))
     if stats is not None:
         stats.parquet_rows += table.num_rows
     base = fidx << 32
+    if not gaps and "record_type" in table.column_names and pc.any(pc.equal(table.column("record_type"), MARKER)).as_py():
+        recs = _expanded(df, table, start_ms, exact, jcols)
+        recs.sort(key=lambda r: r["ts_ms"])  # stable: within one ts_ms the file order stays
+        for n, rec in enumerate(recs):
+            yield rec["ts_ms"], base | n, rec
+        return
+    # stable sort by ts_ms: the file is sorted by (instrument_id, ts_ms)
+    table = table.take(pc.sort_indices(table, sort_keys=[("ts_ms", "ascending")]))
     for n, rec in enumerate(parquet_rows_to_dicts(table, gaps=gaps, exact=exact, json_columns=jcols)):
         yield rec["ts_ms"], base | n, rec
+
+
+def _expanded(df: DataFile, table: Any, start_ms: int | None, exact: bool, jcols: set[str]) -> list[dict]:
+    """A Parquet book table's rows (in file order: instrument, ts_ms) with every unchanged row
+    expanded; the book an instrument's first row in the range stands for is looked up before it."""
+    import pyarrow.parquet as pq
+
+    from collector.store.parquet import parquet_rows_to_dicts
+
+    rows = list(parquet_rows_to_dicts(table, exact=exact, json_columns=jcols))
+    need: set[str] = set()
+    prev = None
+    for r in rows:
+        iid = r.get("instrument_id")
+        if iid != prev and r.get("record_type") == MARKER:
+            need.add(iid)
+        prev = iid
+    exp = Expander()
+    if need and start_ms is not None:
+        filters = [("instrument_id", "in", sorted(need)), ("record_type", "=", BOOK), ("ts_ms", "<", start_ms)]
+        for b in parquet_rows_to_dicts(pq.read_table(df.path, filters=filters), exact=exact, json_columns=jcols):
+            exp.remember(b)  # the last one per instrument wins: rows are in ts_ms order
+    out = []
+    for r in rows:
+        rt = r.get("record_type")
+        if rt == MARKER:
+            r = exp.expand(r)
+            if r is None:
+                continue
+        elif rt == BOOK:
+            exp.remember(r)
+        out.append(r)
+    if exp.orphans:
+        log.warning("%s: %d unchanged row(s) without a book before them, skipped", df.path, exp.orphans)
+    return out
 
 
 def _pa_strings(ids: Iterable[str]) -> Any:

@@ -45,19 +45,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collector.config.settings import Settings
 from collector.store import layout
+from collector.store.changes import encode_changes, expanded_lines
 from collector.store.durable import (
     clean_stale_tmp,
     fsync_dir,
     new_tmp_path,
     replace_durably,
 )
-from collector.store.files import IID_RE, gc_paused, jsonl_files, numbered_lines
+from collector.store.files import gc_paused, jsonl_files
 from collector.store.parquet import (
     BOOK_FIXED,
     GAP_FIXED,
@@ -198,14 +198,11 @@ def _compact(
     gaps: list[tuple[int, int, dict]] = []
     kept: list[tuple[str, int, int, dict]] | None = []
     bad = other = 0
-    loads = orjson.loads
-    for seq, line in numbered_lines(files):
-        try:
-            rec = loads(line)
-        except orjson.JSONDecodeError:
+    for seq, rec in expanded_lines(files):  # unchanged records come back as the books they stand for
+        if rec is None:
             bad += 1
             continue
-        rt = rec.get("record_type") if type(rec) is dict else None
+        rt = rec.get("record_type")
         if rt == "orderbook":
             iid, ts = rec.get("instrument_id"), rec.get("ts_ms")
             if type(iid) is not str or type(ts) is not int:
@@ -244,16 +241,9 @@ def _compact(
 
     def range_records(ids: set[str]) -> list[tuple[str, int, int, dict]]:
         rows = []
-        want = {i.encode() for i in ids}
-        for seq, line in numbered_lines(files):
-            m = IID_RE.search(line)
-            if m is not None and m.group(1) not in want:
-                continue  # another range's book (cheap test, no parse)
-            try:
-                rec = loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if type(rec) is dict and rec.get("record_type") == "orderbook" and rec["instrument_id"] in ids:
+        # another range's lines are skipped unparsed (a cheap test on the raw line)
+        for seq, rec in expanded_lines(files, {i.encode() for i in ids}):
+            if rec is not None and rec.get("record_type") == "orderbook" and rec["instrument_id"] in ids:
                 rows.append((rec["instrument_id"], rec["ts_ms"], seq, rec))
         return rows
 
@@ -281,10 +271,12 @@ def _compact(
             for ids in ranges:
                 rows = kept if single else range_records(set(ids))
                 rows.sort(key=lambda x: (x[0], x[1], x[2]))
-                for k in range(0, len(rows), row_group_rows):
-                    chunk = [r[3] for r in rows[k : k + row_group_rows]]
-                    writer.write_table(records_to_table(chunk, schema), row_group_size=row_group_rows)
+                # stored as changes whatever writer.record was: a repeated book is a small row
+                enc = list(encode_changes(r[3] for r in rows))
                 del rows
+                for k in range(0, len(enc), row_group_rows):
+                    writer.write_table(records_to_table(enc[k : k + row_group_rows], schema), row_group_size=row_group_rows)
+                del enc
         finally:
             writer.close()
         kept = None

@@ -180,9 +180,16 @@ def _level_arrays(levels: list) -> tuple[pa.Array, pa.Array]:
     if len(pairs) and not pc.all(pc.equal(pc.list_value_length(pairs), 2)).as_py():
         raise ValueError("a level is not a [price, size] pair")
     offsets = nested.offsets
-    prices = pa.ListArray.from_arrays(offsets, pc.list_element(pairs, 0))
-    sizes = pa.ListArray.from_arrays(offsets, pc.list_element(pairs, 1))
+    mask = nested.is_null() if nested.null_count else None  # unchanged rows: no levels (null, not [])
+    prices = pa.ListArray.from_arrays(offsets, pc.list_element(pairs, 0), mask=mask)
+    sizes = pa.ListArray.from_arrays(offsets, pc.list_element(pairs, 1), mask=mask)
     return prices, sizes
+
+
+def _side(rec: dict, name: str) -> list | None:
+    if rec.get("record_type") == "unchanged":
+        return None
+    return rec.get(name) or []
 
 
 def records_to_table(records: list[dict], schema: pa.Schema | None = None, *, gaps: bool = False) -> pa.Table:
@@ -205,8 +212,9 @@ def records_to_table(records: list[dict], schema: pa.Schema | None = None, *, ga
         base = pa.Table.from_pylist([{k: _num(v) for k, v in r.items()} for r in records], schema=plain)
     extra: dict[str, pa.Array] = {}
     if not gaps:
-        extra["bid_prices"], extra["bid_sizes"] = _level_arrays([r.get("bids") or [] for r in records])
-        extra["ask_prices"], extra["ask_sizes"] = _level_arrays([r.get("asks") or [] for r in records])
+        # an unchanged record has no levels at all (None), an empty side has [] (or null in JSON)
+        extra["bid_prices"], extra["bid_sizes"] = _level_arrays([_side(r, "bids") for r in records])
+        extra["ask_prices"], extra["ask_sizes"] = _level_arrays([_side(r, "asks") for r in records])
     for n in jcols:
         vals = [r.get(n) for r in records]
         extra[n] = pa.array([None if v is None else orjson.dumps(v, default=_num).decode() for v in vals], pa.string())
@@ -235,8 +243,8 @@ def parquet_rows_to_dicts(
     def levels(prices: str, sizes: str) -> list:
         ps, ss = table.column(prices).to_pylist(), table.column(sizes).to_pylist()
         if dec is None:
-            return [[[p, q] for p, q in zip(a, b)] for a, b in zip(ps, ss)]
-        return [[[dec(p), dec(q)] for p, q in zip(a, b)] for a, b in zip(ps, ss)]
+            return [None if a is None else [[p, q] for p, q in zip(a, b)] for a, b in zip(ps, ss)]
+        return [None if a is None else [[dec(p), dec(q)] for p, q in zip(a, b)] for a, b in zip(ps, ss)]
 
     for n in names:
         if n in LEVEL_COLUMNS:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collector.store import layout
-from collector.store.files import IID_RE, jsonl_files, numbered_lines
+from collector.store.changes import BOOK, MARKER, Expander, expanded_lines
+from collector.store.files import jsonl_files
 from collector.store.parquet import parquet_rows_to_dicts, schema_json_columns
 
 __all__ = ["VerificationError", "listing", "listing_changed", "verify_parquet"]
@@ -59,8 +59,18 @@ def verify_parquet(
     jcols = schema_json_columns(pf.schema_arrow)
 
     def parquet_rows() -> Iterator[dict]:
+        exp = Expander()  # rows are in (instrument, ts_ms) order: a marker's book is the row before
         for batch in pf.iter_batches(batch_size=50_000):
-            yield from parquet_rows_to_dicts(pa.Table.from_batches([batch]), json_columns=jcols)
+            for rec in parquet_rows_to_dicts(pa.Table.from_batches([batch]), json_columns=jcols):
+                rt = rec.get("record_type")
+                if rt == MARKER:
+                    full = exp.expand(rec)
+                    if full is None:
+                        raise VerificationError(f"parquet unchanged row {rec.get('instrument_id')} has no book before it")
+                    rec = full
+                elif rt == BOOK:
+                    exp.remember(rec)
+                yield rec
 
     prow = parquet_rows()
     seen = 0
@@ -69,16 +79,9 @@ def verify_parquet(
         want = set(ids)
         want_b = {i.encode() for i in ids}
         rows = []
-        for seq, line in numbered_lines(files):
-            if ri > 0 or b'"gap"' not in line:
-                m = IID_RE.search(line)
-                if m is not None and m.group(1) not in want_b:
-                    continue  # another range's book (the first pass also collects the gaps)
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if type(rec) is not dict:
+        # another range's books are skipped unparsed (the first pass also collects the gaps)
+        for seq, rec in expanded_lines(files, want_b, gaps_pass=ri == 0):
+            if rec is None:
                 continue
             rt = rec.get("record_type")
             if rt == "orderbook" and rec.get("instrument_id") in want:

@@ -151,6 +151,29 @@ class StreamWriter:
             return self._drain()
         return True
 
+    @property
+    def serial(self) -> int:
+        """Number of the open file (files opened so far), -1 when none is open: a record written
+        with :meth:`write_in` for this number lands in that same file or nowhere."""
+        return self.stats.files_opened if self._fd is not None else -1
+
+    def write_in(self, line: bytes, serial: int) -> bool | None:
+        """:meth:`write` ``line`` only into the file numbered ``serial`` (see :attr:`serial`).
+
+        ``None``: that file is not the one a write would go to now (rotated, failed, closed), and
+        nothing was written. Used for records that only mean something next to an earlier record
+        of the same file (an ``unchanged`` marker refers to the file's last full book).
+        """
+        if self._fd is None or self.stats.files_opened != serial or not (self._pstart <= self._clock() < self._pend):
+            return None
+        buf = self._buf
+        buf += line
+        buf += b"\n"
+        self._pending += 1
+        if len(buf) >= self._buf_limit or self._probe:
+            return self._drain()
+        return True
+
     def tick(self) -> None:
         """Housekeeping, to call at least once a second.
 

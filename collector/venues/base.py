@@ -22,10 +22,27 @@ if TYPE_CHECKING:  # typing only: pacing is the poller's concern, not the protoc
 class FetchResult:
     """Outcome of one book request (one HTTP call, one or many poll keys)."""
 
-    books: dict[str, Any]  # poll_key -> raw book payload (parsed JSON)
+    books: dict[str, Any]  # poll_key -> raw book payload (parsed JSON, or a PolledBook)
     errors: dict[str, VenueError]  # poll_key -> per-key failure (e.g. left out of a batch)
     ts_ms: int  # capture time: wall clock when the answer arrived
     latency_ms: float  # request round trip
+
+
+@dataclass(slots=True)
+class PolledBook:
+    """A raw book plus what the fetch thread learnt of it, for venues that can (optional).
+
+    ``content`` compares equal for two polls of one instrument only when both normalize to the
+    same book (e.g. the venue's level bytes): the lane then records the poll as ``unchanged``
+    without normalizing it. ``ob_ts_ms``, ``hash`` and ``hash_ok`` are the record's per-poll
+    fields (``hash_ok``: the venue hash verdict, None = not checked).
+    """
+
+    body: Any  # what normalize() takes
+    content: object
+    ob_ts_ms: int | None
+    hash: str | None
+    hash_ok: bool | None
 
 
 @dataclass(slots=True)

@@ -22,9 +22,11 @@ from typing import Any
 
 import orjson
 
+from collector.store.changes import Expander
+
 VENUES = ("polymarket", "limitless")
 STREAM_TYPES = {
-    "orderbooks": {"orderbook", "gap"},
+    "orderbooks": {"orderbook", "unchanged", "gap"},
     "book_changes": {"book_snapshot", "book_change", "last_trade", "gap"},
     "poll_stats": {"poll_stats"},
     "poll_errors": {"poll_error"},
@@ -124,6 +126,19 @@ ORDERBOOK_EXTRAS = {
     },
 }
 
+UNCHANGED_REQUIRED = {
+    **ENVELOPE,
+    "venue": lambda v: v in VENUES,
+    "instrument_id": _is_str,
+    "ts_ms": _ts,
+    "latency_ms": _nonneg_num,
+}
+UNCHANGED_OPTIONAL = {
+    "ob_ts_ms": _nonneg_int,
+    "hash": _is_str,
+    "hash_ok": _opt(lambda v: type(v) is bool),
+}
+
 GAP_REQUIRED = {
     **ENVELOPE,
     "venue": lambda v: v in VENUES,
@@ -189,6 +204,8 @@ POLL_STATS_REQUIRED = {
     "ok": _nonneg_int,
     "failed": _nonneg_int,
     "books_written": _nonneg_int,
+    "books_changed": _nonneg_int,
+    "books_unchanged": _nonneg_int,
     "gaps": _nonneg_int,
     "http_4xx": _nonneg_int,
     "http_5xx": _nonneg_int,
@@ -359,6 +376,16 @@ def validate(rec: Any, *, check_gap_order: bool = True, stream: str | None = Non
                 out.append(f"spread {rec['spread']} != {ba} - {bb}")
         elif rec["mid"] is not None or rec["spread"] is not None:
             out.append("mid/spread set although a side is empty")
+    elif rt == "unchanged":
+        _fields(rec, UNCHANGED_REQUIRED, UNCHANGED_OPTIONAL, out)
+        if out:
+            return out
+        if not rec["instrument_id"].startswith(rec["venue"] + ":"):
+            out.append(f"instrument_id {rec['instrument_id']!r} of another venue")
+        if ("hash" in rec) != ("hash_ok" in rec):
+            out.append("hash_ok must be written exactly when hash is")
+        if rec.get("hash_ok") is False:
+            out.append("a book whose hash failed is written in full, never as unchanged")
     elif rt == "gap":
         _fields(rec, GAP_REQUIRED, GAP_OPTIONAL, out)
         if out:
@@ -511,6 +538,7 @@ def scan(
                     pass
         recs = ds.records.setdefault((venue, stream), [])
         seen: set[tuple[Any, Any]] = set()
+        exp = Expander()  # unchanged records stand for their instrument's last book in this file
         for n, line in enumerate(raw[:cut].split(b"\n")[:-1], 1):
             info.lines += 1
             try:
@@ -526,6 +554,14 @@ def scan(
                 ds.problems.append(f"{path}:{n}: {rec['record_type']} record in {stream}/")
             if rec.get("venue") != venue:
                 ds.problems.append(f"{path}:{n}: venue {rec.get('venue')} in {venue}/")
+            if rec["record_type"] == "unchanged":
+                full = exp.expand(rec)
+                if full is None:
+                    ds.problems.append(f"{path}:{n}: unchanged {rec['instrument_id']} before any book of it in the file")
+                    continue
+                rec = full
+            elif rec["record_type"] == "orderbook":
+                exp.remember(rec)
             if rec["record_type"] == "orderbook":
                 key = (rec["instrument_id"], rec["ts_ms"])
                 if key in seen:
