@@ -16,7 +16,7 @@ target rate, CPU per book and book age (every instrument sampled at 1 s ticks: a
 book). Prints a table with both modes side by side, then as the LAST line one JSON object:
 the batch run's keys, plus ``baseline`` with the same keys for the single run.
 
-Metrics: books_per_s = orderbook records whose ts_ms falls in the window / window length;
+Metrics: books_per_s = polled books (orderbook and unchanged records) whose ts_ms falls in the window / window length;
 target_ratio = books_per_s / (instruments / 1 s); cpu_us_per_book = poller user+sys CPU in the
 window / those records; p50/p99_age_s = age of each instrument's latest record, sampled every
 1 s with a per-instrument phase (instruments fetched in one batch share a phase on the 1 s grid,
@@ -203,12 +203,14 @@ def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str],
 
 def analyse(data: Path, insts: list[Instrument], spawn_wall: float, win0: float, win1: float) -> dict[str, Any]:
     ts_by_inst: dict[str, list[int]] = {i.instrument_id: [] for i in insts}
-    gaps = other = 0
+    gaps = other = unchanged = 0
     for path in sorted((data / "polymarket" / "orderbooks").rglob("*.jsonl*")):
         for line in iter_jsonl_lines(path):
             rec = orjson.loads(line)
-            if rec.get("record_type") == "orderbook":
+            if rec.get("record_type") in ("orderbook", "unchanged"):  # a polled book either way
                 ts_by_inst.setdefault(rec["instrument_id"], []).append(rec["ts_ms"])
+                if rec["record_type"] == "unchanged":
+                    unchanged += 1
             elif rec.get("record_type") == "gap":
                 gaps += 1
             else:
@@ -265,6 +267,7 @@ def analyse(data: Path, insts: list[Instrument], spawn_wall: float, win0: float,
         "latency_p50_ms": med("latency_p50_ms"),
         "inflight_cap": med("inflight_cap"),
         "books_total": sum(len(v) for v in ts_by_inst.values()),
+        "unchanged_share": round(unchanged / max(1, sum(len(v) for v in ts_by_inst.values())), 3),
     }
 
 

@@ -24,7 +24,7 @@ from collector.poller.loop import Poller
 from collector.sim.polymarket.books import poly_book_bytes
 from collector.sim.testing import run_sim
 from collector.venues import polyhash
-from collector.venues.polyhash import CheckedBook
+from collector.venues.base import PolledBook
 from collector.venues.polymarket import PolymarketClient
 from tests import helpers as h
 from tests.reliability import schema
@@ -77,7 +77,7 @@ def test_get_book_flags_real_payload_and_keeps_it(name, ok):
     try:
         res = c.fetch_book(body["asset_id"])
         got = res.books[body["asset_id"]]
-        assert isinstance(got, CheckedBook) and got.hash_ok is ok
+        assert isinstance(got, PolledBook) and got.hash_ok is ok
         rec = c.normalize(_inst(body), got, res.ts_ms, res.latency_ms)
     finally:
         c.close()

@@ -4,6 +4,7 @@ markers round-trip (property tests)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -198,3 +199,58 @@ def test_book_log_every_poll_writes_everything_in_full(tmp_path):
     lines = [orjson.loads(x) for p in tmp_path.rglob("*.jsonl") for x in iter_jsonl_lines(p)]
     assert [r["record_type"] for r in lines] == ["orderbook"] * 3
     assert log.counts() == (1, 3, 0)  # one change (the first book), three written in full
+
+
+def test_lane_records_an_unchanged_polymarket_book_without_normalizing_it(tmp_path):
+    """The second poll of the same books: unchanged records, and normalize is never called."""
+    import time as _time
+
+    import httpx
+    import respx
+
+    from collector.config.settings import (
+        PollerSettings,
+        PolymarketSettings,
+        WriterSettings,
+    )
+    from collector.model.records import Instrument
+    from collector.poller.fetch import FetchPool
+    from collector.poller.lane import Done, Lane
+    from collector.store.writer_set import WriterSet
+    from collector.venues.polymarket import PolymarketClient
+    from tests.test_polymarket_reply import _body
+
+    keys = ["11", "22"]
+    books = [{**_body([{"price": "0.4", "size": "3"}], [{"price": "0.6", "size": "1"}], 1), "asset_id": k} for k in keys]
+
+    def reply_at(ts: int) -> bytes:  # the venue re-stamps and re-hashes every answer
+        out = []
+        for b in books:
+            b = {**b, "timestamp": str(ts), "hash": ""}
+            b["hash"] = hashlib.sha1(orjson.dumps(b)).hexdigest()
+            out.append(b)
+        return orjson.dumps(out)
+
+    s = PolymarketSettings(clob_url="https://clob.test")
+    client = PolymarketClient(s)
+    calls = []
+    real = client.normalize
+    client.normalize = lambda *a: calls.append(a[0].poll_key) or real(*a)  # a spy on the real client
+    ws = WriterSet(tmp_path, WriterSettings())
+    lane = Lane("polymarket", client, s, PollerSettings(), FetchPool(1, "t"), ws)
+    lane.set_instruments([Instrument(venue="polymarket", poll_key=k, market_id="m") for k in keys], 0, _time.monotonic())
+    with respx.mock:
+        for n, ts in enumerate((1_790_000_000_000, 1_790_000_001_000)):
+            respx.post("https://clob.test/books").mock(return_value=httpx.Response(200, content=reply_at(ts)))
+            res = client.fetch_books(keys)
+            for k in keys:
+                lane.state[k].inflight = True
+            lane.inflight += 1
+            lane.complete(Done(lane, keys, res, None, _time.monotonic()), _time.monotonic())
+            assert sorted(calls) == keys  # normalized the first time only
+    ws.close()
+    client.close()
+    lines = [orjson.loads(x) for p in sorted(tmp_path.rglob("*.jsonl")) for x in iter_jsonl_lines(p)]
+    assert [r["record_type"] for r in lines] == ["orderbook", "orderbook", "unchanged", "unchanged"]
+    assert all(r["hash_ok"] is True for r in lines) and lines[2]["ob_ts_ms"] == 1_790_000_001_000
+    assert read.load_books(tmp_path)[-1]["bids"] == [[0.4, 3]]

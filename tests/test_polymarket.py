@@ -25,6 +25,7 @@ from collector.config.settings import PolymarketSettings
 from collector.model import errors
 from collector.model.records import BookRecord, Instrument
 from collector.venues.polymarket import CLIENT, PolymarketClient
+from collector.venues.polymarket_reply import body_of
 
 GAMMA = "https://gamma.test"
 CLOB = "https://clob.test"
@@ -538,9 +539,10 @@ def test_fetch_books_joins_by_asset_id(client):
     assert req.headers["content-type"] == "application/json"
     assert req.extensions["timeout"] == {"connect": 1.5, "read": 2.5, "write": 2.5, "pool": 1.5}
     assert set(res.books) == {YES, NO}
-    assert res.books[YES].body["asset_id"] == YES and res.books[YES].body["hash"].startswith("9f2c")
+    yes = body_of(res.books[YES])
+    assert yes["asset_id"] == YES and yes["hash"].startswith("9f2c") and res.books[YES].hash == yes["hash"]
     assert res.books[YES].hash_ok is False  # the doc example's hash is illustrative
-    assert res.books[NO].body["asset_id"] == NO
+    assert body_of(res.books[NO])["asset_id"] == NO
     assert set(res.errors) == {GONE}
     assert isinstance(res.errors[GONE], errors.NotFound)
     assert res.ts_ms >= t0 and res.latency_ms >= 0

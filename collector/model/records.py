@@ -91,7 +91,8 @@ class Instrument(BaseModel):
 _EMPTY_LEVELS = orjson.Fragment(b"[]")
 
 
-def _levels_json(levels: list[Level]) -> orjson.Fragment:
+def levels_json(levels: list[Level]) -> orjson.Fragment:
+    """``[[price,size],...]`` of canonical levels, as written (numbers, not strings)."""
     if not levels:
         return _EMPTY_LEVELS
     try:  # [[p,s],[p,s]] from C-level joins (levels are (str, str) pairs)
@@ -146,6 +147,10 @@ class BookRecord:
     hash_ok: bool | None = None
     tick_size: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The JSON of ``bids`` / ``asks`` when the maker has it already (a side repeated from the last
+    # poll); None = made from the levels by to_json.
+    bids_json: orjson.Fragment | None = None
+    asks_json: orjson.Fragment | None = None
 
     @property
     def best_bid(self) -> str | None:
@@ -170,8 +175,8 @@ class BookRecord:
         }
         if self.ob_ts_ms is not None:
             rec["ob_ts_ms"] = self.ob_ts_ms
-        rec["bids"] = _levels_json(self.bids)
-        rec["asks"] = _levels_json(self.asks)
+        rec["bids"] = self.bids_json or levels_json(self.bids)
+        rec["asks"] = self.asks_json or levels_json(self.asks)
         rec["best_bid"] = _num(bb)
         rec["best_ask"] = _num(ba)
         if both:

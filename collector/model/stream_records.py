@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from collector.model.records import SCHEMA_VERSION, Level, _levels_json, _num
+from collector.model.records import SCHEMA_VERSION, Level, _num, levels_json
 
 # Why a book_snapshot was written.
 SNAPSHOT_SUBSCRIBE = "subscribe"  # the venue's book after a (re)subscription
@@ -53,8 +53,8 @@ class BookSnapshotRecord:
             "conn": self.conn,
             "seq": self.seq,
             "reason": self.reason,
-            "bids": _levels_json(self.bids),
-            "asks": _levels_json(self.asks),
+            "bids": levels_json(self.bids),
+            "asks": levels_json(self.asks),
             "best_bid": _num(self.bids[0][0] if self.bids else None),
             "best_ask": _num(self.asks[0][0] if self.asks else None),
             "hash": self.hash,
@@ -101,8 +101,8 @@ class BookChangeRecord:
             "ob_ts_ms": self.ob_ts_ms,
             "conn": self.conn,
             "seq": self.seq,
-            "bids": _levels_json(self.bids),
-            "asks": _levels_json(self.asks),
+            "bids": levels_json(self.bids),
+            "asks": levels_json(self.asks),
             "best_bid": _num(self.best_bid),
             "best_ask": _num(self.best_ask),
             "hash": self.hash,

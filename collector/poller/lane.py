@@ -29,6 +29,8 @@ from collector.poller.counters import LaneCounters
 from collector.poller.due import DueQueue, advance_due
 from collector.poller.fetch import FetchPool, as_venue_error
 from collector.poller.stats import IntervalTracker, LatencyWindow
+from collector.poller.stats import pct as _pct
+from collector.poller.stats import round3 as _round
 from collector.store import layout
 from collector.store.book_log import BookLog
 from collector.store.writer_set import WriterSet
@@ -63,12 +65,6 @@ class InstState:
     last_ok_ts_ms: int | None = None  # capture time of the last good book
     last_error: str | None = None
     inflight: bool = False
-
-
-def _pct(sorted_vals: list[float], q: float) -> float | None:
-    if not sorted_vals:
-        return None
-    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
 
 
 class Lane:
@@ -388,7 +384,6 @@ class Lane:
         self.c = LaneCounters()
         return stats.to_dict()
 
-
     def _fresh(self, key: str, st: InstState, now: float) -> float:
         """When this book was last known current: its last REST book, or the stream's word."""
         t = st.last_ok if st.last_ok is not None else st.added
@@ -398,6 +393,3 @@ class Lane:
                 return s
         return t
 
-
-def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Hashable, Iterable
 from typing import NamedTuple
 
-__all__ = ["IntervalTracker", "LatencyWindow", "RollingWindow", "Summary", "percentile_sorted"]
+__all__ = ["IntervalTracker", "LatencyWindow", "RollingWindow", "Summary", "pct", "percentile_sorted", "round3"]
 
 class Summary(NamedTuple):
     """Rolling statistics; every field but ``count`` is None when there are no samples."""
@@ -150,3 +150,14 @@ class IntervalTracker:
     def __len__(self) -> int:
         """Number of instruments with a recorded success."""
         return len(self._last)
+
+
+def pct(sorted_vals: list[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted values (nearest rank), None when there are none."""
+    if not sorted_vals:
+        return None
+    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
+
+
+def round3(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)

@@ -1,9 +1,7 @@
 """The rotating writer: append-only JSONL of one ``(venue, stream)``, periodic fsync, no I/O exceptions.
 
-Files and names follow :mod:`collector.store.layout`: one file per rotation period
-(:func:`~collector.store.layout.period_bounds`) named by
-:func:`~collector.store.layout.rotated_name`. Files are created with ``O_EXCL`` and a new name
-is drawn on collision, so a name is never reused by a restarted or second process.
+Files and names follow :mod:`collector.store.layout` (one file per rotation period, named by
+``rotated_name``), created with ``O_EXCL``: a name is never reused by a restarted or second process.
 
 Durability: records are appended to an in-memory buffer (no per-record flush) that is
 written to the OS when it is full, on every :meth:`StreamWriter.tick`, on rotation and on
@@ -11,11 +9,10 @@ close; the file is fsync'ed every ``fsync_interval_s`` (monotonic), on rotation 
 close. Only whole lines are ever handed to the OS, so a crash can tear at most the last
 line of a file; :func:`collector.store.files.iter_jsonl_lines` skips such a torn line.
 
-Errors: an ``OSError`` (ENOSPC, EROFS, EACCES, EIO...) never propagates out of a writer.
-It is recorded in :class:`WriterStats` (``last_error``, ``error_count``, ``failing``), the
-records it cost are counted in ``records_dropped``, the broken file is closed (cut back to
-its last complete line, or removed when it holds nothing) and a warning is logged at most
-once a minute per writer. While failing, :meth:`StreamWriter.write` drops records at once
+Errors: an ``OSError`` (ENOSPC, EROFS, EACCES, EIO...) never propagates out of a writer: it
+is recorded in :class:`WriterStats`, the records it cost in ``records_dropped``, the broken file
+is closed (cut back to its last complete line, or removed when empty), a warning is logged at
+most once a minute. While failing, :meth:`StreamWriter.write` drops records at once
 and returns ``False``; at most every :data:`RETRY_INTERVAL_S` the next ``write()`` tries
 again with a *new* file (never appending to a file that may end with a partial line).
 
@@ -153,17 +150,13 @@ class StreamWriter:
 
     @property
     def serial(self) -> int:
-        """Number of the open file (files opened so far), -1 when none is open: a record written
-        with :meth:`write_in` for this number lands in that same file or nowhere."""
+        """Number of the open file (files opened so far), -1 when none is open."""
         return self.stats.files_opened if self._fd is not None else -1
 
     def write_in(self, line: bytes, serial: int) -> bool | None:
-        """:meth:`write` ``line`` only into the file numbered ``serial`` (see :attr:`serial`).
-
-        ``None``: that file is not the one a write would go to now (rotated, failed, closed), and
-        nothing was written. Used for records that only mean something next to an earlier record
-        of the same file (an ``unchanged`` marker refers to the file's last full book).
-        """
+        """:meth:`write` ``line`` only into the file numbered ``serial``; ``None`` (nothing written)
+        when a write would go elsewhere now (rotated, failed, closed). For records that refer to
+        an earlier one of the same file (``unchanged`` stands for the file's last full book)."""
         if self._fd is None or self.stats.files_opened != serial or not (self._pstart <= self._clock() < self._pend):
             return None
         buf = self._buf

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from collector.model.errors import BadPayload
 from collector.model.stream_records import (
     SNAPSHOT_RESYNC,
     SNAPSHOT_SUBSCRIBE,
@@ -29,6 +30,8 @@ from collector.model.stream_records import (
 from collector.stream.book import LocalBook, canon
 from collector.stream.lane import LIVE, RESYNC, WAITING, StreamLane, Tracked
 from collector.stream.ws_polymarket import PolymarketConnection
+from collector.venues.base import PolledBook
+from collector.venues.polymarket_reply import body_of
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +294,13 @@ class PolymarketFeed:
 
     # -- REST books ------------------------------------------------------------------------------
     def on_rest(self, lane: StreamLane, t: Tracked, rec: Any, raw: Any, sent: float, now: float) -> None:
-        body = getattr(raw, "body", raw)  # the fetch thread hands a CheckedBook
+        if type(raw) is PolledBook:  # what the fetch thread hands over: parsed here, on demand
+            try:
+                body = body_of(raw)
+            except BadPayload:
+                return
+        else:
+            body = getattr(raw, "body", raw)
         if type(body) is not dict:
             return
         p = self._inputs(t)

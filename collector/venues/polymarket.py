@@ -33,7 +33,8 @@ from collector.model import errors
 from collector.model.clock import now_ms
 from collector.model.records import BookRecord, Instrument
 from collector.venues import polyhash
-from collector.venues.base import DiscoveryResult, FetchResult
+from collector.venues import polymarket_reply as reply
+from collector.venues.base import DiscoveryResult, FetchResult, PolledBook
 from collector.venues.http import ThreadLocal, fetch_page, parse_json, raise_for_status
 from collector.venues.pacing import Pacer
 from collector.venues.polyhash import CheckedBook, ExactReply
@@ -76,6 +77,8 @@ class PolymarketClient:
         self.unrequested_books = 0  # /books elements for tokens we did not ask for
         self.verify_hash = settings.verify_book_hash
         self.hash_mismatches = 0  # books whose venue hash did not reproduce (flagged, kept)
+        # poll key -> its last levels, raw and normalized (loop thread only; collector.venues.polymarket_reply.record)
+        self._sides: dict[str, tuple] = {}
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(
@@ -103,8 +106,10 @@ class PolymarketClient:
         timeout: httpx.Timeout,
         params: dict[str, str] | None = None,
         body: bytes | None = None,
+        parse: bool = True,
     ) -> tuple[Any, int, float, bytes]:
-        """One HTTP call -> (parsed JSON, ts_ms on arrival, latency ms, raw body); typed errors only."""
+        """One HTTP call -> (parsed JSON or None when not ``parse``, ts_ms on arrival, latency ms,
+        raw body); typed errors only."""
         client = self._clients.get()
         headers = {"Content-Type": "application/json"} if body is not None else None
         t0 = time.monotonic()
@@ -120,7 +125,7 @@ class PolymarketClient:
         latency = (time.monotonic() - t0) * 1000.0
         content = resp.content
         raise_for_status(resp.status_code, resp.headers, content, self.name)
-        return parse_json(content, self.name), ts, latency, content
+        return parse_json(content, self.name) if parse else None, ts, latency, content
 
     # ------------------------------------------------------------------ discovery
 
@@ -197,20 +202,21 @@ class PolymarketClient:
         if not keys:
             return FetchResult(books={}, errors={}, ts_ms=now_ms(), latency_ms=0.0)
         body = orjson.dumps([{"token_id": k} for k in keys])
-        data, ts, latency, content = self._request("POST", f"{self._clob}/books", body=body, timeout=self._book_timeout)
-        if not isinstance(data, list):
-            raise errors.BadPayload(f"/books: expected an array, got {type(data).__name__}", venue=self.name)
+        _, ts, latency, content = self._request("POST", f"{self._clob}/books", body=body, timeout=self._book_timeout,
+                                                parse=False)
+        data = reply.items(content, "/books")
         wanted = set(keys)
         books: dict[str, Any] = {}
         unusable = unrequested = 0
         exact = ExactReply(content)
-        for i, el in enumerate(data):
-            aid = el.get("asset_id") if isinstance(el, dict) else None
+        for i, item in enumerate(data):
+            hd = reply.head(item)
+            aid = hd.asset_id if hd is not None else None
             if not isinstance(aid, str) or not aid:
                 unusable += 1
             elif aid in wanted:
                 if aid not in books:  # a duplicate answer for one token: keep the first
-                    books[aid] = self._checked(el, exact, i)
+                    books[aid] = self._checked(item, hd, exact, i)
             else:
                 unrequested += 1
         if unusable or unrequested:
@@ -252,25 +258,27 @@ class PolymarketClient:
         data, ts, latency, content = self._request(
             "GET", f"{self._clob}/book", params={"token_id": poll_key}, timeout=self._book_timeout
         )
-        if not isinstance(data, dict):
+        hd = reply.head(content) if isinstance(data, dict) else None
+        if hd is None:
             raise errors.BadPayload(f"/book: expected an object, got {type(data).__name__}", venue=self.name)
-        return FetchResult(books={poll_key: self._checked(data, ExactReply(content), None)}, errors={}, ts_ms=ts,
-                           latency_ms=latency)
+        book = self._checked(content, hd, ExactReply(content), None)
+        if hd.asset_id != poll_key:  # normalize refuses it (from the parsed body, with both ids)
+            book.body = data
+        return FetchResult(books={poll_key: book}, errors={}, ts_ms=ts, latency_ms=latency)
 
-    def _checked(self, body: dict[str, Any], exact: ExactReply | None, index: int | None) -> CheckedBook:
-        """The hash verdict of one fetched book, on the fetch thread: before normalize re-sorts
-        the levels, and off the loop thread (SHA-1 over the body is the costly part)."""
-        if not self.verify_hash:
-            return CheckedBook(body, None)
-        ok = polyhash.check(body, exact, index)
+    def _checked(self, item: Any, hd: reply.Head, exact: ExactReply | None, index: int | None) -> PolledBook:
+        """One fetched book with its hash verdict and content key, on the fetch thread: before
+        normalize re-sorts the levels, and off the loop thread (collector.venues.polymarket_reply)."""
+        book = reply.polled(item, hd, self.verify_hash, exact, index)
+        ok = book.hash_ok
         if ok is False:
             with self._lock:
                 self.hash_mismatches += 1
                 n = self.hash_mismatches
             if n == 1 or n % 1000 == 0:  # flagged on every record; the log only samples
                 log.warning("polymarket: book hash mismatch for %s (%d so far); kept, flagged hash_ok=false",
-                            body.get("asset_id"), n)
-        return CheckedBook(body, ok)
+                            hd.asset_id, n)
+        return book
 
     # ------------------------------------------------------------------ normalize
 
@@ -279,6 +287,8 @@ class PolymarketClient:
 
         ``raw`` is the CheckedBook from fetch_books; a bare dict (tests, tools) is checked here instead.
         """
+        if type(raw) is PolledBook:
+            return reply.record(inst, raw, ts_ms, latency_ms, self._sides)
         if type(raw) is CheckedBook:
             return book_record(inst, raw.body, raw.hash_ok, ts_ms, latency_ms)
         if type(raw) is dict:

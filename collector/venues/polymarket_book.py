@@ -125,6 +125,22 @@ def levels(side: Any, name: str, descending: bool) -> list[Level]:
     return out
 
 
+def struct_levels(side: list[Any], name: str, descending: bool) -> list[Level]:
+    """:func:`levels` of levels decoded as objects with ``price`` / ``size`` attributes (the
+    msgspec path of collector.venues.polymarket_reply): the same text, order and errors."""
+    pget = _PRICE_CACHE.get
+    sget = _TEXT_CACHE.get
+    try:
+        out = [(pget(lv.price) or _unit_price(lv.price), sget(lv.size) or _size_text(lv.size)) for lv in side]
+    except _NotUnit:
+        return levels([{"price": lv.price, "size": lv.size} for lv in side], name, descending)
+    except (TypeError, ValueError) as e:
+        raise errors.BadPayload(f"bad {name} level: {e}", venue=VENUE) from None
+    if len(out) > 1:
+        out.sort(key=_price_of, reverse=descending)
+    return out
+
+
 def _levels_any(side: list[Any], name: str) -> list[Level]:
     """The general path of levels (any valid price), unsorted."""
     out: list[Level] = []
@@ -169,7 +185,7 @@ def opt_dec(value: Any) -> str | None:
     return t
 
 
-def _ob_ts(value: Any) -> int | None:
+def ob_ts(value: Any) -> int | None:
     """Book ``timestamp`` (string unix ms) -> int, None when absent or invalid."""
     if value is None or type(value) is bool:
         return None
@@ -192,19 +208,27 @@ def book_record(inst: Instrument, raw: dict[str, Any], hash_ok: bool | None, ts_
         )
     bids = levels(raw.get("bids"), "bids", True)
     asks = levels(raw.get("asks"), "asks", False)
+    h = raw.get("hash")
+    return assemble(inst, bids, asks, raw.get("last_trade_price"), raw.get("min_order_size"), raw.get("neg_risk"),
+                    raw.get("tick_size"), ob_ts(raw.get("timestamp")), h if type(h) is str and h else None, hash_ok,
+                    ts_ms, latency_ms)
+
+
+def assemble(inst: Instrument, bids: list[Level], asks: list[Level], ltp_raw: Any, mos_raw: Any, nr: Any,
+             tick_raw: Any, ob_ts_ms: int | None, hash_: str | None, hash_ok: bool | None, ts_ms: int,
+             latency_ms: float) -> BookRecord:
+    """The record from normalized levels and the book's raw scalar fields."""
     if len(_TEXT_CACHE) > _TEXT_CACHE_MAX:
         _TEXT_CACHE.clear()
     if len(_PRICE_CACHE) > _TEXT_CACHE_MAX:
         _PRICE_CACHE.clear()
-    h = raw.get("hash")
     extra: dict[str, Any] = {}
-    ltp = opt_dec(raw.get("last_trade_price"))
+    ltp = opt_dec(ltp_raw)
     if ltp is not None:
         extra["last_trade_price"] = DecText(ltp)
-    mos = opt_dec(raw.get("min_order_size"))
+    mos = opt_dec(mos_raw)
     if mos is not None:
         extra["min_order_size"] = DecText(mos)
-    nr = raw.get("neg_risk")
     if type(nr) is bool:
         extra["neg_risk"] = nr
     return BookRecord(
@@ -217,9 +241,9 @@ def book_record(inst: Instrument, raw: dict[str, Any], hash_ok: bool | None, ts_
         bids=bids,
         asks=asks,
         latency_ms=latency_ms,
-        ob_ts_ms=_ob_ts(raw.get("timestamp")),
-        hash=h if type(h) is str and h else None,
+        ob_ts_ms=ob_ts_ms,
+        hash=hash_,
         hash_ok=hash_ok,
-        tick_size=opt_dec(raw.get("tick_size")) or inst.tick_size,
+        tick_size=opt_dec(tick_raw) or inst.tick_size,
         extra=extra,
     )

@@ -1,0 +1,114 @@
+"""The fetch-thread path of Polymarket books (collector.venues.polymarket_reply): split without
+decoding levels, hash checked on the bytes as served, sides reused when unchanged. It must give
+exactly what the general path (orjson body -> book_record) gives, on real and generated books."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.model import errors
+from collector.model.records import Instrument
+from collector.venues import polyhash
+from collector.venues import polymarket_reply as reply
+from collector.venues.polyhash import ExactReply
+from collector.venues.polymarket_book import book_record
+from tests.test_book_hash import REST_BOOKS, _real
+
+TOKEN = "1234567890"
+
+
+def _inst(key: str = TOKEN) -> Instrument:
+    return Instrument(venue="polymarket", poll_key=key, market_id="0xm", outcome="Yes")
+
+
+def _same(a, b) -> None:
+    assert (a.bids, a.asks, a.tick_size, a.extra, a.ob_ts_ms, a.hash, a.hash_ok) == \
+           (b.bids, b.asks, b.tick_size, b.extra, b.ob_ts_ms, b.hash, b.hash_ok)
+    assert a.to_json() == b.to_json()
+
+
+@pytest.mark.parametrize("name,ok", sorted(REST_BOOKS.items()))
+def test_real_books_same_record_and_verdict_pretty_and_compact(name, ok):
+    pretty = _real(name)
+    body = orjson.loads(pretty)
+    for raw in (pretty, orjson.dumps(body)):  # as captured (indented), and as the venue serves it
+        array = b"[" + raw + b"]"
+        items = reply.items(array, "/books")
+        hd = reply.head(items[0])
+        book = reply.polled(items[0], hd, True, ExactReply(array), 0)
+        assert book.hash_ok is ok is polyhash.check(body)
+        assert book.hash == body["hash"]
+        inst = _inst(body["asset_id"])
+        _same(reply.record(inst, book, 5, 1.0, {}), book_record(inst, body, ok, 5, 1.0))
+
+
+_lvl = st.fixed_dictionaries({"price": st.sampled_from(["0.01", "0.5", "0.50", "0.999", "1", "0"]),
+                              "size": st.sampled_from(["1", "10.5", "0", "250000", "3.1400"])})
+_side = st.lists(_lvl, max_size=6)
+
+
+def _body(bids, asks, ts: int, **kw) -> dict:
+    b = {"market": "0xm", "asset_id": TOKEN, "timestamp": str(ts), "hash": "", "bids": bids, "asks": asks,
+         "min_order_size": "5", "tick_size": "0.01", "neg_risk": False, "last_trade_price": "0.5", **kw}
+    b["hash"] = hashlib.sha1(orjson.dumps(b)).hexdigest()  # the venue's rule: SHA-1 with "hash":""
+    return b
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_side, _side, st.booleans()), min_size=1, max_size=8))
+def test_sides_reused_across_polls_give_the_general_record(polls):
+    sides: dict = {}
+    prev = None
+    for k, (bids, asks, keep) in enumerate(polls):
+        if keep and prev is not None:  # the same book polled again (new timestamp and hash)
+            bids, asks = prev
+        prev = (bids, asks)
+        body = _body(bids, asks, 1_790_000_000_000 + k)
+        raw = orjson.dumps(body)
+        book = reply.polled(raw, reply.head(raw), True, None, None)
+        assert book.hash_ok is True
+        _same(reply.record(_inst(), book, k, 2.0, sides), book_record(_inst(), body, True, k, 2.0))
+    assert list(sides) == [TOKEN]
+
+
+def test_content_key_equal_exactly_for_the_same_book():
+    a = orjson.dumps(_body([{"price": "0.4", "size": "1"}], [], 1))
+    b = orjson.dumps(_body([{"price": "0.4", "size": "1"}], [], 2))  # later poll, same book
+    c = orjson.dumps(_body([{"price": "0.4", "size": "2"}], [], 3))
+    d = orjson.dumps(_body([{"price": "0.4", "size": "1"}], [], 4, tick_size="0.001"))
+    key = [reply.polled(x, reply.head(x), True, None, None).content for x in (a, b, c, d)]
+    assert key[0] == key[1] and key[0] != key[2] and key[0] != key[3]
+
+
+def test_tampered_book_fails_its_hash_and_bad_shapes_are_typed_errors():
+    body = _body([{"price": "0.4", "size": "1"}], [], 1)
+    raw = orjson.dumps(body).replace(b'"size":"1"', b'"size":"9"')
+    book = reply.polled(raw, reply.head(raw), True, None, None)
+    assert book.hash_ok is False
+    assert reply.polled(raw, reply.head(raw), False, None, None).hash_ok is None  # check off
+    with pytest.raises(errors.BadPayload, match="expected an array"):
+        reply.items(b'{"error": "x"}', "/books")
+    with pytest.raises(errors.BadPayload, match="HTML"):
+        reply.items(b"<html>busy</html>", "/books")
+    assert reply.head(b"3") is None
+    bad = orjson.dumps({**body, "bids": [{"price": "x", "size": "1"}]})
+    with pytest.raises(errors.BadPayload):
+        reply.record(_inst(), reply.polled(bad, reply.head(bad), True, None, None), 1, 1.0, {})
+    bad = orjson.dumps({**body, "bids": {"price": "0.4"}})
+    with pytest.raises(errors.BadPayload, match="bids"):
+        reply.record(_inst(), reply.polled(bad, reply.head(bad), True, None, None), 1, 1.0, {})
+
+
+def test_sides_cache_is_bounded_least_recent_first(monkeypatch):
+    monkeypatch.setattr(reply, "SIDES_MAX", 3)
+    sides: dict = {}
+    for k in range(5):
+        key = f"{k}"
+        raw = orjson.dumps({**_body([], [], 1), "asset_id": key})
+        reply.record(_inst(key), reply.polled(raw, reply.head(raw), True, None, None), 1, 1.0, sides)
+    assert list(sides) == ["2", "3", "4"]
