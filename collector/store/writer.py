@@ -16,7 +16,7 @@ most once a minute. While failing, :meth:`StreamWriter.write` drops records at o
 and returns ``False``; at most every :data:`RETRY_INTERVAL_S` the next ``write()`` tries
 again with a *new* file (never appending to a file that may end with a partial line).
 
-A writer is not thread-safe: it belongs to the poller's single loop thread.
+Not thread-safe: a writer belongs to the poller's single loop thread.
 """
 
 from __future__ import annotations
@@ -60,9 +60,6 @@ def _token() -> str:
 def _check_name(what: str, value: str) -> None:
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise ValueError(f"{what} must match [A-Za-z0-9_-]+, got {value!r}")
-
-
-# --------------------------------------------------------------------------- writer
 
 
 class StreamWriter:
