@@ -37,6 +37,9 @@ What it handles for you (see docs/reading-data.md):
 * **Time ranges**: ``start <= ts_ms < end``; days (``date=`` partitions) and rotated files that
   cannot hold records of the range are not opened. A file of period ``[S, E)`` holds records with
   ``S - SLACK_MS <= ts_ms < E + SLACK_MS`` (capture time vs write time).
+* **Changes**: an ``unchanged`` record (writer.record = "changes") comes back as the full
+  ``orderbook`` record it stands for (collector.store.changes), from JSONL and Parquet alike, so
+  every answer is the one ``every_poll`` would give.
 * **Damage**: a torn last line (crash) is skipped, as is any line that is not valid JSON; when both
   ``X.jsonl`` and ``X.jsonl.zst`` exist (crash during compression) the complete ``.zst`` is read.
 * **Numbers**: floats by default; ``exact=True`` gives :class:`decimal.Decimal` for every JSON

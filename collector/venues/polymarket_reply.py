@@ -37,7 +37,7 @@ _sha1 = hashlib.sha1
 _NULL = msgspec.Raw(b"null")
 
 
-class Head(msgspec.Struct):
+class Head(msgspec.Struct, gc=False):  # scalars and bytes only: nothing for the GC to track
     """The fields of a book item the poller needs before deciding to normalize it."""
 
     asset_id: Any = None
@@ -91,7 +91,7 @@ def polled(item: Any, hd: Head, verify: bool, exact: ExactReply | None, index: i
     return PolledBook(raw, content, ob_ts(hd.timestamp), h, ok)
 
 
-class _Level(msgspec.Struct):
+class _Level(msgspec.Struct, gc=False):
     price: Any
     size: Any
 
