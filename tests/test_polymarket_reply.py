@@ -112,3 +112,17 @@ def test_sides_cache_is_bounded_least_recent_first(monkeypatch):
         raw = orjson.dumps({**_body([], [], 1), "asset_id": key})
         reply.record(_inst(key), reply.polled(raw, reply.head(raw), True, None, None), 1, 1.0, sides)
     assert list(sides) == ["2", "3", "4"]
+
+
+def test_text_caches_keep_their_newest_entries_when_full(monkeypatch):
+    from collector.venues import polymarket_book as pm
+
+    monkeypatch.setattr(pm, "_TEXT_CACHE_MAX", 40)
+    monkeypatch.setattr(pm, "_TEXT_CACHE", {})
+    monkeypatch.setattr(pm, "_PRICE_CACHE", {})
+    for k in range(30):  # 30 books of distinct sizes: the cache passes its bound several times
+        body = _body([{"price": "0.4", "size": f"{k}.{j}5"} for j in range(3)], [], k)
+        book_record(_inst(), body, True, k, 1.0)
+        assert len(pm._TEXT_CACHE) <= 40
+    assert "29.25" in pm._TEXT_CACHE and "0.05" not in pm._TEXT_CACHE  # newest kept, oldest gone
+    assert pm._PRICE_CACHE == {"0.4": "0.4"}

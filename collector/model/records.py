@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,11 +110,19 @@ def _num(text: str | None) -> orjson.Fragment | None:
 
 
 # (best bid, best ask) -> (mid, spread) fragments. The top of book repeats from poll to poll, so
-# a dict hit replaces two Decimal computations. Dropped when it grows past the bound: a few
+# a dict hit replaces two Decimal computations. Trimmed when it grows past the bound: a few
 # thousand pairs are live at a time (about one per instrument), and new pairs keep arriving
-# (~100/s for 2,000 changing books), so a small bound keeps memory flat (~350 B per entry).
+# (~100/s for 2,000 changing books), so a small bound keeps memory flat (~350 B per entry); the
+# oldest quarter goes when it is full.
 _MID_SPREAD: dict[tuple[str, str], tuple[orjson.Fragment, orjson.Fragment]] = {}
 _MID_SPREAD_MAX = 8192
+
+
+def trim_oldest(cache: dict, share: float = 0.25) -> None:
+    """Drop the oldest ``share`` of a dict cache (insertion order): a bounded cache that keeps
+    what is in use instead of starting over empty."""
+    for k in list(itertools.islice(cache, max(1, int(len(cache) * share)))):
+        del cache[k]
 
 
 def _mid_spread(bb: str, ba: str) -> tuple[orjson.Fragment, orjson.Fragment]:
@@ -122,7 +131,7 @@ def _mid_spread(bb: str, ba: str) -> tuple[orjson.Fragment, orjson.Fragment]:
     if v is None:
         v = (orjson.Fragment(mid_text(bb, ba)), orjson.Fragment(spread_text(bb, ba)))
         if len(_MID_SPREAD) >= _MID_SPREAD_MAX:
-            _MID_SPREAD.clear()
+            trim_oldest(_MID_SPREAD)
         _MID_SPREAD[key] = v
     return v
 

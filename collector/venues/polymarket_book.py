@@ -15,7 +15,7 @@ from typing import Any
 
 from collector.model import errors
 from collector.model.decimals import check_magnitude, dec_text
-from collector.model.records import BookRecord, DecText, Instrument, Level
+from collector.model.records import BookRecord, DecText, Instrument, Level, trim_oldest
 
 VENUE = "polymarket"
 
@@ -56,8 +56,8 @@ def _num_text(value: Any) -> str:
 # Raw venue text -> canonical text. Prices and sizes repeat heavily from poll to poll, so a
 # dict hit replaces two regex matches per number. Only valid text is cached, and only str keys
 # (a float/bool key would alias: True == 1 == 1.0), so a lookup with any other value simply
-# misses. The caches are dropped when they grow past the bound (dict get/set are atomic under
-# the GIL). _PRICE_CACHE holds only prices whose canonical text is "0", "1" or "0.<digits>":
+# misses. Past the bound the oldest quarter is dropped (never all at once: the live prices and
+# sizes stay, no burst of misses). _PRICE_CACHE holds only prices whose canonical text is "0", "1" or "0.<digits>":
 # for those, plain string order is numeric order (no exponent, no trailing zeros), so levels
 # whose prices all come from it sort with a C-level key instead of float() per level.
 _TEXT_CACHE: dict[str, str] = {}
@@ -219,9 +219,9 @@ def assemble(inst: Instrument, bids: list[Level], asks: list[Level], ltp_raw: An
              latency_ms: float) -> BookRecord:
     """The record from normalized levels and the book's raw scalar fields."""
     if len(_TEXT_CACHE) > _TEXT_CACHE_MAX:
-        _TEXT_CACHE.clear()
+        trim_oldest(_TEXT_CACHE)
     if len(_PRICE_CACHE) > _TEXT_CACHE_MAX:
-        _PRICE_CACHE.clear()
+        trim_oldest(_PRICE_CACHE)
     extra: dict[str, Any] = {}
     ltp = opt_dec(ltp_raw)
     if ltp is not None:
