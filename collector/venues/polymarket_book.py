@@ -125,13 +125,25 @@ def levels(side: Any, name: str, descending: bool) -> list[Level]:
     return out
 
 
-def struct_levels(side: list[Any], name: str, descending: bool) -> list[Level]:
+def struct_levels(side: list[Any], name: str, descending: bool, prev: list[Level] | None = None) -> list[Level]:
     """:func:`levels` of levels decoded as objects with ``price`` / ``size`` attributes (the
-    msgspec path of collector.venues.polymarket_reply): the same text, order and errors."""
+    msgspec path of collector.venues.polymarket_reply): the same text, order and errors.
+
+    ``prev``: this side's levels at the last poll. A level sent exactly as one of them (its text
+    already canonical) is that level: most of a changed side is, and a venue-wide book set holds
+    more distinct sizes than the text cache."""
     pget = _PRICE_CACHE.get
     sget = _TEXT_CACHE.get
     try:
-        out = [(pget(lv.price) or _unit_price(lv.price), sget(lv.size) or _size_text(lv.size)) for lv in side]
+        if prev:
+            same = set(prev)
+            out = []
+            append = out.append
+            for lv in side:
+                t = (lv.price, lv.size)
+                append(t if t in same else (pget(lv.price) or _unit_price(lv.price), sget(lv.size) or _size_text(lv.size)))
+        else:
+            out = [(pget(lv.price) or _unit_price(lv.price), sget(lv.size) or _size_text(lv.size)) for lv in side]
     except _NotUnit:
         return levels([{"price": lv.price, "size": lv.size} for lv in side], name, descending)
     except (TypeError, ValueError) as e:

@@ -114,12 +114,12 @@ def record(inst: Instrument, book: PolledBook, ts_ms: int, latency_ms: float,
     if prev is not None and prev[0] == bids_raw:
         bids, bj = prev[1], prev[2]
     else:
-        bids = _side(bids_raw, "bids", True)
+        bids = _side(bids_raw, "bids", True, prev[1] if prev is not None else None)
         bj = levels_json(bids)
     if prev is not None and prev[3] == asks_raw:
         asks, aj = prev[4], prev[5]
     else:
-        asks = _side(asks_raw, "asks", False)
+        asks = _side(asks_raw, "asks", False, prev[4] if prev is not None else None)
         aj = levels_json(asks)
     rec = assemble(inst, bids, asks, ltp, mos, nr, tick, book.ob_ts_ms, book.hash, book.hash_ok, ts_ms, latency_ms)
     rec.bids_json, rec.asks_json = bj, aj
@@ -129,14 +129,14 @@ def record(inst: Instrument, book: PolledBook, ts_ms: int, latency_ms: float,
     return rec
 
 
-def _side(raw: bytes, name: str, descending: bool) -> list:
+def _side(raw: bytes, name: str, descending: bool, prev: list | None) -> list:
     try:
         side = _LEVELS.decode(raw)
     except msgspec.ValidationError:
         raise errors.BadPayload(f"book {name} is not a list of levels", venue=VENUE) from None
     except msgspec.DecodeError as e:
         raise errors.BadPayload(f"book {name}: {e}", venue=VENUE) from None
-    return struct_levels(side, name, descending)
+    return struct_levels(side, name, descending, prev)
 
 
 def body_of(book: PolledBook) -> dict[str, Any]:
