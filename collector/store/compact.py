@@ -124,6 +124,23 @@ class CompactReport:
         return f"{head}{': ' + self.error if self.error else ''}"
 
 
+# --------------------------------------------------------------------------- layout
+
+
+def writer_options(schema: pa.Schema, level: int = ZSTD_LEVEL) -> dict[str, Any]:
+    """``pq.ParquetWriter`` options of a book file (see the module doc)."""
+    return {
+        "compression": "zstd",
+        "compression_level": level,
+        "use_dictionary": True,
+        "write_statistics": True,
+        "sorting_columns": [
+            pq.SortingColumn(schema.get_field_index("instrument_id")),
+            pq.SortingColumn(schema.get_field_index("ts_ms")),
+        ],
+    }
+
+
 # --------------------------------------------------------------------------- compaction
 
 
@@ -253,18 +270,7 @@ def _compact(
     gtmp: Path | None = None
     try:
         # Build.
-        writer = pq.ParquetWriter(
-            tmp,
-            schema,
-            compression="zstd",
-            compression_level=level,
-            use_dictionary=True,
-            write_statistics=True,
-            sorting_columns=[
-                pq.SortingColumn(schema.get_field_index("instrument_id")),
-                pq.SortingColumn(schema.get_field_index("ts_ms")),
-            ],
-        )
+        writer = pq.ParquetWriter(tmp, schema, **writer_options(schema, level))
         try:
             single = kept is not None and len(ranges) == 1
             rep.passes = 1 if single else 1 + len(ranges)

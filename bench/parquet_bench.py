@@ -1,0 +1,345 @@
+"""The daily Parquet layout: bytes and query times of writer options over the same day of books
+(``make bench-parquet``).
+
+The day is recorded by fast-forwarding the simulator in process: ``SimState`` books (the same
+walk and change clock as ``collector sim``, ``--change-prob 0.3`` or a ``--change-mix``) are read
+at each poll time as the REST bytes ``/books`` serves, normalized by the Polymarket client's
+``book_record`` and written through the real ``BookLog`` and writer (``writer.record =
+changes``, 10 min rotation) under a simulated clock: N instruments polled at 1 Hz in batches of
+50, one made-up latency per batch (50-60 ms, like bench/bytes_bench.py's sim). The day is then
+compacted with ``collector.store.compact.compact_day`` (verified), and its table is rewritten
+with each layout below (same rows, same order, only the writer options differ).
+
+Per layout: file size, the columns that take the most room, and best-of-R times of
+
+* ``asof_sql``: DuckDB, one instrument's book at a time: the last ``orderbook`` row with
+  ``ts_ms <= t`` plus the per-poll fields of its last poll (the file filtered on
+  ``instrument_id`` and ``ts_ms``);
+* ``asof_view``: the same through the ``parquet_books`` view of docs/reading-data.md;
+* ``scan``: DuckDB full-day scan, ``count(*)``, ``avg(mid)``, ``sum(len(bid_prices))`` over the
+  view (every poll expanded);
+* ``ohlc``: the per-minute OHLC of the mid of every instrument over the view;
+* ``books_at`` / ``iter_books``: ``collector.read`` (Python) for one instrument: its book at
+  ``t``, and all its polls of the day.
+
+Prints a table, the column breakdown of the current and the chosen layout, then one JSON line.
+
+Environment (all optional):
+  BENCH_PQ_INSTRUMENTS=300   instruments (Polymarket tokens)
+  BENCH_PQ_HOURS=2           hours recorded (from 00:00 UTC, at most 24)
+  BENCH_PQ_MIX=              a --change-mix (empty: --change-prob 0.3)
+  BENCH_PQ_REPEAT=5          runs per query (best kept)
+  BENCH_PQ_LAYOUTS=...       comma-separated subset of the layouts below
+  BENCH_PQ_KEEP=1            keep the temp dir (path printed)
+
+    .venv/bin/python bench/parquet_bench.py
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from collector import read  # noqa: E402
+from collector.config.settings import WriterSettings  # noqa: E402
+from collector.model.records import Instrument  # noqa: E402
+from collector.sim.clock import parse_change_mix  # noqa: E402
+from collector.sim.state import SimState  # noqa: E402
+from collector.store import compact as cm  # noqa: E402
+from collector.store import layout  # noqa: E402
+from collector.store.book_log import BookLog  # noqa: E402
+from collector.store.writer_set import WriterSet  # noqa: E402
+from collector.venues.polymarket_book import book_record  # noqa: E402
+
+VENUE = "polymarket"
+DAY = "2026-01-10"
+DAY0_MS = calendar.timegm((2026, 1, 10, 0, 0, 0)) * 1000
+BATCH = 50
+
+
+def env_num(name: str, default: float) -> float:
+    v = os.environ.get(name)
+    return float(v) if v not in (None, "") else default
+
+
+# --------------------------------------------------------------------------- the day
+
+
+class _Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def record_day(data: Path, n: int, hours: float, mix: str | None) -> tuple[int, list[str]]:
+    """Fast-forward the sim and write ``hours`` of ``n`` instruments as changes; (polls, ids)."""
+    t0 = DAY0_MS / 1000
+    st = SimState(seed=1, markets=max(50, int(n * 0.6) + 20), epoch=t0, tick_s=1.0, change_prob=0.3,
+                  t0=t0, change_mix=parse_change_mix(mix))
+    pm = st.polymarket
+    insts = []
+    for tok, (m, side) in pm.tokens.items():
+        if m.live and len(insts) < n:
+            outcome = m.outcomes[side] if isinstance(m.outcomes, list) else ("Yes", "No")[side]
+            insts.append(Instrument(venue=VENUE, poll_key=tok, market_id=m.condition_id, outcome=outcome))
+    clock, mono = _Clock(t0), _Clock(0.0)
+    ws = WriterSet(data, WriterSettings(rotate_minutes=10, fsync_interval_s=1e6, compress_closed=False),
+                   clock=clock, mono=mono, buffer_bytes=1 << 20)
+    log = BookLog(ws.get(VENUE, "orderbooks"), VENUE)
+    rng = random.Random(5)
+    batches = [insts[k:k + BATCH] for k in range(0, len(insts), BATCH)]
+    phases = [rng.randrange(1000) for _ in batches]
+    polls = 0
+    for s in range(int(hours * 3600)):
+        for batch, phase in zip(batches, phases):
+            sent = DAY0_MS + s * 1000 + phase
+            lat = round(rng.uniform(50.0, 60.0), 3)
+            ts = sent + int(lat)
+            clock.t = ts / 1000
+            for inst in batch:
+                raw = orjson.loads(pm.book_bytes(inst.poll_key, sent))
+                log.book(book_record(inst, raw, True, ts, lat), None)
+                polls += 1
+        mono.t += 1.0
+        ws.tick()
+    clock.t = DAY0_MS / 1000 + hours * 3600 + 1
+    ws.close()
+    return polls, [i.instrument_id for i in insts]
+
+
+# --------------------------------------------------------------------------- layouts
+
+STRINGS = ("record_type", "venue", "instrument_id", "poll_key", "market_id", "outcome", "hash", "source")
+# the writer options of compaction before this bench tuned them
+BEFORE: dict[str, Any] = {"compression": "zstd", "compression_level": 6, "use_dictionary": True, "row_group_size": 100_000}
+
+
+def layouts(table: pa.Table) -> dict[str, dict[str, Any]]:
+    strings = [c for c in STRINGS if c in table.column_names]
+    doubles = [f.name for f in table.schema if pa.types.is_floating(f.type)]
+    delta = {"ts_ms": "DELTA_BINARY_PACKED", "ob_ts_ms": "DELTA_BINARY_PACKED"}
+    bss = {c: "BYTE_STREAM_SPLIT" for c in doubles}
+    dict_lists = strings + [f"{c}.list.element" for c in ("bid_prices", "ask_prices")]
+    out: dict[str, dict[str, Any]] = {
+        "before": dict(BEFORE),
+        "zstd3": {**BEFORE, "compression_level": 3},
+        "zstd9": {**BEFORE, "compression_level": 9},
+        "zstd15": {**BEFORE, "compression_level": 15},
+        "rg25k": {**BEFORE, "row_group_size": 25_000},
+        "rg1m": {**BEFORE, "row_group_size": 1_000_000},
+        "delta_ts": {**BEFORE, "use_dictionary": [c for c in table.column_names if c not in delta], "column_encoding": delta},
+        "dict_strings": {**BEFORE, "use_dictionary": strings},
+        "dict_str_prices": {**BEFORE, "use_dictionary": dict_lists},
+        "bss_doubles": {**BEFORE, "use_dictionary": [c for c in table.column_names if c not in bss], "column_encoding": bss},
+        "delta+dict_str_prices": {**BEFORE, "use_dictionary": dict_lists, "column_encoding": delta},
+        "delta+dict_strings": {**BEFORE, "use_dictionary": strings, "column_encoding": delta},
+        "delta+dict_strings+zstd9": {**BEFORE, "use_dictionary": strings, "column_encoding": delta, "compression_level": 9},
+        "delta+dict_strings+zstd12": {**BEFORE, "use_dictionary": strings, "column_encoding": delta, "compression_level": 12},
+        "delta+dict_strings+zstd15": {**BEFORE, "use_dictionary": strings, "column_encoding": delta, "compression_level": 15},
+        "delta+dict_strings+bss": {**BEFORE, "use_dictionary": strings, "column_encoding": delta | bss},
+        "chosen": cm.writer_options(table.schema) | {"row_group_size": cm.ROW_GROUP_ROWS},
+        "ts_first_sort": {**BEFORE, "_sort": [("ts_ms", "ascending"), ("instrument_id", "ascending")]},
+        "hash_binary20": {**BEFORE, "_hash_binary": True},
+    }
+    return out
+
+
+def write_layout(table: pa.Table, path: Path, opts: dict[str, Any]) -> None:
+    opts = dict(opts)
+    sort = opts.pop("_sort", None)
+    if sort is not None:
+        table = table.sort_by(sort)
+    if opts.pop("_hash_binary", False):  # size only: the readers would need to turn it back to hex
+        i = table.schema.get_field_index("hash")
+        h = pa.array([None if x is None else bytes.fromhex(x) for x in table.column(i).to_pylist()], pa.binary(20))
+        table = table.set_column(i, "hash", h)
+    rg = opts.pop("row_group_size")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opts.setdefault("write_statistics", True)
+    pq.write_table(table, path, row_group_size=rg, **opts)
+
+
+def column_sizes(path: Path) -> dict[str, int]:
+    md = pq.ParquetFile(path).metadata
+    out: dict[str, int] = {}
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        for c in range(rg.num_columns):
+            col = rg.column(c)
+            name = col.path_in_schema.split(".")[0]
+            out[name] = out.get(name, 0) + col.total_compressed_size
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def view_sql(glob: str) -> str:
+    """The parquet_books view of docs/reading-data.md over ``glob``."""
+    return f"""CREATE OR REPLACE VIEW parquet_books AS
+SELECT * EXCLUDE (book_no) REPLACE (
+       'orderbook' AS record_type,
+       first_value(poll_key) OVER w AS poll_key, first_value(market_id) OVER w AS market_id,
+       first_value(outcome) OVER w AS outcome,
+       first_value(bid_prices) OVER w AS bid_prices, first_value(bid_sizes) OVER w AS bid_sizes,
+       first_value(ask_prices) OVER w AS ask_prices, first_value(ask_sizes) OVER w AS ask_sizes,
+       first_value(best_bid) OVER w AS best_bid, first_value(best_ask) OVER w AS best_ask,
+       first_value(mid) OVER w AS mid, first_value(spread) OVER w AS spread,
+       first_value(tick_size) OVER w AS tick_size, first_value(source) OVER w AS source)
+FROM (SELECT *, count(*) FILTER (WHERE record_type = 'orderbook') OVER (
+             PARTITION BY venue, date, instrument_id ORDER BY ts_ms ROWS UNBOUNDED PRECEDING) AS book_no
+      FROM read_parquet('{glob}', hive_partitioning = true))
+WHERE book_no > 0
+WINDOW w AS (PARTITION BY venue, date, instrument_id, book_no ORDER BY ts_ms)"""
+
+
+def queries(path: Path, iid: str, t: int) -> dict[str, str]:
+    f = str(path)
+    return {
+        "asof_sql": f"""
+WITH b AS (SELECT * FROM read_parquet('{f}')
+           WHERE instrument_id = '{iid}' AND ts_ms <= {t} AND record_type = 'orderbook'
+           ORDER BY ts_ms DESC LIMIT 1),
+     p AS (SELECT ts_ms, ob_ts_ms, hash, latency_ms FROM read_parquet('{f}')
+           WHERE instrument_id = '{iid}' AND ts_ms <= {t} ORDER BY ts_ms DESC LIMIT 1)
+SELECT p.ts_ms, p.ob_ts_ms, p.hash, p.latency_ms, b.best_bid, b.best_ask, b.bid_prices, b.ask_sizes FROM b, p""",
+        "asof_view": f"""SELECT ts_ms, best_bid, best_ask, bid_prices FROM parquet_books
+WHERE instrument_id = '{iid}' AND ts_ms <= {t} ORDER BY ts_ms DESC LIMIT 1""",
+        "scan": "SELECT count(*), avg(mid), sum(len(bid_prices)) FROM parquet_books",
+        "ohlc": """SELECT count(*) FROM (
+SELECT instrument_id, time_bucket(INTERVAL 1 MINUTE, epoch_ms(ts_ms)) AS minute,
+       arg_min(mid, ts_ms) AS open, max(mid) AS high, min(mid) AS low, arg_max(mid, ts_ms) AS close,
+       count(*) AS books
+FROM parquet_books GROUP BY ALL)""",
+    }
+
+
+def best_of(fn, repeat: int) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def time_layout(data: Path, iid: str, t: int, repeat: int) -> tuple[dict[str, float], dict[str, Any]]:
+    import duckdb
+
+    path = layout.parquet_path(data, VENUE, DAY)
+    con = duckdb.connect()
+    con.execute(view_sql(str(data / "*" / "orderbooks_parquet" / "date=*" / "orderbooks.parquet")))
+    times: dict[str, float] = {}
+    answers: dict[str, Any] = {}
+    for name, q in queries(path, iid, t).items():
+        times[name], answers[name] = best_of(lambda q=q: con.sql(q).fetchall(), repeat)
+    con.close()
+    times["books_at"], b = best_of(lambda: read.books_at(data, VENUE, [iid], t), repeat)
+    answers["books_at"] = b[iid]["ts_ms"]
+    day = layout.day_bounds(DAY)
+    times["iter_books"], n = best_of(lambda: sum(1 for _ in read.iter_books(data, VENUE, [iid], *day)), repeat)
+    answers["iter_books"] = n
+    # sums of doubles in another order differ in the last bits
+    answers["scan"] = [tuple(round(x, 9) if isinstance(x, float) else x for x in row) for row in answers["scan"]]
+    return times, answers
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    n = int(env_num("BENCH_PQ_INSTRUMENTS", 300))
+    hours = min(24.0, env_num("BENCH_PQ_HOURS", 2))
+    mix = os.environ.get("BENCH_PQ_MIX") or None
+    repeat = int(env_num("BENCH_PQ_REPEAT", 5))
+    tmp = Path(tempfile.mkdtemp(prefix="parquet-bench-"))
+    load0 = os.getloadavg()
+    try:
+        t = time.perf_counter()
+        src = tmp / "src"
+        polls, ids = record_day(src, n, hours, mix)
+        t_rec = time.perf_counter() - t
+        t = time.perf_counter()
+        rep = cm.compact_day(src, VENUE, DAY, keep_jsonl=True, now_ms=DAY0_MS + 3 * 86_400_000)
+        assert rep.ok, rep.summary_line()
+        t_comp = time.perf_counter() - t
+        table = pq.read_table(rep.parquet_path)
+        full = sum(1 for x in table.column("record_type").to_pylist() if x == "orderbook")
+        print(f"parquet bench: {len(ids)} instruments x {hours:g} h at 1 Hz ({polls:,} polls, "
+              f"{100 * full / polls:.0f} % changed books, {'--change-mix ' + mix if mix else '--change-prob 0.3'}); "
+              f"recorded in {t_rec:.0f} s, compacted in {t_comp:.0f} s ({rep.bytes_in / 1e6:.0f} MB JSONL -> "
+              f"{rep.parquet_bytes / 1e6:.1f} MB), best of {repeat}", flush=True)
+        iid = ids[len(ids) // 2]
+        t_q = DAY0_MS + int(hours * 3600 * 1000 * 0.6) + 123
+        wanted = [x for x in os.environ.get("BENCH_PQ_LAYOUTS", "").split(",") if x]
+        results: dict[str, dict[str, Any]] = {}
+        ref: dict[str, Any] | None = None
+        for name, opts in layouts(table).items():
+            if wanted and name not in wanted and name not in ("before", "chosen"):
+                continue
+            d = tmp / name
+            path = layout.parquet_path(d, VENUE, DAY)
+            write_layout(table, path, opts)
+            size = path.stat().st_size
+            r: dict[str, Any] = {"bytes": size, "bytes_per_poll": round(size / polls, 2)}
+            if name != "hash_binary20":  # its hash column is not what the readers expect
+                times, answers = time_layout(d, iid, t_q, repeat)
+                if ref is None:
+                    ref = answers
+                elif name != "ts_first_sort" and answers != ref:
+                    print(f"WARNING: layout {name} answers differently: {answers} vs {ref}", file=sys.stderr)
+                r |= {k: round(v * 1000, 1) for k, v in times.items()}
+            r["_columns"] = column_sizes(path)
+            results[name] = r
+            if name not in ("before", "chosen"):
+                shutil.rmtree(d, ignore_errors=True)
+        print(table_text(results))
+        for name in ("before", "chosen"):
+            cols = results[name]["_columns"]
+            print(f"columns ({name}), kB: " + ", ".join(f"{k} {v / 1e3:,.0f}" for k, v in cols.items()))
+        b, c = results["before"], results["chosen"]
+        slower = [k for k in ("asof_sql", "asof_view", "scan", "ohlc", "books_at", "iter_books") if c[k] > b[k] * 1.10]
+        print(f"chosen vs before: {b['bytes'] / c['bytes']:.2f}x smaller; "
+              + ("no query more than 10 % slower" if not slower else f"slower: {', '.join(slower)}"))
+        load1 = os.getloadavg()
+        print(f"load {load0[0]:.2f} -> {load1[0]:.2f} (2 cores)")
+        out = {"bench": "parquet", "instruments": len(ids), "hours": hours, "polls": polls, "mix": mix,
+               "changed_share": round(full / polls, 3), "load": [round(load0[0], 2), round(load1[0], 2)],
+               "results": {k: {kk: vv for kk, vv in v.items() if kk != "_columns"} for k, v in results.items()}}
+        print(orjson.dumps(out).decode())
+    finally:
+        if os.environ.get("BENCH_PQ_KEEP") == "1":
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def table_text(results: dict[str, dict[str, Any]]) -> str:
+    cols = ("asof_sql", "asof_view", "scan", "ohlc", "books_at", "iter_books")
+    head = f"{'layout':<22}{'MB':>8}{'B/poll':>8}" + "".join(f"{c + ' ms':>14}" for c in cols)
+    out = [head, "-" * len(head)]
+    for name, r in results.items():
+        out.append(f"{name:<22}{r['bytes'] / 1e6:>8.2f}{r['bytes_per_poll']:>8.2f}"
+                   + "".join(f"{r[c]:>14,.1f}" if c in r else f"{'-':>14}" for c in cols))
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
