@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: install run run-sim run-local test sim bench bench-stream soak lock clean
+.PHONY: install run run-sim run-local test sim bench bench-stream bench-bytes bench-parquet soak lock clean
 
 install: $(STAMP)
 
@@ -35,9 +35,17 @@ test: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/collector sim --port 8765
 
-bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; batched vs per-instrument; then the feeds
+bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; batched vs per-instrument; then the feeds; then bytes on disk
 	$(BIN)/python bench/poller_bench.py
 	$(BIN)/python bench/stream_bench.py
+	$(BIN)/python bench/bytes_bench.py
+	$(BIN)/python bench/parquet_bench.py
+
+bench-bytes: $(STAMP)  ## bytes per instrument-hour: JSONL, JSONL.zst, daily Parquet; every_poll vs changes; two change regimes (~5 min)
+	$(BIN)/python bench/bytes_bench.py
+
+bench-parquet: $(STAMP)  ## the daily Parquet layout: size and DuckDB / collector.read query times per writer option (~15 min)
+	$(BIN)/python bench/parquet_bench.py
 
 bench-stream: $(STAMP)  ## stream capture alone: messages/s, CPU per change, receive-to-disk latency, RSS
 	$(BIN)/python bench/stream_bench.py

@@ -119,6 +119,33 @@ def test_parquet_layout(data):
     assert [norm(r) for r in exact_pq] == [norm(r) for r in exact_json]
 
 
+def test_column_encodings_and_other_readers(data):
+    """The tuned layout (compact.writer_options): dictionaries but for the level lists, delta-coded
+    times, the hash as delta byte array; DuckDB and polars read every column as pyarrow does."""
+    import duckdb
+    import polars as pl
+
+    d = data.data_dir
+    rep = cm.compact_day(d, "polymarket", DAY2, keep_jsonl=True, now_ms=LATER)
+    md = pq.ParquetFile(rep.parquet_path).metadata
+    enc = {}
+    for g in range(md.num_row_groups):
+        for c in range(md.num_columns):
+            col = md.row_group(g).column(c)
+            enc.setdefault(col.path_in_schema.split(".")[0], set()).update(col.encodings)
+    assert "DELTA_BINARY_PACKED" in enc["ts_ms"] and "DELTA_BINARY_PACKED" in enc["ob_ts_ms"]
+    assert "DELTA_BYTE_ARRAY" in enc["hash"]
+    assert not any("DICTIONARY" in e for e in enc["bid_prices"] | enc["ask_sizes"])
+    assert any("DICTIONARY" in e for e in enc["instrument_id"]) and any("DICTIONARY" in e for e in enc["latency_ms"])
+    assert md.row_group(0).column(0).statistics.has_min_max
+    cols = ["instrument_id", "ts_ms", "ob_ts_ms", "hash", "latency_ms", "bid_prices", "ask_sizes", "record_type"]
+    want = pq.read_table(rep.parquet_path, columns=cols).to_pylist()
+    got_duck = duckdb.sql(f"SELECT {', '.join(cols)} FROM read_parquet('{rep.parquet_path}')").fetchall()
+    assert [tuple(r[c] for c in cols) for r in want] == got_duck
+    assert pl.read_parquet(rep.parquet_path, columns=cols).to_dicts() == want
+    assert all(len(r["hash"]) == 40 for r in want if r["hash"] is not None)
+
+
 def test_today_and_grace_are_refused(data):
     d = data.data_dir
     day2_end = DEFAULT_START_MS + 3600_000 + 86_400_000  # 2026-01-12T00:00Z

@@ -37,6 +37,17 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _change_mix(text: str) -> str:
+    """``--change-mix`` checked at parse time (the sim parses it again when it builds)."""
+    from collector.sim.clock import parse_change_mix
+
+    try:
+        parse_change_mix(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from collector.sim.server import main as sim_main
 
@@ -91,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epoch", type=float, default=None, help="unix time the catalogue is built around (default: now)")
     sp.add_argument("--tick-s", type=float, default=1.0, help="book clock tick: books may change once per tick")
     sp.add_argument("--change-prob", type=float, default=0.3, help="chance that a book changes in one tick")
+    sp.add_argument("--change-mix", type=_change_mix, default=None, metavar="SHARE:PROB,...",
+                    help='per-book change chances instead, e.g. "0.05:1.0,0.95:0.02" (5 %% busy books, 95 %% quiet)')
     sp.add_argument("--log-size", type=int, default=5000, help="recent requests kept for /_sim/requests")
     # Feed faults (both venues' feeds; per venue through POST /_sim/control, docs/simulator.md).
     sp.add_argument("--ws-drop-rate", type=float, default=0.0, help="fraction of feed change messages not sent")

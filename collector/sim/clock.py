@@ -4,7 +4,9 @@ Everything random is drawn from ``random.Random`` instances seeded from ``--seed
 stable key, so the same seed gives the same catalogue and the same book paths.
 
 Books follow a random walk (``collector.sim.walk``) advanced lazily: each book changes at
-tick boundaries (``tick_s``, plus a per-book phase) with probability ``change_prob`` per tick.
+tick boundaries (``tick_s``, plus a per-book phase) with probability ``change_prob`` per tick,
+or, with a ``change_mix`` (``--change-mix "0.05:1.0,0.95:0.02"``: share of books : probability),
+with the probability of the class the book falls in.
 The number of ticks to the next change is drawn from a geometric distribution, so a request
 only pays for the changes that happened since the book was last looked at.
 
@@ -24,7 +26,27 @@ from collector.sim.walk import Walk
 
 INF_MS = 1 << 62
 
+ChangeMix = tuple[tuple[float, float], ...]  # (share of books, change probability per tick)
 
+
+def parse_change_mix(text: str | None) -> ChangeMix | None:
+    """``"0.05:1.0,0.95:0.02"`` -> ``((0.05, 1.0), (0.95, 0.02))``; None or "" -> None.
+    The shares must add up to 1; probabilities lie in [0, 1]."""
+    if text is None or not text.strip():
+        return None
+    out = []
+    for part in text.split(","):
+        try:
+            share_s, prob_s = part.split(":")
+            share, prob = float(share_s), float(prob_s)
+        except ValueError:
+            raise ValueError(f"change mix entry {part.strip()!r} is not SHARE:PROB") from None
+        if not (0.0 < share <= 1.0 and 0.0 <= prob <= 1.0):
+            raise ValueError(f"change mix entry {part.strip()!r}: share in (0, 1], probability in [0, 1]")
+        out.append((share, prob))
+    if abs(sum(s for s, _ in out) - 1.0) > 1e-6:
+        raise ValueError(f"change mix shares add up to {sum(s for s, _ in out):g}, not 1")
+    return tuple(out)
 
 class SimError(ValueError):
     """A control request the simulator refuses (answered with HTTP 400)."""
@@ -37,12 +59,13 @@ class SimClock:
     and that order is part of what a seed reproduces."""
 
     def __init__(self, seed: int, epoch: float | None, tick_s: float, change_prob: float,
-                 t0: float | None) -> None:
+                 t0: float | None, change_mix: ChangeMix | None = None) -> None:
         self.seed = seed
         self.epoch = float(epoch) if epoch is not None else time.time()
         self.t0_ms = int((t0 if t0 is not None else time.time()) * 1000)
         self.tick_ms = max(1, int(tick_s * 1000))
         self.change_prob = change_prob
+        self.change_mix = change_mix
         self.life_rng = random.Random(f"{seed}:life")
 
     def pick(self, pool: list[Any], spec: dict[str, Any]) -> list[Any]:
@@ -51,6 +74,20 @@ class SimClock:
         if count >= len(pool):
             return pool
         return self.life_rng.sample(pool, count)
+
+    def change_prob_of(self, key: str) -> float:
+        """The change probability per tick of the book ``key``. A mix draws the class from an
+        RNG of the book's own (seed and key), not from the book's walk RNG, so the walk makes the
+        same moves with or without a mix, and without one nothing is drawn at all."""
+        if self.change_mix is None:
+            return self.change_prob
+        u = random.Random(f"{self.seed}:mix:{key}").random()
+        acc = 0.0
+        for share, prob in self.change_mix:
+            acc += share
+            if u < acc:
+                return prob
+        return self.change_mix[-1][1]  # u just under 1 with shares that round below it
 
 
 def _geom(rng: random.Random, p: float) -> int:
@@ -79,7 +116,7 @@ class LazyBook:
         self.rng = rng
         self.walk = Walk(rng, n)
         self.tick_ms = clock.tick_ms
-        self.p = clock.change_prob
+        self.p = clock.change_prob_of(key)
         phase = rng.randrange(max(1, clock.tick_ms))
         self.ts_ms = clock.t0_ms - rng.randint(1_000, 900_000)
         self.next_ms = clock.t0_ms + phase + clock.tick_ms * _geom(rng, self.p)

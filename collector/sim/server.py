@@ -23,6 +23,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from collector.sim import control
+from collector.sim.clock import parse_change_mix
 from collector.sim.faults import FaultEngine
 from collector.sim.feeds.hub import FeedHub
 from collector.sim.limitless import routes as limitless_routes
@@ -75,6 +76,7 @@ def build(args: Any) -> Sim:
         epoch=g("epoch", None),
         tick_s=float(g("tick_s", 1.0)),
         change_prob=float(g("change_prob", 0.3)),
+        change_mix=parse_change_mix(g("change_mix", None)),
     )
     faults = FaultEngine(seed, args)
     sim = Sim(state, faults, RequestLog(int(g("log_size", 5000))), float(g("churn_s", 0.0) or 0.0))
@@ -115,8 +117,10 @@ def main(args: Any) -> int:
     sys.stdout.flush()
     st = sim.state
     venues = ", ".join(f"{name}={v.summary()}" for name, v in st.venues.items())
+    mix = st.clock.change_mix
+    changes = f"change_prob={st.clock.change_prob:g}" if mix is None else "change_mix=" + ",".join(f"{a:g}:{b:g}" for a, b in mix)
     print(
-        f"collector sim: 127.0.0.1:{port} seed={st.seed} {venues}, churn_s={sim.churn_s}",
+        f"collector sim: 127.0.0.1:{port} seed={st.seed} {venues}, churn_s={sim.churn_s}, {changes}",
         file=sys.stderr,
         flush=True,
     )

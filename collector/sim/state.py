@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from collector.sim.clock import SimClock, SimError
+from collector.sim.clock import ChangeMix, SimClock, SimError
 from collector.sim.limitless.venue import LimitlessSim
 from collector.sim.polymarket.venue import PolymarketSim
 from collector.sim.venue import VenueSim
@@ -25,8 +25,9 @@ class SimState:
         tick_s: float = 1.0,
         change_prob: float = 0.3,
         t0: float | None = None,
+        change_mix: ChangeMix | None = None,
     ) -> None:
-        self.clock = SimClock(seed, epoch, tick_s, change_prob, t0)
+        self.clock = SimClock(seed, epoch, tick_s, change_prob, t0, change_mix)
         self.seed = seed
         n = max(1, markets)
         self.polymarket = PolymarketSim(self.clock, n)

@@ -5,9 +5,13 @@
 exist; torn last lines skipped) and writes
 
 * ``<venue>/orderbooks_parquet/date=2026-01-10/orderbooks.parquet``: every ``orderbook`` record,
-  sorted by ``instrument_id`` then ``ts_ms`` (stable: file then line order for equal keys), zstd,
-  dictionary-encoded strings, statistics per row group (so DuckDB/polars skip row groups by
+  sorted by ``instrument_id`` then ``ts_ms`` (stable: file then line order for equal keys), stored
+  as changes, statistics per row group of 100k rows (so DuckDB/polars skip row groups by
   instrument and time), ``sorting_columns`` metadata; columns as in :mod:`collector.store.parquet`.
+  Layout (:func:`writer_options`, measured by bench/parquet_bench.py): zstd level 12; dictionary
+  pages for every column but the level lists (plain: zstd finds the levels a book shares with the
+  previous one), ``ts_ms``/``ob_ts_ms`` delta-coded, ``hash`` as DELTA_BYTE_ARRAY. Every reader
+  sees the same types and values as before.
 * ``<venue>/gaps_parquet/date=2026-01-10/gaps.parquet``: the ``gap`` records, sorted by
   ``ts_ms`` (only when the day has gaps). A separate file keeps the book file's schema tight.
 
@@ -61,6 +65,7 @@ from collector.store.files import gc_paused, jsonl_files
 from collector.store.parquet import (
     BOOK_FIXED,
     GAP_FIXED,
+    LEVEL_COLUMNS,
     FieldTypes,
     book_schema,
     gap_schema,
@@ -80,7 +85,15 @@ __all__ = ["CompactReport", "cli_compact", "compact_day", "compact_options", "ke
 DEFAULT_GRACE_S = 900.0
 DEFAULT_MAX_ROWS = 100_000  # books held in memory at once (~4.5 kB each as dicts: ~450 MB)
 ROW_GROUP_ROWS = 100_000
-ZSTD_LEVEL = 6
+ZSTD_LEVEL = 12
+# Column encodings (bench/parquet_bench.py). Dictionaries for every column whose values repeat
+# (ids, labels, flags, a batch's latency) but the level lists: consecutive books of an instrument
+# share most levels, runs that zstd finds in plain doubles and not in bit-packed dictionary
+# indices. Times grow by about a second a row within an instrument, and a hash is 40 hex digits
+# of entropy per change, then the same text for every unchanged poll (a repeat costs a prefix
+# length): dictionaries of either overflow and fall back to plain.
+PLAIN_COLUMNS = frozenset(LEVEL_COLUMNS)
+COLUMN_ENCODING = {"ts_ms": "DELTA_BINARY_PACKED", "ob_ts_ms": "DELTA_BINARY_PACKED", "hash": "DELTA_BYTE_ARRAY"}
 
 # --------------------------------------------------------------------------- report
 
@@ -122,6 +135,26 @@ class CompactReport:
                 f"verified; {jsonl}; {self.duration_s:.1f}s"
             )
         return f"{head}{': ' + self.error if self.error else ''}"
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def writer_options(schema: pa.Schema, level: int = ZSTD_LEVEL) -> dict[str, Any]:
+    """``pq.ParquetWriter`` options of a book file (see the module doc and bench/parquet_bench.py)."""
+    names = set(schema.names)
+    encoded = {k: v for k, v in COLUMN_ENCODING.items() if k in names}
+    return {
+        "compression": "zstd",
+        "compression_level": level,
+        "use_dictionary": [n for n in schema.names if n not in encoded and n not in PLAIN_COLUMNS],
+        "column_encoding": encoded,
+        "write_statistics": True,
+        "sorting_columns": [
+            pq.SortingColumn(schema.get_field_index("instrument_id")),
+            pq.SortingColumn(schema.get_field_index("ts_ms")),
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- compaction
@@ -253,18 +286,7 @@ def _compact(
     gtmp: Path | None = None
     try:
         # Build.
-        writer = pq.ParquetWriter(
-            tmp,
-            schema,
-            compression="zstd",
-            compression_level=level,
-            use_dictionary=True,
-            write_statistics=True,
-            sorting_columns=[
-                pq.SortingColumn(schema.get_field_index("instrument_id")),
-                pq.SortingColumn(schema.get_field_index("ts_ms")),
-            ],
-        )
+        writer = pq.ParquetWriter(tmp, schema, **writer_options(schema, level))
         try:
             single = kept is not None and len(ranges) == 1
             rep.passes = 1 if single else 1 + len(ranges)
