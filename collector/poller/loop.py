@@ -14,7 +14,6 @@ import queue
 import signal
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from collector.model.clock import now_ms
 from collector.model.errors import RateLimited
 from collector.poller.fetch import FetchPool
 from collector.poller.lane import Done, Lane
+from collector.poller.shard import in_shard, shard_budget
 from collector.store.layout import snapshot_path
 from collector.store.snapshot import SnapshotWatcher
 from collector.store.writer_set import WriterSet
@@ -51,11 +51,6 @@ def quiet_gc(threshold: int) -> None:
     gc.set_threshold(threshold, g1, g2)
 
 
-def in_shard(instrument_id: str, shard: str) -> bool:
-    k, n = (int(x) for x in shard.split("/"))
-    return n == 1 or zlib.crc32(instrument_id.encode()) % n == k
-
-
 class Poller:
     """Multi-venue poller. ``run()`` blocks until ``stop()`` (or an exception in the caller)."""
 
@@ -76,9 +71,10 @@ class Poller:
         # Periodic fsyncs off the loop thread: a slow fsync must not hold back records or requests.
         self.writers = WriterSet(Path(settings.data_dir), settings.writer, clock=clock, background_sync=True)
         self.lanes: dict[str, Lane] = {}
+        shard = settings.poller.shard
         for name in settings.venues:
             client = (clients or {}).get(name) or make_client(name, settings)
-            vs = settings.venue(name)
+            vs = shard_budget(settings.venue(name), shard)  # n shards share the venue's budget
             pool = FetchPool(vs.max_workers, f"fetch-{name}")
             self.lanes[name] = Lane(name, client, vs, settings.poller, pool, self.writers)
         self.streams: dict[str, StreamLane] = {}
