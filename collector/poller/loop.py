@@ -23,8 +23,9 @@ from collector.model.clock import now_ms
 from collector.model.errors import RateLimited
 from collector.poller.fetch import FetchPool
 from collector.poller.lane import Done, Lane
-from collector.poller.shard import in_shard, shard_budget
-from collector.store.layout import snapshot_path
+from collector.poller.restart import RestartLedger
+from collector.poller.shard import in_shard, shard_budget, shard_slug
+from collector.store.layout import poller_state_path, snapshot_path
 from collector.store.snapshot import SnapshotWatcher
 from collector.store.writer_set import WriterSet
 from collector.stream import StreamLane, make_stream
@@ -85,6 +86,11 @@ class Poller:
         self.watchers = {
             name: SnapshotWatcher(snapshot_path(Path(settings.data_dir), name)) for name in self.lanes
         }
+        # Only lanes with a previous unclean run owe gaps; the check in _drain costs nothing otherwise.
+        self.ledgers = {
+            name: RestartLedger(lane, self.writers, poller_state_path(settings.data_dir, name, shard_slug(shard)), shard)
+            for name, lane in self.lanes.items()
+        }
 
     def stop(self) -> None:
         self._stop.set()
@@ -100,6 +106,7 @@ class Poller:
         start = mono()
         deadline = start + duration_s if duration_s is not None else float("inf")
         next_snapshot = next_stats = next_heartbeat = start
+        clean = False
         try:
             while not self._stop.is_set() and mono() < deadline:
                 now = mono()
@@ -115,12 +122,19 @@ class Poller:
                 self.writers.tick()
                 if now >= next_stats:
                     stats = [lane.write_stats(now) for lane in self.lanes.values()]
+                    for ledger in self.ledgers.values():  # after writers.tick(): the books it lists are on disk
+                        ledger.mark()
                     next_stats = now + p.stats_interval_s
                     if now >= next_heartbeat and self.on_heartbeat is not None:
                         self._heartbeat(stats)
                         next_heartbeat = now + p.heartbeat_interval_s
+            clean = True
+        except BaseException as e:
+            # stop requests (SIGTERM, Ctrl-C, Prefect's cancel) end cleanly; an error does not
+            clean = not isinstance(e, Exception)
+            raise
         finally:
-            self.close()
+            self.close(clean=clean)
 
     def _wait_time(self, now: float) -> float:
         wake = min((lane.next_wake(now) for lane in self.lanes.values()), default=now + 0.1)
@@ -141,7 +155,11 @@ class Poller:
         n = 0
         while True:
             if type(done) is Done:
-                done.lane.complete(done, time.monotonic())
+                lane = done.lane
+                lane.complete(done, time.monotonic())
+                ledger = self.ledgers[lane.name]
+                if ledger.owed:
+                    ledger.settle(done.keys)
             elif done is not None:  # a feed event (None is stop()'s wake-up)
                 done.target.on_event(done, time.monotonic())
             n += 1
@@ -175,6 +193,7 @@ class Poller:
             if snap is not None:
                 insts = [i for i in snap.instruments if in_shard(i.instrument_id, shard)]
                 lane.set_instruments(insts, snap.asof_ms, time.monotonic())
+                self.ledgers[name].begin()
             lane.snapshot_error = watcher.last_error
             lane.prune_expired(wall)
             stream = self.streams.get(name)
@@ -183,12 +202,13 @@ class Poller:
 
     def _heartbeat(self, stats: list[dict[str, Any]]) -> None:
         try:
-            self.on_heartbeat({"venues": stats, "ts_ms": now_ms()})
+            self.on_heartbeat({"venues": stats, "ts_ms": now_ms(), "shard": self.settings.poller.shard})
         except Exception as e:  # the orchestrator being down must never stop collection
             log.warning("heartbeat callback failed: %s", e)
 
-    def close(self) -> None:
-        """Flush and close every file first, then let the pools go (never join blocked threads)."""
+    def close(self, clean: bool = True) -> None:
+        """Flush and close every file first, then let the pools go (never join blocked threads).
+        ``clean`` False (the loop died of an error): the next start writes restart gaps."""
         if self._closed:
             return
         self._closed = True
@@ -213,6 +233,9 @@ class Poller:
             except Exception:
                 log.exception("final stats for %s failed", lane.name)
         self.writers.close()
+        for ledger in self.ledgers.values():
+            ledger.mark(clean=clean)
+            ledger.release()
         for lane in self.lanes.values():
             lane.pool.shutdown()
             try:
