@@ -1,5 +1,6 @@
 """Shards (collector/poller/shard.py): a stable partition of any active set, and the venue's REST
-budget split across them."""
+budget split across them; plus the shard deployments and per-shard automations the local stack
+derives from ``poller.shards`` (flows/stack/shards.py, flows/stack/automations.py), as data."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collector.config.settings import load_settings
 from collector.model.errors import ConfigError
 from collector.poller.loop import Poller
 from collector.poller.shard import in_shard, parse_shard, shard_budget, shard_slug, shards_of
+from flows.stack.automations import definitions, heartbeat_resource
+from flows.stack.shards import poller_deployments_for
 
 
 @given(st.lists(st.text(min_size=1, max_size=40), max_size=200, unique=True), st.integers(1, 9))
@@ -46,3 +49,18 @@ def test_each_shard_gets_its_share_of_the_rest_budget(tmp_path, shard, poly, lim
         assert p.settings.polymarket.rate_requests == 500  # the settings themselves are untouched
     finally:
         p.close()
+
+
+def test_stack_shard_deployments_and_heartbeat_automations():
+    assert poller_deployments_for(1) == ["poller/poller"]
+    assert poller_deployments_for(2) == ["poller/poller-shard-0of2", "poller/poller-shard-1of2"]
+    assert heartbeat_resource("1/2") == "collector.poller.shard-1of2"
+    one = {d["name"]: d for d in definitions(None)}
+    two = {d["name"]: d for d in definitions(None, shards=2)}
+    assert "collector-poller-heartbeat-missing" in one and len(one) == 7
+    beats = sorted(n for n in two if n.startswith("collector-poller-heartbeat-missing"))
+    assert beats == ["collector-poller-heartbeat-missing-shard-0of2", "collector-poller-heartbeat-missing-shard-1of2"]
+    assert len(two) == 8
+    trig = two["collector-poller-heartbeat-missing-shard-1of2"]["trigger"]
+    assert trig["match"] == {"prefect.resource.id": "collector.poller.shard-1of2"}
+    assert trig["posture"] == "Proactive" and trig["expect"] == ["collector.poller.heartbeat"]
