@@ -31,7 +31,8 @@ Everything talks to the REST API with httpx; only pool creation and deploy use t
 ``python -m flows.stack.up`` takes the same options plus:
 
 - ``--home DIR``: another PREFECT_HOME (the tests use a temporary one);
-- ``--setup-only [--api-url URL]``: steps 3-5 and 7 against a server that runs elsewhere (compose);
+- ``--setup-only [--api-url URL] [--prefect-file FILE]``: steps 3-5 and 7 against a server that
+  runs elsewhere (compose; FILE for another pool, e.g. infra/prefect.docker.yaml);
 - ``--cancel-pollers [FLOW/DEPLOYMENT ...]``: cancel the active poller runs and wait until they are
   Cancelled (before stopping a worker: systemd ``ExecStop=``, upgrades).
 """
@@ -108,8 +109,8 @@ def ensure_work_pool(api: httpx.Client, env: dict[str, str]) -> bool:
     return True
 
 
-def deploy(env: dict[str, str]) -> None:
-    run_cli(env, "--no-prompt", "deploy", "--all")
+def deploy(env: dict[str, str], prefect_file: str | None = None) -> None:
+    run_cli(env, "--no-prompt", "deploy", "--all", *(["--prefect-file", prefect_file] if prefect_file else []))
 
 
 def online_workers(api: httpx.Client) -> list[str]:
@@ -160,7 +161,7 @@ def start_server(stack: Stack) -> None:
     say(f"Prefect server healthy in {time.monotonic() - t0:.1f} s (database and logs in {stack.home})")
 
 
-def configure(api: httpx.Client, env: dict[str, str], settings: Settings) -> list[str]:
+def configure(api: httpx.Client, env: dict[str, str], settings: Settings, prefect_file: str | None = None) -> list[str]:
     """Work pool, deployments (with one per shard), automations: what every `up` (and
     `--setup-only`) makes sure of. Returns the poller deployments, one per shard."""
     from flows.stack.automations import apply_automations
@@ -168,8 +169,8 @@ def configure(api: httpx.Client, env: dict[str, str], settings: Settings) -> lis
     t0 = time.monotonic()
     if ensure_work_pool(api, env):
         say(f"work pool {POOL!r} (process) created")
-    deploy(env)
-    say(f"deployed prefect.yaml in {time.monotonic() - t0:.1f} s")
+    deploy(env, prefect_file)
+    say(f"deployed {prefect_file or 'prefect.yaml'} in {time.monotonic() - t0:.1f} s")
     n = settings.poller.shards
     deps = ensure_shard_deployments(api, n, settings.prefect.shard_work_queue)
     if n > 1:
@@ -297,7 +298,7 @@ def start_sim(stack: Stack, es: contextlib.ExitStack) -> None:
     say(f"simulator at {handle.base}")
 
 
-def setup_only(api_url: str, start_poller: bool, shards: int | None = None) -> int:
+def setup_only(api_url: str, start_poller: bool, shards: int | None = None, prefect_file: str | None = None) -> int:
     """Pool, deployments, automations and a poller run per shard on a server that runs elsewhere
     (compose, a shared server): no server, no worker, no waiting. Idempotent like `up`."""
     env = prefect_env(api_url)
@@ -306,7 +307,7 @@ def setup_only(api_url: str, start_poller: bool, shards: int | None = None) -> i
     settings = load_settings_from(env)
     with api_client(api_url) as api:
         wait_healthy(api, None, None)
-        deps = configure(api, env, settings)
+        deps = configure(api, env, settings, prefect_file)
         if start_poller:
             stack = Stack(home=Path(env.get("PREFECT_HOME", "~/.prefect")), port=0, env=env, api=api,
                           poller_deployments=deps)
@@ -319,7 +320,8 @@ def cli_up(args: argparse.Namespace) -> int:
     shards = getattr(args, "shards", None)
     load_settings(**({"poller": {"shards": shards}} if shards is not None else {}))  # a bad configuration stops here (exit 2)
     if getattr(args, "setup_only", False):
-        return setup_only(args.api_url, start_poller=not args.no_poller, shards=shards)
+        return setup_only(args.api_url, start_poller=not args.no_poller, shards=shards,
+                          prefect_file=getattr(args, "prefect_file", None))
     home = Path(getattr(args, "home", None) or PROJECT_DIR / ".prefect").resolve()
     return run_up(home, args.port, sim=args.sim, start_poller=not args.no_poller, shards=shards)
 
@@ -330,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=4200)
     p.add_argument("--no-poller", action="store_true")
     p.add_argument("--shards", type=int, help="poller shards (default: the poller.shards setting, 1)")
+    p.add_argument("--prefect-file", help="with --setup-only: deploy this file instead of prefect.yaml "
+                   "(e.g. infra/prefect.docker.yaml)")
     p.add_argument("--home", help="PREFECT_HOME (default <project>/.prefect)")
     p.add_argument("--setup-only", action="store_true",
                    help="only pool, deployments, automations and a poller run, on the server at --api-url")
