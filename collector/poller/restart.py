@@ -117,7 +117,7 @@ class RestartLedger:
         if self.previous is None:
             return
         listed = self.previous["last_ok_ms"]
-        self.owed = {k: listed[k] for k in self.lane.state if k in listed}
+        self.owed = {k: v if type(v) is int else None for k in self.lane.state if k in listed for v in (listed[k],)}
         if self.owed:
             how = "cleanly" if self.previous.get("clean") else "uncleanly"
             log.warning("%s: previous poller (pid %s) stopped %s: %d instruments owe a restart gap",
