@@ -19,6 +19,8 @@ def parser():
     sp.add_argument("--sim", action="store_true", help="point every venue at the local simulator")
     sp.add_argument("--port", type=int, default=4200, help="Prefect server port on 127.0.0.1")
     sp.add_argument("--no-poller", action="store_true", help="do not start a poller run")
+    sp.add_argument("--shards", type=int, help="run N poller shards, one deployment and run each "
+                    "(default: the poller.shards setting, 1)")
     sp.set_defaults(func=lazy("flows.stack.up", "cli_up", settings=False))
     status = sub.choices["status"]
     status.add_argument("--prefect-api-url", help="Prefect API to ask why discovery is not producing snapshots "

@@ -7,6 +7,7 @@ We do not install our own SIGTERM handler (it would turn a cancel into a crash).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -15,21 +16,24 @@ from prefect.exceptions import TerminationSignal
 
 from collector.config.settings import PollerSettings, load_settings
 from collector.poller.loop import Poller
+from flows.stack.automations import POLLER_HEARTBEAT, heartbeat_resource
 from flows.venue_health import with_venue_alerts
 
 
-def _emit_heartbeat(summary: dict[str, Any]) -> None:
+def _emit_heartbeat(shard: str, summary: dict[str, Any]) -> None:
+    # One resource per shard: the heartbeat-missing alert of each shard watches its own.
     venues = summary["venues"]
     emit_event(
-        event="collector.poller.heartbeat",
-        resource={"prefect.resource.id": "collector.poller"},
-        payload={"ts_ms": summary["ts_ms"], "venues": {v["venue"]: _brief(v) for v in venues}},
+        event=POLLER_HEARTBEAT,
+        resource={"prefect.resource.id": heartbeat_resource(shard), "collector.shard": shard},
+        payload={"ts_ms": summary["ts_ms"], "shard": shard, "venues": {v["venue"]: _brief(v) for v in venues}},
     )
     for v in venues:
         emit_event(
             event="collector.poller.venue.heartbeat",
-            resource={"prefect.resource.id": f"collector.poller.{v['venue']}", "collector.venue": v["venue"]},
-            payload=_brief(v),
+            resource={"prefect.resource.id": f"collector.poller.{v['venue']}", "collector.venue": v["venue"],
+                      "collector.shard": shard},
+            payload={**_brief(v), "shard": shard},
         )
 
 
@@ -51,7 +55,7 @@ def poller(venues: list[str] | None = None, shard: str = "0/1", duration_s: floa
     logger = get_run_logger()
     settings = load_settings(**({"venues": venues} if venues else {}))
     settings.poller = PollerSettings.model_validate({**settings.poller.model_dump(), "shard": shard})
-    p = Poller(settings, on_heartbeat=with_venue_alerts(_emit_heartbeat, settings))
+    p = Poller(settings, on_heartbeat=with_venue_alerts(functools.partial(_emit_heartbeat, shard), settings))
     logger.info("polling %s (shard %s) into %s", ", ".join(p.lanes), shard, settings.data_dir)
     try:
         p.run(duration_s=duration_s)

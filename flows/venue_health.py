@@ -13,11 +13,13 @@ Conditions, checked at every heartbeat (``poller.heartbeat_interval_s``, 30 s by
   heartbeat for at least ``coverage_grace_s`` (a fresh start has no book yet, hence the grace).
 
 While a condition lasts, the event repeats every ``repeat_s``; when it clears,
-``collector.poller.venue.recovered`` is emitted once. Resource: ``collector.poller.<venue>``.
+``collector.poller.venue.recovered`` is emitted once. Resource: ``collector.poller.<venue>``; a
+shard other than ``0/1`` (the summary's ``shard``) is named in the payload and the message, since
+each shard judges only its own slice of the venue.
 
 Hook (flows/poller.py)::
 
-    p = Poller(settings, on_heartbeat=with_venue_alerts(_emit_heartbeat, settings))
+    p = Poller(settings, on_heartbeat=with_venue_alerts(functools.partial(_emit_heartbeat, shard), settings))
 
 Thresholds are the ``prefect.venue_*`` settings (defaults declared once, in collector/config/settings.py).
 """
@@ -66,13 +68,14 @@ class VenueHealth:
     def observe(self, summary: dict[str, Any]) -> None:
         """One heartbeat summary (``{"venues": [stats...], "ts_ms": ...}``); never raises."""
         now = self.clock()
+        shard = summary.get("shard") or "0/1"
         for v in summary.get("venues", []):
             try:
-                self._check(v, now)
+                self._check(v, now, shard)
             except Exception as e:  # alerts must never stop collection
                 log.warning("venue health check for %s failed: %s", v.get("venue"), e)
 
-    def _check(self, v: dict[str, Any], now: float) -> None:
+    def _check(self, v: dict[str, Any], now: float, shard: str = "0/1") -> None:
         cov = coverage(v)
         cooldown_s = v.get("cooldown_remaining_s") or 0
         conditions = {
@@ -83,25 +86,28 @@ class VenueHealth:
         }
         for reason, (bad, after_s, what) in conditions.items():
             key = (v["venue"], reason)
+            who = v["venue"] if shard == "0/1" else f"{v['venue']} (shard {shard})"
             if not bad:
                 self._since.pop(key, None)
                 if self._last.pop(key, None) is not None:
-                    self._send(RECOVERED, v, reason, 0.0, cov, f"{v['venue']}: {reason} recovered")
+                    self._send(RECOVERED, v, reason, 0.0, cov, f"{who}: {reason} recovered", shard)
                 continue
             since = self._since.setdefault(key, now)
             held = now - since
             last = self._last.get(key)
             if held >= after_s and (last is None or now - last >= self.repeat_s):
                 self._last[key] = now
-                self._send(DEGRADED, v, reason, held, cov, f"{v['venue']}: {what} for {held:.0f} s")
+                self._send(DEGRADED, v, reason, held, cov, f"{who}: {what} for {held:.0f} s", shard)
 
-    def _send(self, event: str, v: dict[str, Any], reason: str, held: float, cov: float | None, msg: str) -> None:
+    def _send(self, event: str, v: dict[str, Any], reason: str, held: float, cov: float | None, msg: str,
+              shard: str = "0/1") -> None:
         venue = v["venue"]
         self.emit(
             event=event,
-            resource={"prefect.resource.id": f"collector.poller.{venue}", "collector.venue": venue},
+            resource={"prefect.resource.id": f"collector.poller.{venue}", "collector.venue": venue,
+                      "collector.shard": shard},
             payload={
-                "venue": venue, "reason": reason, "for_s": round(held, 1), "message": msg,
+                "venue": venue, "shard": shard, "reason": reason, "for_s": round(held, 1), "message": msg,
                 "cooldown_remaining_s": v.get("cooldown_remaining_s"), "cooldown_reason": v.get("cooldown_reason"),
                 "coverage": None if cov is None else round(cov, 4), "min_coverage": self.min_coverage,
                 "active_instruments": v.get("active_instruments"), "stale_instruments": v.get("stale_instruments"),

@@ -95,7 +95,8 @@ def test_venue_cooldown_alert_after_threshold_repeat_and_recovery():
     assert sent == []
     h.observe(beat("limitless", cooldown=20))  # 300 s
     assert [(e, p["reason"], p["for_s"]) for e, _, p in sent] == [(DEGRADED, "cooldown", 300.0)]
-    assert sent[0][1] == {"prefect.resource.id": "collector.poller.limitless", "collector.venue": "limitless"}
+    assert sent[0][1] == {"prefect.resource.id": "collector.poller.limitless", "collector.venue": "limitless",
+                          "collector.shard": "0/1"}
     clock.t += 30
     h.observe(beat("limitless", cooldown=20))  # still degraded, inside repeat_s: silent
     assert len(sent) == 1

@@ -70,12 +70,14 @@ class Receiver(http.server.ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.bodies: list[dict] = []
-        received = self.bodies
+        self.arrived: list[float] = []  # epoch s, one per body
+        received, arrived = self.bodies, self.arrived
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 n = int(self.headers.get("content-length") or 0)
                 received.append(json.loads(self.rfile.read(n) or b"{}"))
+                arrived.append(time.time())
                 self.send_response(200)
                 self.end_headers()
 
@@ -91,6 +93,9 @@ class Receiver(http.server.ThreadingHTTPServer):
 
     def texts(self) -> list[str]:
         return [b.get("text", "") for b in self.bodies]
+
+    def timed_texts(self) -> list[tuple[float, str]]:
+        return list(zip(self.arrived, self.texts()))
 
 
 @dataclass

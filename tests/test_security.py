@@ -222,6 +222,7 @@ ALLOWED = [
     re.compile(r"^(polymarket|limitless)/markets/date=\d{4}-\d{2}-\d{2}/markets\.\d{6}\.\d+\.jsonl$"),
     re.compile(r"^(polymarket|limitless)/state/active_instruments\.snapshot\.json$"),
     re.compile(r"^limitless/state/request_spacing$"),
+    re.compile(r"^(polymarket|limitless)/state/poller\.shard-\d+of\d+\.json(\.lock)?$"),  # restart state
 ]
 
 

@@ -14,7 +14,6 @@ import queue
 import signal
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,9 @@ from collector.model.clock import now_ms
 from collector.model.errors import RateLimited
 from collector.poller.fetch import FetchPool
 from collector.poller.lane import Done, Lane
-from collector.store.layout import snapshot_path
+from collector.poller.restart import RestartLedger
+from collector.poller.shard import in_shard, shard_budget, shard_slug
+from collector.store.layout import poller_state_path, snapshot_path
 from collector.store.snapshot import SnapshotWatcher
 from collector.store.writer_set import WriterSet
 from collector.stream import StreamLane, make_stream
@@ -51,11 +52,6 @@ def quiet_gc(threshold: int) -> None:
     gc.set_threshold(threshold, g1, g2)
 
 
-def in_shard(instrument_id: str, shard: str) -> bool:
-    k, n = (int(x) for x in shard.split("/"))
-    return n == 1 or zlib.crc32(instrument_id.encode()) % n == k
-
-
 class Poller:
     """Multi-venue poller. ``run()`` blocks until ``stop()`` (or an exception in the caller)."""
 
@@ -76,9 +72,10 @@ class Poller:
         # Periodic fsyncs off the loop thread: a slow fsync must not hold back records or requests.
         self.writers = WriterSet(Path(settings.data_dir), settings.writer, clock=clock, background_sync=True)
         self.lanes: dict[str, Lane] = {}
+        shard = settings.poller.shard
         for name in settings.venues:
             client = (clients or {}).get(name) or make_client(name, settings)
-            vs = settings.venue(name)
+            vs = shard_budget(settings.venue(name), shard)  # n shards share the venue's budget
             pool = FetchPool(vs.max_workers, f"fetch-{name}")
             self.lanes[name] = Lane(name, client, vs, settings.poller, pool, self.writers)
         self.streams: dict[str, StreamLane] = {}
@@ -88,6 +85,11 @@ class Poller:
                 lane.stream = self.streams[name] = stream
         self.watchers = {
             name: SnapshotWatcher(snapshot_path(Path(settings.data_dir), name)) for name in self.lanes
+        }
+        # Only lanes with a previous unclean run owe gaps; the check in _drain costs nothing otherwise.
+        self.ledgers = {
+            name: RestartLedger(lane, self.writers, poller_state_path(settings.data_dir, name, shard_slug(shard)), shard)
+            for name, lane in self.lanes.items()
         }
 
     def stop(self) -> None:
@@ -104,6 +106,7 @@ class Poller:
         start = mono()
         deadline = start + duration_s if duration_s is not None else float("inf")
         next_snapshot = next_stats = next_heartbeat = start
+        clean = False
         try:
             while not self._stop.is_set() and mono() < deadline:
                 now = mono()
@@ -119,12 +122,19 @@ class Poller:
                 self.writers.tick()
                 if now >= next_stats:
                     stats = [lane.write_stats(now) for lane in self.lanes.values()]
+                    for ledger in self.ledgers.values():  # after writers.tick(): the books it lists are on disk
+                        ledger.mark()
                     next_stats = now + p.stats_interval_s
                     if now >= next_heartbeat and self.on_heartbeat is not None:
                         self._heartbeat(stats)
                         next_heartbeat = now + p.heartbeat_interval_s
+            clean = True
+        except BaseException as e:
+            # stop requests (SIGTERM, Ctrl-C, Prefect's cancel) end cleanly; an error does not
+            clean = not isinstance(e, Exception)
+            raise
         finally:
-            self.close()
+            self.close(clean=clean)
 
     def _wait_time(self, now: float) -> float:
         wake = min((lane.next_wake(now) for lane in self.lanes.values()), default=now + 0.1)
@@ -145,7 +155,11 @@ class Poller:
         n = 0
         while True:
             if type(done) is Done:
-                done.lane.complete(done, time.monotonic())
+                lane = done.lane
+                lane.complete(done, time.monotonic())
+                ledger = self.ledgers[lane.name]
+                if ledger.owed:
+                    ledger.settle(done.keys)
             elif done is not None:  # a feed event (None is stop()'s wake-up)
                 done.target.on_event(done, time.monotonic())
             n += 1
@@ -179,6 +193,7 @@ class Poller:
             if snap is not None:
                 insts = [i for i in snap.instruments if in_shard(i.instrument_id, shard)]
                 lane.set_instruments(insts, snap.asof_ms, time.monotonic())
+                self.ledgers[name].begin()
             lane.snapshot_error = watcher.last_error
             lane.prune_expired(wall)
             stream = self.streams.get(name)
@@ -187,12 +202,13 @@ class Poller:
 
     def _heartbeat(self, stats: list[dict[str, Any]]) -> None:
         try:
-            self.on_heartbeat({"venues": stats, "ts_ms": now_ms()})
+            self.on_heartbeat({"venues": stats, "ts_ms": now_ms(), "shard": self.settings.poller.shard})
         except Exception as e:  # the orchestrator being down must never stop collection
             log.warning("heartbeat callback failed: %s", e)
 
-    def close(self) -> None:
-        """Flush and close every file first, then let the pools go (never join blocked threads)."""
+    def close(self, clean: bool = True) -> None:
+        """Flush and close every file first, then let the pools go (never join blocked threads).
+        ``clean`` False (the loop died of an error): the next start writes restart gaps."""
         if self._closed:
             return
         self._closed = True
@@ -217,6 +233,9 @@ class Poller:
             except Exception:
                 log.exception("final stats for %s failed", lane.name)
         self.writers.close()
+        for ledger in self.ledgers.values():
+            ledger.mark(clean=clean)
+            ledger.release()
         for lane in self.lanes.values():
             lane.pool.shutdown()
             try:

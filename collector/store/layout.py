@@ -58,6 +58,8 @@ __all__ = [
     "partition_name",
     "period_bounds",
     "period_start_ms",
+    "poller_state_path",
+    "POLLER_STATE_PREFIX",
     "rotated_name",
     "snapshot_path",
     "request_spacing_path",
@@ -86,6 +88,7 @@ BOOKS_PARQUET_NAME = "orderbooks.parquet"  # the marker readers look for: the da
 GAPS_PARQUET_NAME = "gaps.parquet"
 SNAPSHOT_NAME = "active_instruments.snapshot.json"
 REQUEST_SPACING_NAME = "request_spacing"  # the venue's shared request spacing (venues/shared_spacing.py)
+POLLER_STATE_PREFIX = "poller.shard-"  # per-shard restart state (poller/restart.py)
 
 DAY_MS = 86_400_000
 _PARTITION_PREFIX = "date="
@@ -169,6 +172,12 @@ def snapshot_path(data_dir: str | os.PathLike[str], venue: str) -> Path:
 def request_spacing_path(data_dir: str | os.PathLike[str], venue: str) -> Path:
     """``<data_dir>/<venue>/state/request_spacing``, next to the venue's snapshot."""
     return state_dir(data_dir, venue) / REQUEST_SPACING_NAME
+
+
+def poller_state_path(data_dir: str | os.PathLike[str], venue: str, shard_slug: str) -> Path:
+    """``<data_dir>/<venue>/state/poller.shard-<k>of<n>.json``: what one poller shard knew when it
+    last marked itself alive (collector/poller/restart.py); its lock is the same name + ``.lock``."""
+    return state_dir(data_dir, venue) / f"{POLLER_STATE_PREFIX}{shard_slug}.json"
 
 
 def period_bounds(ts: float, rotate_minutes: int) -> tuple[int, int]:

@@ -17,7 +17,7 @@ each firing is still a ``prefect.automation.triggered`` event in the UI's event 
 |---|---|---|
 | collector-discovery-failed | a discovery run Failed or Crashed (reactive; once per 15 min) | alert |
 | collector-discovery-stale | no Completed discovery run for ``discovery_stale_s`` (proactive) | alert |
-| collector-poller-heartbeat-missing | no ``collector.poller.heartbeat`` for ``poller_heartbeat_s`` (proactive) | alert |
+| collector-poller-heartbeat-missing[-shard-<k>of<n>] | no ``collector.poller.heartbeat`` of that shard for ``poller_heartbeat_s`` (proactive; one per shard of ``poller.shards``) | alert |
 | collector-venue-degraded | ``collector.poller.venue.degraded`` (flows/venue_health.py) | alert |
 | collector-poller-crashed | a run of a ``poller*`` deployment Crashed (reactive; once per 5 min per deployment) | run that deployment again + alert |
 | collector-zombie-flow-runs | a flow run's heartbeats stop for ``zombie_s`` without a final state | mark it Crashed |
@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 
 from collector.config.settings import PrefectSettings, Settings
+from collector.poller.shard import shard_slug, shards_of
 
 TAG = "collector"
 BLOCK_TYPE = "custom-webhook"
@@ -90,14 +91,43 @@ def _deployment_runs(deployment: str) -> dict[str, Any]:
     }
 
 
+def heartbeat_resource(shard: str) -> str:
+    """The resource of a shard's ``collector.poller.heartbeat`` events (flows/poller.py)."""
+    return f"collector.poller.shard-{shard_slug(shard)}"
+
+
+def _heartbeat_missing(block_id: str | None, t: Thresholds, shard: str) -> dict[str, Any]:
+    """One automation per shard, not one ``for_each`` rule. Measured on the 3.8.8 server: a
+    proactive rule with ``for_each: [prefect.resource.id]`` (and no ``after``) never fired for a
+    resource that beat for 20 s and then fell silent for 70 s, because each proactive pass deletes
+    the buckets that met the threshold, so a silent resource has no bucket left to fire on
+    (``remove_buckets_exceeding_threshold``); with ``after`` it would fire once per silence and never
+    for a shard that never started. These are created and deleted with ``poller.shards``, alert
+    from the moment they exist and repeat every ``within`` while the shard is silent."""
+    n = int(shard.split("/")[1])
+    who = "poller" if n == 1 else f"poller shard {shard}"
+    return {
+        "name": "collector-poller-heartbeat-missing" + ("" if n == 1 else f"-shard-{shard_slug(shard)}"),
+        "description": f"No {POLLER_HEARTBEAT} event of {who} for {t.poller_heartbeat_s} s: it is not running "
+                       "or it is stuck. Repeats while it lasts.",
+        "trigger": {"type": "event", "posture": "Proactive",
+                    "match": {"prefect.resource.id": heartbeat_resource(shard)},
+                    "expect": [POLLER_HEARTBEAT], "threshold": 1, "within": t.poller_heartbeat_s},
+        "actions": [_alert(block_id, f"collector: {who} heartbeat missing",
+                           f"No heartbeat of {who} for {t.poller_heartbeat_s} s: "
+                           + ("books are not being recorded." if n == 1 else "its slice of the books is not being recorded."))],
+    }
+
+
 def _alert(block_id: str | None, subject: str, body: str) -> dict[str, Any]:
     if block_id is None:
         return {"type": "do-nothing"}
     return {"type": "send-notification", "block_document_id": block_id, "subject": subject, "body": body}
 
 
-def definitions(block_id: str | None, t: Thresholds = Thresholds()) -> list[dict[str, Any]]:
-    """Every automation, as the body of ``POST /api/automations/`` (without tags)."""
+def definitions(block_id: str | None, t: Thresholds = Thresholds(), shards: int = 1) -> list[dict[str, Any]]:
+    """Every automation, as the body of ``POST /api/automations/`` (without tags); ``shards``:
+    ``poller.shards``, one heartbeat alert per shard."""
     run_line = "{{ flow_run.state.message }} -- {{ flow_run|ui_url }}"
     return [
         {
@@ -121,16 +151,7 @@ def definitions(block_id: str | None, t: Thresholds = Thresholds()) -> list[dict
                                f"No discovery run Completed in the last {t.discovery_stale_s // 60} minutes: "
                                "snapshots are not refreshed.")],
         },
-        {
-            "name": "collector-poller-heartbeat-missing",
-            "description": f"No {POLLER_HEARTBEAT} event for {t.poller_heartbeat_s} s: no poller is running "
-                           "or it is stuck. Repeats while it lasts.",
-            "trigger": {"type": "event", "posture": "Proactive",
-                        "match": {"prefect.resource.id": "collector.poller"},
-                        "expect": [POLLER_HEARTBEAT], "threshold": 1, "within": t.poller_heartbeat_s},
-            "actions": [_alert(block_id, "collector: poller heartbeat missing",
-                               f"No poller heartbeat for {t.poller_heartbeat_s} s: books are not being recorded.")],
-        },
+        *(_heartbeat_missing(block_id, t, shard) for shard in shards_of(shards)),
         {
             "name": "collector-venue-degraded",
             "description": "A venue stayed in cooldown too long or its coverage fell below the threshold "
@@ -239,7 +260,7 @@ def apply_automations(api: httpx.Client, settings: Settings, t: Thresholds | Non
     t = t or thresholds_from(settings)
     url = settings.prefect.webhook_url
     block_id = ensure_webhook_block(api, url.get_secret_value()) if url else None
-    wanted = {d["name"]: d for d in definitions(block_id, t)}
+    wanted = {d["name"]: d for d in definitions(block_id, t, settings.poller.shards)}
     done: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "deleted": []}
     seen: set[str] = set()
     for auto in read_automations(api):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import httpx
 
@@ -11,10 +10,8 @@ from flows.stack.api import (
     ACTIVE,
     DEPLOYMENTS,
     DISCOVERY,
-    POLLER,
     TERMINAL,
     api_client,
-    deployment_id,
     read_run,
     runs_of,
     set_state,
@@ -24,6 +21,7 @@ from flows.stack.procs import (
     process_alive,
     say,
 )
+from flows.stack.shards import FLOW, poller_flow_deployments
 
 CANCEL_TIMEOUT_S = 45.0  # Prefect SIGKILLs a cancelled run after 30 s; then the worker reports it
 
@@ -39,7 +37,8 @@ def clear_dead_runs(api: httpx.Client) -> list[str]:
     poller run); leaked slots are then given back (:func:`reconcile_slots`)."""
 
     cleared = []
-    for dep in DEPLOYMENTS:
+    shard_deps = [f"{FLOW}/{d['name']}" for d in poller_flow_deployments(api)]
+    for dep in dict.fromkeys([*DEPLOYMENTS, *shard_deps]):
         if api.get(f"/deployments/name/{dep}").status_code != 200:
             continue
         for run in runs_of(api, dep, ["PENDING", "RUNNING", "CANCELLING"]):
@@ -68,16 +67,6 @@ def reconcile_slots(api: httpx.Client, deployment: str) -> int | None:
     return max(leaked, 0)
 
 
-def ensure_poller_run(api: httpx.Client) -> tuple[dict[str, Any], bool]:
-    """The active poller run, or a new one (``prefect deployment run poller/poller``); (run, created)."""
-    active = runs_of(api, POLLER, ACTIVE)
-    if active:
-        return active[0], False
-    r = api.post(f"/deployments/{deployment_id(api, POLLER)}/create_flow_run", json={})
-    r.raise_for_status()
-    return r.json(), True
-
-
 def kick_discovery(api: httpx.Client) -> None:
     """One discovery run now, so a first start has snapshots in seconds, not at the next minute;
     skipped while the discovery schedule is paused (the operator stopped discovery)."""
@@ -104,13 +93,14 @@ def cancel_and_wait(api: httpx.Client, run_id: str, timeout: float = CANCEL_TIME
     return st
 
 
-def cancel_pollers(api_url: str, deployments: list[str]) -> int:
-    """Cancel the active runs of these poller deployments and wait until they are Cancelled: run it
-    before stopping a worker (systemd ExecStop=, docker) so the poller flushes instead of becoming
-    a zombie. Exit 0 when every run ended Cancelled."""
+def cancel_pollers(api_url: str, deployments: list[str] | None = None) -> int:
+    """Cancel the active runs of these poller deployments (default: every deployment of the poller
+    flow, all shards) and wait until they are Cancelled: run it before stopping a worker (systemd
+    ExecStop=, docker) so the poller flushes instead of becoming a zombie. Exit 0 when every run
+    ended Cancelled."""
     ok = True
     with api_client(api_url) as api:
-        for dep in deployments:
+        for dep in deployments or [f"{FLOW}/{d['name']}" for d in poller_flow_deployments(api)]:
             for run in runs_of(api, dep, ACTIVE):
                 st = cancel_and_wait(api, run["id"])
                 say(f"{dep} run {run['name']} ({run['id']}): {st}")

@@ -13,8 +13,10 @@ Start-up, in order (every step is idempotent, so a second `up` changes nothing t
 6. With its own server, poller runs left Running by a process that is gone (a SIGKILLed `up`) are
    marked Cancelled. ONE worker (``prefect worker start --pool local``); attached to a running
    server, only if none is online there.
-7. A discovery run now (unless its schedule is paused), and a poller run unless one is already
-   Scheduled/Pending/Running/Cancelling.
+7. A discovery run now (unless its schedule is paused), and a poller run per shard unless one is
+   already Scheduled/Pending/Running/Cancelling. ``--shards N`` (setting ``poller.shards``): the
+   shard deployments ``poller-shard-<k>of<N>`` are made from ``poller`` after the deploy, one run
+   each (flows/stack/shards.py); the deployments of another split are cancelled and removed.
 
 While up, a worker or server that dies is restarted (the poller keeps recording meanwhile).
 
@@ -29,7 +31,8 @@ Everything talks to the REST API with httpx; only pool creation and deploy use t
 ``python -m flows.stack.up`` takes the same options plus:
 
 - ``--home DIR``: another PREFECT_HOME (the tests use a temporary one);
-- ``--setup-only [--api-url URL]``: steps 3-5 and 7 against a server that runs elsewhere (compose);
+- ``--setup-only [--api-url URL] [--prefect-file FILE]``: steps 3-5 and 7 against a server that
+  runs elsewhere (compose; FILE for another pool, e.g. infra/prefect.docker.yaml);
 - ``--cancel-pollers [FLOW/DEPLOYMENT ...]``: cancel the active poller runs and wait until they are
   Cancelled (before stopping a worker: systemd ``ExecStop=``, upgrades).
 """
@@ -52,13 +55,10 @@ import httpx
 from collector.config.settings import Settings, load_settings
 from collector.model.errors import ConfigError
 from flows.stack.api import (
-    ACTIVE,
-    POLLER,
     POOL,
     api_client,
     healthy,
     local_api,
-    runs_of,
     state_of,
 )
 from flows.stack.procs import (
@@ -78,30 +78,15 @@ from flows.stack.runs import (
     cancel_and_wait,
     cancel_pollers,
     clear_dead_runs,
-    ensure_poller_run,
     kick_discovery,
 )
+from flows.stack.shards import active_poller_runs, ensure_runs, ensure_shard_deployments, retire_other_splits
 
 SERVER_START_TIMEOUT_S = 180.0  # fresh SQLite DB: ~11-16 s on a slow 2-core box; CI can be slower
 WORKER_QUERY_SECONDS = "2"  # default 10 s: a new run would wait up to 10 s to be picked up
 # A discovery run that finds the slot taken tries again this long after (Prefect's default: 30 s),
 # so a CI trigger that meets a scheduled run ends a few seconds after it, not half a minute.
 SLOT_WAIT_SECONDS = "5"
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def wait_healthy(api: httpx.Client, proc: subprocess.Popen | None, log: Path | None,
@@ -115,14 +100,6 @@ def wait_healthy(api: httpx.Client, proc: subprocess.Popen | None, log: Path | N
         time.sleep(0.3)
 
 
-
-
-
-
-
-
-
-
 # -- steps ----------------------------------------------------------------------------------------
 def ensure_work_pool(api: httpx.Client, env: dict[str, str]) -> bool:
     """Create the process pool ``local`` when missing (check-then-create keeps a tuned pool as is)."""
@@ -132,8 +109,8 @@ def ensure_work_pool(api: httpx.Client, env: dict[str, str]) -> bool:
     return True
 
 
-def deploy(env: dict[str, str]) -> None:
-    run_cli(env, "--no-prompt", "deploy", "--all")
+def deploy(env: dict[str, str], prefect_file: str | None = None) -> None:
+    run_cli(env, "--no-prompt", "deploy", "--all", *(["--prefect-file", prefect_file] if prefect_file else []))
 
 
 def online_workers(api: httpx.Client) -> list[str]:
@@ -149,12 +126,6 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     return spawn(prefect_cli("worker", "start", "--pool", POOL, "--name", name), wenv, log)
 
 
-
-
-
-
-
-
 # -- the stack ------------------------------------------------------------------------------------
 @dataclass
 class Stack:
@@ -164,6 +135,7 @@ class Stack:
     server: subprocess.Popen | None = None  # None: attached to a server that was already running
     worker: subprocess.Popen | None = None
     poller_runs: list[str] = field(default_factory=list)  # the poller runs this `up` created
+    poller_deployments: list[str] = field(default_factory=list)  # one per shard
     api: httpx.Client = None  # type: ignore[assignment]
 
     @property
@@ -189,29 +161,37 @@ def start_server(stack: Stack) -> None:
     say(f"Prefect server healthy in {time.monotonic() - t0:.1f} s (database and logs in {stack.home})")
 
 
-def configure(api: httpx.Client, env: dict[str, str], settings: Settings) -> None:
-    """Work pool, deployments, automations: what every `up` (and `--setup-only`) makes sure of."""
+def configure(api: httpx.Client, env: dict[str, str], settings: Settings, prefect_file: str | None = None) -> list[str]:
+    """Work pool, deployments (with one per shard), automations: what every `up` (and
+    `--setup-only`) makes sure of. Returns the poller deployments, one per shard."""
     from flows.stack.automations import apply_automations
 
     t0 = time.monotonic()
     if ensure_work_pool(api, env):
         say(f"work pool {POOL!r} (process) created")
-    deploy(env)
-    say(f"deployed prefect.yaml in {time.monotonic() - t0:.1f} s")
+    deploy(env, prefect_file)
+    say(f"deployed {prefect_file or 'prefect.yaml'} in {time.monotonic() - t0:.1f} s")
+    n = settings.poller.shards
+    deps = ensure_shard_deployments(api, n, settings.prefect.shard_work_queue)
+    if n > 1:
+        say(f"{n} poller shards: {', '.join(deps)}")
+    for name in retire_other_splits(api, deps, cancel_and_wait):
+        say(f"{name} (another shard split) removed")
     summary = apply_automations(api, settings)
     say("automations: " + ", ".join(f"{k} {len(v)}" for k, v in summary.items() if v))
+    return deps
 
 
-def start_poller_run(stack: Stack) -> None:
-    run, created = ensure_poller_run(stack.api)
-    if created:
-        stack.poller_runs.append(run["id"])
-    say(f"poller run {run['name']} ({run['id']}): {'started' if created else 'already ' + state_of(run).lower()}")
+def start_poller_runs(stack: Stack) -> None:
+    for run, created in ensure_runs(stack.api, stack.poller_deployments):
+        if created:
+            stack.poller_runs.append(run["id"])
+        say(f"poller run {run['name']} ({run['id']}): {'started' if created else 'already ' + state_of(run).lower()}")
 
 
 def bring_up(stack: Stack, settings: Settings, start_poller: bool) -> None:
     start_server(stack)
-    configure(stack.api, stack.env, settings)
+    stack.poller_deployments = configure(stack.api, stack.env, settings)
     if stack.server is not None:
         for name in clear_dead_runs(stack.api):
             say(f"{name} had no process left: marked Cancelled")
@@ -224,7 +204,7 @@ def bring_up(stack: Stack, settings: Settings, start_poller: bool) -> None:
         stack.worker = spawn_worker(stack)
     kick_discovery(stack.api)
     if start_poller:
-        start_poller_run(stack)
+        start_poller_runs(stack)
 
 
 def spawn_worker(stack: Stack) -> subprocess.Popen:
@@ -249,11 +229,11 @@ def watch(stack: Stack) -> None:
 
 
 def pollers_to_stop(stack: Stack) -> list[str]:
-    """With our own server every active poller run is ours (the worker we stop serves it); attached
-    to another server, only the run this `up` started."""
+    """With our own server every active poller run (every shard) is ours (the worker we stop
+    serves it); attached to another server, only the runs this `up` started."""
     if not healthy(stack.api):
         return []
-    active = [r["id"] for r in runs_of(stack.api, POLLER, ACTIVE)]
+    active = [r["id"] for r in active_poller_runs(stack.api)]
     return active if stack.server is not None else [i for i in active if i in stack.poller_runs]
 
 
@@ -281,8 +261,10 @@ def shut_down(stack: Stack) -> None:
         say("server stopped")
 
 
-def run_up(home: Path, port: int, sim: bool, start_poller: bool) -> int:
+def run_up(home: Path, port: int, sim: bool, start_poller: bool, shards: int | None = None) -> int:
     stack = Stack(home=home, port=port, env=prefect_env(local_api(port), home))
+    if shards is not None:  # the flag wins over the setting; the automations follow it too
+        stack.env["COLLECTOR_POLLER__SHARDS"] = str(shards)
     home.mkdir(parents=True, exist_ok=True)
     rc = 0
     with contextlib.ExitStack() as es:
@@ -316,27 +298,32 @@ def start_sim(stack: Stack, es: contextlib.ExitStack) -> None:
     say(f"simulator at {handle.base}")
 
 
-def setup_only(api_url: str, start_poller: bool) -> int:
-    """Pool, deployments, automations and a poller run on a server that runs elsewhere (compose,
-    a shared server): no server, no worker, no waiting. Idempotent like `up`."""
+def setup_only(api_url: str, start_poller: bool, shards: int | None = None, prefect_file: str | None = None) -> int:
+    """Pool, deployments, automations and a poller run per shard on a server that runs elsewhere
+    (compose, a shared server): no server, no worker, no waiting. Idempotent like `up`."""
     env = prefect_env(api_url)
-    settings = load_settings()
+    if shards is not None:
+        env["COLLECTOR_POLLER__SHARDS"] = str(shards)
+    settings = load_settings_from(env)
     with api_client(api_url) as api:
         wait_healthy(api, None, None)
-        configure(api, env, settings)
+        deps = configure(api, env, settings, prefect_file)
         if start_poller:
-            stack = Stack(home=Path(env.get("PREFECT_HOME", "~/.prefect")), port=0, env=env, api=api)
-            start_poller_run(stack)
+            stack = Stack(home=Path(env.get("PREFECT_HOME", "~/.prefect")), port=0, env=env, api=api,
+                          poller_deployments=deps)
+            start_poller_runs(stack)
     return 0
 
 
 def cli_up(args: argparse.Namespace) -> int:
-    """Entry point of `collector up [--sim] [--port 4200] [--no-poller]`."""
-    load_settings()  # a bad configuration stops here (ConfigError: `collector` exits 2)
+    """Entry point of `collector up [--sim] [--port 4200] [--no-poller] [--shards N]`."""
+    shards = getattr(args, "shards", None)
+    load_settings(**({"poller": {"shards": shards}} if shards is not None else {}))  # a bad configuration stops here (exit 2)
     if getattr(args, "setup_only", False):
-        return setup_only(args.api_url, start_poller=not args.no_poller)
+        return setup_only(args.api_url, start_poller=not args.no_poller, shards=shards,
+                          prefect_file=getattr(args, "prefect_file", None))
     home = Path(getattr(args, "home", None) or PROJECT_DIR / ".prefect").resolve()
-    return run_up(home, args.port, sim=args.sim, start_poller=not args.no_poller)
+    return run_up(home, args.port, sim=args.sim, start_poller=not args.no_poller, shards=shards)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,15 +331,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sim", action="store_true")
     p.add_argument("--port", type=int, default=4200)
     p.add_argument("--no-poller", action="store_true")
+    p.add_argument("--shards", type=int, help="poller shards (default: the poller.shards setting, 1)")
+    p.add_argument("--prefect-file", help="with --setup-only: deploy this file instead of prefect.yaml "
+                   "(e.g. infra/prefect.docker.yaml)")
     p.add_argument("--home", help="PREFECT_HOME (default <project>/.prefect)")
     p.add_argument("--setup-only", action="store_true",
                    help="only pool, deployments, automations and a poller run, on the server at --api-url")
     p.add_argument("--api-url", default=os.environ.get("PREFECT_API_URL") or local_api(4200))
     p.add_argument("--cancel-pollers", nargs="*", metavar="FLOW/DEPLOYMENT",
-                   help=f"only cancel the active runs of these deployments (default {POLLER}) and wait")
+                   help="only cancel the active runs of these deployments (default: every poller deployment) and wait")
     args = p.parse_args(argv)
     if args.cancel_pollers is not None:
-        return cancel_pollers(args.api_url, args.cancel_pollers or [POLLER])
+        return cancel_pollers(args.api_url, args.cancel_pollers or None)
     try:
         return cli_up(args)
     except ConfigError as e:

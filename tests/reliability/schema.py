@@ -148,7 +148,8 @@ GAP_REQUIRED = {
     "to_ts_ms": _ts,
     "reason": lambda v: _is_str(v) and v != "",
 }
-GAP_OPTIONAL = {"failures": lambda v: _is_int(v) and v >= 1}
+# 0 only in a restart gap (nothing was polled: the process was not running; checked below)
+GAP_OPTIONAL = {"failures": lambda v: _is_int(v) and v >= 0}
 
 # stream capture (book_changes/): every record of one venue message shares conn + seq
 STREAM_ENVELOPE = {
@@ -400,6 +401,8 @@ def validate(rec: Any, *, check_gap_order: bool = True, stream: str | None = Non
                 out.append("a book_changes gap needs instrument_id and has no failures")
         elif (iid is None) == ("failures" in rec):
             out.append("failures must be present exactly for instrument gaps")
+        elif rec.get("failures") == 0 and rec["reason"] != "restart":
+            out.append("failures 0 outside a restart gap")
         if iid is None and not rec["reason"].startswith("cooldown:"):
             out.append(f"venue gap reason {rec['reason']!r} is not cooldown:<reason>")
         if check_gap_order and rec["from_ts_ms"] is not None and rec["from_ts_ms"] > rec["to_ts_ms"]:
