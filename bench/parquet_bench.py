@@ -67,7 +67,12 @@ from collector.sim.state import SimState  # noqa: E402
 from collector.store import compact as cm  # noqa: E402
 from collector.store import layout  # noqa: E402
 from collector.store.changes import encode_changes  # noqa: E402
-from collector.store.parquet import BOOK_FIXED, FieldTypes, book_schema, records_to_table  # noqa: E402
+from collector.store.parquet import (  # noqa: E402
+    BOOK_FIXED,
+    FieldTypes,
+    book_schema,
+    records_to_table,
+)
 from collector.venues.polymarket_book import book_record  # noqa: E402
 
 VENUE = "polymarket"

@@ -23,7 +23,15 @@ from flows.stack.api import api_client, local_api, runs_of
 from flows.stack.procs import prefect_env
 from flows.stack.runs import cancel_and_wait
 from tests import helpers as h
-from tests.test_prefect_stack import Receiver, Up, free_port, start_up, tear_down, wait_for, wait_ready
+from tests.test_prefect_stack import (
+    Receiver,
+    Up,
+    free_port,
+    start_up,
+    tear_down,
+    wait_for,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 

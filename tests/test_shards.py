@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from collector.config.settings import load_settings
 from collector.model.errors import ConfigError
 from collector.poller.loop import Poller
-from collector.poller.shard import in_shard, parse_shard, shard_budget, shard_slug, shards_of
+from collector.poller.shard import (
+    in_shard,
+    parse_shard,
+    shard_budget,
+    shard_slug,
+    shards_of,
+)
 from flows.stack.automations import definitions, heartbeat_resource
 from flows.stack.shards import poller_deployments_for
 

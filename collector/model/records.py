@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
+from collector.model.caches import trim_oldest
 from collector.model.decimals import mid_text, spread_text
 from collector.model.details import (
     DETAILS_BY_VENUE,
@@ -116,13 +116,6 @@ def _num(text: str | None) -> orjson.Fragment | None:
 # oldest quarter goes when it is full.
 _MID_SPREAD: dict[tuple[str, str], tuple[orjson.Fragment, orjson.Fragment]] = {}
 _MID_SPREAD_MAX = 8192
-
-
-def trim_oldest(cache: dict, share: float = 0.25) -> None:
-    """Drop the oldest ``share`` of a dict cache (insertion order): a bounded cache that keeps
-    what is in use instead of starting over empty."""
-    for k in list(itertools.islice(cache, max(1, int(len(cache) * share)))):
-        del cache[k]
 
 
 def _mid_spread(bb: str, ba: str) -> tuple[orjson.Fragment, orjson.Fragment]:

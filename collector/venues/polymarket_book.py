@@ -14,8 +14,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from collector.model import errors
+from collector.model.caches import trim_oldest
 from collector.model.decimals import check_magnitude, dec_text
-from collector.model.records import BookRecord, DecText, Instrument, Level, trim_oldest
+from collector.model.records import BookRecord, DecText, Instrument, Level
 
 VENUE = "polymarket"
 

@@ -80,7 +80,12 @@ from flows.stack.runs import (
     clear_dead_runs,
     kick_discovery,
 )
-from flows.stack.shards import active_poller_runs, ensure_runs, ensure_shard_deployments, retire_other_splits
+from flows.stack.shards import (
+    active_poller_runs,
+    ensure_runs,
+    ensure_shard_deployments,
+    retire_other_splits,
+)
 
 SERVER_START_TIMEOUT_S = 180.0  # fresh SQLite DB: ~11-16 s on a slow 2-core box; CI can be slower
 WORKER_QUERY_SECONDS = "2"  # default 10 s: a new run would wait up to 10 s to be picked up
