@@ -234,7 +234,7 @@ class Poller:
                 log.exception("final stats for %s failed", lane.name)
         self.writers.close()
         for ledger in self.ledgers.values():
-            ledger.mark(clean=clean)
+            ledger.mark(clean=clean, final=True)
             ledger.release()
         for lane in self.lanes.values():
             lane.pool.shutdown()

@@ -144,7 +144,7 @@ class RestartLedger:
             self.lane.c.gaps += 1
             self.gaps_written += 1
 
-    def mark(self, clean: bool = False) -> None:
+    def mark(self, clean: bool = False, final: bool = False) -> None:
         """Replace the state file: every instrument's last good book (``clean``: only the open
         gaps). Call it after the writers handed their records to the OS."""
         if not (self.enabled and self.begun):
@@ -159,7 +159,9 @@ class RestartLedger:
         doc = {"pid": os.getpid(), "started_ms": self.started_ms, "alive_ms": now_ms(), "clean": clean,
                "venue": self.lane.name, "shard": self.shard, "instruments": len(self.lane.state), "last_ok_ms": last}
         try:
-            atomic_write(self.path, orjson.dumps(doc))
+            # Every stats interval on the loop thread: no fsync there (a slow disk would hold every
+            # record back); the last mark, at close, is durable. A killed process needs no fsync.
+            atomic_write(self.path, orjson.dumps(doc), durable=final)
             self._failing = False
         except OSError as e:
             if not self._failing:

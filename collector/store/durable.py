@@ -148,9 +148,11 @@ def clean_stale_tmp(path: Path, *, older_than_s: float = STALE_TMP_S) -> int:
     return removed
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Atomically replace ``path`` with ``data``: unique temp file in the same directory, write,
     fsync, ``os.replace``, fsync of the directory. Creates the directory when needed.
+    ``durable=False`` skips both fsyncs: still atomic for readers and across a killed process,
+    not across a power cut (for state rewritten often from a hot loop).
 
     Raises OSError on a write failure; the previous file is then left as it was.
     """
@@ -164,7 +166,8 @@ def atomic_write(path: Path, data: bytes) -> None:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -174,4 +177,5 @@ def atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
