@@ -7,6 +7,7 @@ Layout::
     <data_dir>/<venue>/orderbooks_parquet/date=YYYY-MM-DD/orderbooks.parquet
     <data_dir>/<venue>/gaps_parquet/date=YYYY-MM-DD/gaps.parquet
     <data_dir>/<venue>/state/active_instruments.snapshot.json
+    <data_dir>/<venue>/state/poller.shard-<k>of<n>.json (+ .lock): a poller shard's restart state
 
 * ``date`` is the UTC date of the file's period, ``<period>`` the UTC period start
   (``20261125T1010Z``). Periods are ``rotate_minutes`` long, aligned to the hour when
