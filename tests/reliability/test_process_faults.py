@@ -71,7 +71,11 @@ def test_sigterm_under_faults_loses_nothing(tmp_path, monkeypatch):
         n = H.check_totals(ds, v)  # zero records lost
         H.check_gaps(ds, v)
         last = max(b["ts_ms"] for b in ds.books(v)) / 1000
-        assert t_sig - last < 2.0, f"{v}: last book {t_sig - last:.2f} s before SIGTERM"
+        # Polling went on up to the signal. Limitless is throttled here (30 % 429s, Retry-After
+        # 1 s, 350 ms spacing): two 429s in a row pause it for ~2.7 s by design, so it gets that
+        # much more. Nothing fetched was lost either way: check_totals above.
+        bound = 2.0 if v == POLY else 4.0
+        assert t_sig - last < bound, f"{v}: last book {t_sig - last:.2f} s before SIGTERM"
         c = H.cov(ds, v, ids[v], t0, t_sig)
         figures.update({f"{v}_books": n, f"{v}_cov_under_faults": c})
         assert c.ratio >= 0.7, (v, c)
