@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from collector.store import layout
-from collector.store.changes import BOOK, MARKER, Expander
+from collector.store.changes import Expander
 from collector.store.files import iter_jsonl_lines, jsonl_files
 
 # <stream>.<period start>.<...>: files of one rotation period share the start
@@ -94,10 +94,8 @@ def last_records(
                 exp = Expander()  # unchanged records come back as the books they stand for
                 for line in iter_jsonl_lines(p):
                     r = parse_record(line)
-                    if r is not None and r.get("record_type") == MARKER:
-                        r = exp.expand(r)
-                    elif r is not None and r.get("record_type") == BOOK:
-                        exp.remember(r)
+                    if r is not None:
+                        r = exp.feed(r)
                     if r is not None and match(r):
                         recs.append(r)
                 got = recs + got

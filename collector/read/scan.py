@@ -107,14 +107,8 @@ def jsonl_records(
         if type(ts) is not int:
             bad += 1
             continue
-        if exp is not None:
-            rt = rec.get("record_type")
-            if rt == MARKER:
-                rec = exp.expand(rec)
-                if rec is None:
-                    continue
-            elif rt == BOOK:
-                exp.remember(rec)
+        if exp is not None and (rec := exp.feed(rec)) is None:
+            continue
         if types is not None and rec.get("record_type") not in types:
             continue
         if ids is not None:
@@ -221,14 +215,8 @@ def _expanded(df: DataFile, table: Any, start_ms: int | None, exact: bool, jcols
             exp.remember(b)  # the last one per instrument wins: rows are in ts_ms order
     out = []
     for r in rows:
-        rt = r.get("record_type")
-        if rt == MARKER:
-            r = exp.expand(r)
-            if r is None:
-                continue
-        elif rt == BOOK:
-            exp.remember(r)
-        out.append(r)
+        if (r := exp.feed(r)) is not None:
+            out.append(r)
     if exp.orphans:
         log.warning("%s: %d unchanged row(s) without a book before them, skipped", df.path, exp.orphans)
     return out

@@ -69,6 +69,16 @@ class Expander:
         if type(iid) is str:
             self._base[iid] = rec
 
+    def feed(self, rec: dict) -> dict | None:
+        """A record of this file in file order: a marker comes back expanded (None: no book for
+        it), a book is remembered, anything else passes through."""
+        rt = rec.get("record_type")
+        if rt == MARKER:
+            return self.expand(rec)
+        if rt == BOOK:
+            self.remember(rec)
+        return rec
+
     def expand(self, marker: dict) -> dict | None:
         """The full record, or None (counted in ``orphans``) when the file has no book for it."""
         iid = marker.get("instrument_id")
@@ -138,9 +148,4 @@ def expanded_lines(
         if type(rec) is not dict:
             yield seq, None
             continue
-        rt = rec.get("record_type")
-        if rt == MARKER:
-            rec = exp.expand(rec)
-        elif rt == BOOK:
-            exp.remember(rec)
-        yield seq, rec
+        yield seq, exp.feed(rec)

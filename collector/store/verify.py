@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collector.store import layout
-from collector.store.changes import BOOK, MARKER, Expander, expanded_lines
+from collector.store.changes import Expander, expanded_lines
 from collector.store.files import jsonl_files
 from collector.store.parquet import parquet_rows_to_dicts, schema_json_columns
 
@@ -62,15 +62,10 @@ def verify_parquet(
         exp = Expander()  # rows are in (instrument, ts_ms) order: a marker's book is the row before
         for batch in pf.iter_batches(batch_size=50_000):
             for rec in parquet_rows_to_dicts(pa.Table.from_batches([batch]), json_columns=jcols):
-                rt = rec.get("record_type")
-                if rt == MARKER:
-                    full = exp.expand(rec)
-                    if full is None:
-                        raise VerificationError(f"parquet unchanged row {rec.get('instrument_id')} has no book before it")
-                    rec = full
-                elif rt == BOOK:
-                    exp.remember(rec)
-                yield rec
+                full = exp.feed(rec)
+                if full is None:
+                    raise VerificationError(f"parquet unchanged row {rec.get('instrument_id')} has no book before it")
+                yield full
 
     prow = parquet_rows()
     seen = 0

@@ -137,13 +137,7 @@ class StreamWriter:
             if not self._prepare(now):
                 self.stats.records_dropped += 1
                 return False
-        buf = self._buf
-        buf += line
-        buf += b"\n"
-        self._pending += 1
-        if len(buf) >= self._buf_limit or self._probe:
-            return self._drain()
-        return True
+        return self._append(line)
 
     @property
     def serial(self) -> int:
@@ -156,6 +150,9 @@ class StreamWriter:
         an earlier one of the same file (``unchanged`` stands for the file's last full book)."""
         if self._fd is None or self.stats.files_opened != serial or not (self._pstart <= self._clock() < self._pend):
             return None
+        return self._append(line)
+
+    def _append(self, line: bytes) -> bool:
         buf = self._buf
         buf += line
         buf += b"\n"
