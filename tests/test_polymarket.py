@@ -676,7 +676,7 @@ def test_books_endpoint_single_uses_get_book():
     """books_endpoint="single": batch size 1, GET /book per token, a 404 is a per-key NotFound."""
     c = PolymarketClient(_settings(books_endpoint="single", books_batch_size=100))
     assert c.batch_size == 1
-    assert PolymarketClient(_settings()).batch_size == 200  # the default stays POST /books
+    assert PolymarketClient(_settings()).batch_size == 500  # the default stays POST /books (the venue maximum)
 
     def answer(request: httpx.Request) -> httpx.Response:
         tid = request.url.params["token_id"]

@@ -17,7 +17,7 @@ def test_defaults():
     assert s.polymarket.gamma_url == "https://gamma-api.polymarket.com"
     assert s.polymarket.clob_url == "https://clob.polymarket.com"
     assert s.limitless.api_url == "https://api.limitless.exchange"
-    assert s.polymarket.books_batch_size == 200
+    assert s.polymarket.books_batch_size == 500
     assert s.limitless.min_spacing_s == 0.35
     assert s.limitless.inflight_ceiling == 2
 

@@ -104,7 +104,7 @@ class VenueSettings(_Strict):
 class PolymarketSettings(VenueSettings):
     gamma_url: str = Field(default="https://gamma-api.polymarket.com", description="Gamma API (discovery)")
     clob_url: str = Field(default="https://clob.polymarket.com", description="CLOB API (books)")
-    books_batch_size: int = Field(default=200, ge=1, le=500, description="POST /books items per request: 5,000 tokens at 1 Hz take 25 of the 50 requests/s allowed")
+    books_batch_size: int = Field(default=500, ge=1, le=500, description="POST /books items per request (the venue's maximum): 5,000 tokens at 1 Hz take 10 of the 50 requests/s allowed; each request has a fixed CPU cost (500 vs 200: ~12 µs less CPU per book)")
     # "batch": POST /books with books_batch_size tokens per request. "single": one GET /book per
     # token (the per-instrument baseline the benchmark compares against; /book is 1500 per 10 s).
     books_endpoint: Literal["batch", "single"] = Field(default="batch", description="\"single\" = GET /book per token (baseline)")
@@ -168,6 +168,7 @@ class PollerSettings(_Strict):
     shard: str = Field(default="0/1", description="k/n: poll only instruments whose id hashes to shard k of n; each venue's REST budget (rate_requests per rate_window_s) is then split: rate_requests // n, at least 1 (discovery budgets are not split)")
     shards: int = Field(default=1, ge=1, le=64, description="`collector up` runs this many poller shards (deployments poller-shard-<k>of<n>, one run each; 1 = the `poller` deployment)")
     gc_threshold: int = Field(default=2_000, ge=0, description="allocations between young garbage collections, start-up objects frozen (0 = Python's defaults)")
+    malloc_arenas: int = Field(default=2, ge=0, le=64, description="glibc malloc arenas for the poller process (each fetch thread otherwise gets its own, which keeps freed reply buffers: ~20 MB RSS at 5,000 books/s); 0 = glibc's default, ignored off glibc")
 
     @field_validator("shard")
     @classmethod

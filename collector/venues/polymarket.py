@@ -79,6 +79,7 @@ class PolymarketClient:
         self.hash_mismatches = 0  # books whose venue hash did not reproduce (flagged, kept)
         # poll key -> its last levels, raw and normalized (loop thread only; collector.venues.polymarket_reply.record)
         self._sides: dict[str, tuple] = {}
+        self._repeats = reply.Repeats(self._lock)  # fetch threads: each token's last book as served
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(
@@ -209,14 +210,24 @@ class PolymarketClient:
         books: dict[str, Any] = {}
         unusable = unrequested = 0
         exact = ExactReply(content)
+        repeats = self._repeats
         for i, item in enumerate(data):
-            hd = reply.head(item)
-            aid = hd.asset_id if hd is not None else None
+            raw = bytes(item)
+            hit = repeats.get(raw)
+            if hit is not None:
+                aid, book = hit
+            else:
+                hd = reply.head(raw)
+                aid = hd.asset_id if hd is not None else None
+                book = None
             if not isinstance(aid, str) or not aid:
                 unusable += 1
             elif aid in wanted:
                 if aid not in books:  # a duplicate answer for one token: keep the first
-                    books[aid] = self._checked(item, hd, exact, i)
+                    if book is None:
+                        book = self._checked(raw, hd, exact, i)
+                        repeats.put(aid, book)
+                    books[aid] = book
             else:
                 unrequested += 1
         if unusable or unrequested:

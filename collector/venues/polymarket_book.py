@@ -137,12 +137,13 @@ def struct_levels(side: list[Any], name: str, descending: bool, prev: list[Level
     sget = _TEXT_CACHE.get
     try:
         if prev:
-            same = set(prev)
+            # The kept level itself, not an equal new one: the decoded texts are freed at once.
+            same = {lv: lv for lv in prev}.get
             out = []
             append = out.append
             for lv in side:
-                t = (lv.price, lv.size)
-                append(t if t in same else (pget(lv.price) or _unit_price(lv.price), sget(lv.size) or _size_text(lv.size)))
+                p, s = lv.price, lv.size
+                append(same((p, s)) or (pget(p) or _unit_price(p), sget(s) or _size_text(s)))
         else:
             out = [(pget(lv.price) or _unit_price(lv.price), sget(lv.size) or _size_text(lv.size)) for lv in side]
     except _NotUnit:

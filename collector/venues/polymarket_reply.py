@@ -12,6 +12,7 @@ is parsed (orjson) and normalized in full by collector.venues.polymarket_book.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import Any
 
 import msgspec
@@ -31,7 +32,7 @@ from collector.venues.polymarket_book import (
     struct_levels,
 )
 
-__all__ = ["Head", "body_of", "head", "items", "polled", "record"]
+__all__ = ["Head", "Repeats", "body_of", "head", "items", "polled", "record"]
 
 _sha1 = hashlib.sha1
 _NULL = msgspec.Raw(b"null")
@@ -79,7 +80,7 @@ def polled(item: Any, hd: Head, verify: bool, exact: ExactReply | None, index: i
     """One book as the lane gets it: raw item, content key, per-poll fields, hash verdict."""
     h = hd.hash if type(hd.hash) is str and hd.hash else None
     ok: bool | None = None
-    raw = bytes(item)
+    raw = item if type(item) is bytes else bytes(item)
     if verify and h is not None:
         # The venue hashes the body as it serves it with "hash":"": redo exactly that on the bytes.
         blank = raw.replace(b'"hash":"' + h.encode() + b'"', b'"hash":""', 1)
@@ -89,6 +90,50 @@ def polled(item: Any, hd: Head, verify: bool, exact: ExactReply | None, index: i
     # Copies (bytes) so the key does not keep the whole reply alive.
     content = (bytes(hd.bids), bytes(hd.asks), hd.tick_size, hd.min_order_size, hd.neg_risk, hd.last_trade_price)
     return PolledBook(raw, content, ob_ts(hd.timestamp), h, ok)
+
+
+_AID = b'"asset_id":"'
+
+
+class Repeats:
+    """Each token's last book as served, shared by the fetch threads: a reply item byte for byte
+    the same as the last one (an unchanged book: ``timestamp`` and ``hash`` move only with the
+    book) *is* that book, hash verdict included, so it is neither decoded nor hashed again.
+
+    Looked up by the asset id found where the venue puts it (the second key); that is only a
+    lookup key: a hit needs every byte equal to a body whose head was decoded in full."""
+
+    __slots__ = ("_last", "_lock", "limit")
+
+    def __init__(self, lock: Any, limit: int = 65_536) -> None:
+        self._last: dict[bytes, tuple[bytes, PolledBook, str]] = {}
+        self._lock = lock
+        self.limit = limit
+
+    def get(self, raw: bytes) -> tuple[str, PolledBook] | None:
+        """(asset id, a fresh PolledBook) when ``raw`` repeats its token's last book, else None."""
+        j = raw.find(_AID, 0, 160)
+        if j < 0:
+            return None
+        j += 12
+        k = raw.find(b'"', j, j + 120)
+        last = self._last.get(raw[j:k]) if k > 0 else None
+        if last is None or last[0] != raw:
+            return None
+        b = last[1]
+        # The cached bytes and content key: the repeat's own copies are dropped at once.
+        return last[2], PolledBook(last[0], b.content, b.ob_ts_ms, b.hash, b.hash_ok)
+
+    def put(self, aid: str, book: PolledBook) -> None:
+        """Remember a book just decoded (not one whose hash failed: that is counted every poll)."""
+        if book.hash_ok is False or type(book.body) is not bytes:
+            return
+        last = self._last
+        last[aid.encode()] = (book.body, book, aid)
+        if len(last) > self.limit:
+            with self._lock:  # one thread trims; the others' get/put stay atomic under the GIL
+                for k in list(itertools.islice(last, max(1, len(last) // 4))):
+                    last.pop(k, None)
 
 
 class _Level(msgspec.Struct, gc=False):
