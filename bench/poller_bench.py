@@ -29,6 +29,9 @@ Environment (all optional):
   BENCH_WARMUP=10         seconds before the window starts
   BENCH_INSTRUMENTS=5000  Polymarket tokens polled (the /books budget, 500 per 10 s x 100 tokens, is 5,000/s)
   BENCH_LATENCY_MS=50     simulator latency (BENCH_JITTER_MS=10 on top, uniform)
+  BENCH_CHANGE_MIX=""     the simulator's --change-mix (e.g. "0.05:1.0,0.95:0.02": a few busy
+                          books, many quiet, as in bench/bytes_bench.py); default: every book
+                          changes with the simulator's default probability (0.3 per tick)
   BENCH_BASELINE=1        0 skips the GET /book run (its JSON keys are then null)
   BENCH_MODES=batch,single  which runs to do (e.g. "single" alone; "nohash" = batch with
                           polymarket.verify_book_hash=false, to see the hash check's CPU)
@@ -114,6 +117,11 @@ def sys_s(p: psutil.Process) -> float:
     return p.cpu_times().system
 
 
+def main_thread_s(p: psutil.Process) -> float:
+    """CPU of the loop thread (the main thread: its id is the pid) alone."""
+    return sum(t.user_time + t.system_time for t in p.threads() if t.id == p.pid)
+
+
 def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str], seconds: float,
              warmup: float, workdir: Path) -> dict[str, Any]:
     data = workdir / name
@@ -157,7 +165,7 @@ def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str],
         sim_p = psutil.Process(sim.pid)
         rss: list[tuple[float, float]] = []  # (seconds since spawn, MB)
         win0 = win1 = None
-        cpu0 = cpu1 = sim_cpu0 = sim_cpu1 = sys0 = sys1 = 0.0
+        cpu0 = cpu1 = sim_cpu0 = sim_cpu1 = sys0 = sys1 = main0 = main1 = 0.0
         tick = 0
         while proc.poll() is None:
             tick += 1
@@ -167,9 +175,9 @@ def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str],
             try:
                 rss.append((el, pp.memory_info().rss / 2**20))
                 if win0 is None and el >= warmup:
-                    cpu0, sim_cpu0, win0, sys0 = cpu_s(pp), cpu_s(sim_p), time.time(), sys_s(pp)
+                    cpu0, sim_cpu0, win0, sys0, main0 = cpu_s(pp), cpu_s(sim_p), time.time(), sys_s(pp), main_thread_s(pp)
                 elif win0 is not None and win1 is None and el >= warmup + seconds:
-                    cpu1, sim_cpu1, win1, sys1 = cpu_s(pp), cpu_s(sim_p), time.time(), sys_s(pp)
+                    cpu1, sim_cpu1, win1, sys1, main1 = cpu_s(pp), cpu_s(sim_p), time.time(), sys_s(pp), main_thread_s(pp)
             except psutil.NoSuchProcess:
                 break
         rc = proc.wait(timeout=30)
@@ -184,6 +192,8 @@ def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str],
     books = res.pop("_books_in_window")
     res["cpu_us_per_book"] = round(cpu / books * 1e6, 1) if books else None
     res["cpu_util"] = round(cpu / (win1 - win0), 3)
+    # The loop thread (schedule, normalize, write) vs the rest (fetch threads: HTTP, split, hash).
+    res["cpu_loop_us_per_book"] = round((main1 - main0) / books * 1e6, 1) if books else None
     res["cpu_sys_share"] = round((sys1 - sys0) / cpu, 3) if cpu else None
     res["sim_cpu_util"] = round((sim_cpu1 - sim_cpu0) / (win1 - win0), 3)
     res["rss_mb"] = round(max(m for _, m in rss), 1)
@@ -311,10 +321,11 @@ def main() -> int:
     run_s = (warmup + seconds + 15) * len(modes) + 120
     workdir = Path(tempfile.mkdtemp(prefix="poller-bench-"))
     results: dict[str, dict[str, Any]] = {}
+    mix = ["--change-mix", os.environ["BENCH_CHANGE_MIX"]] if os.environ.get("BENCH_CHANGE_MIX") else []
     try:
         with open(workdir / "sim.stderr", "wb") as sim_err, run_sim(
             "--markets", str(markets_for(n)), "--latency-ms", f"{latency:g}", "--jitter-ms", f"{jitter:g}",
-            "--no-rate-limit", "--seed", "1", "--log-size", "1000", stderr=sim_err,
+            "--no-rate-limit", "--seed", "1", "--log-size", "1000", *mix, stderr=sim_err,
         ) as sim:
             insts = pick_instruments(sim, n, now_ms() + int(run_s * 1000))
             if len(insts) < n:
