@@ -5,6 +5,7 @@ exactly what the general path (orjson body -> book_record) gives, on real and ge
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import orjson
 import pytest
@@ -126,3 +127,70 @@ def test_text_caches_keep_their_newest_entries_when_full(monkeypatch):
         assert len(pm._TEXT_CACHE) <= 40
     assert "29.25" in pm._TEXT_CACHE and "0.05" not in pm._TEXT_CACHE  # newest kept, oldest gone
     assert pm._PRICE_CACHE == {"0.4": "0.4"}
+
+
+# -- Repeats: an item byte for byte the same as its token's last one is that book -------------
+
+
+def _served(body: dict) -> bytes:
+    return orjson.dumps(body)
+
+
+def _decoded(raw: bytes, verify: bool = True):
+    return reply.polled(raw, reply.head(raw), verify, None, None)
+
+
+@given(_side, _side, st.integers(0, 2**40), st.booleans())
+@settings(max_examples=50, deadline=None)
+def test_a_repeat_is_the_book_decoded_in_full(bids, asks, ts, verify):
+    raw = _served(_body(bids, asks, ts))
+    rep = reply.Repeats(threading.Lock())
+    assert rep.get(raw) is None  # nothing remembered yet
+    first = _decoded(raw, verify)
+    rep.put(TOKEN, first)
+    aid, again = rep.get(bytes(raw))  # a new reply: equal bytes, another object
+    full = _decoded(bytes(raw), verify)
+    assert aid == TOKEN
+    assert (again.content, again.ob_ts_ms, again.hash, again.hash_ok) == \
+           (full.content, full.ob_ts_ms, full.hash, full.hash_ok)
+    assert again.body == raw and again is not first  # a fresh book: the lane may set its body
+
+
+def test_any_changed_byte_is_decoded_and_checked_again():
+    body = _body([{"price": "0.4", "size": "10"}], [{"price": "0.6", "size": "5"}], 1_781_712_345_678)
+    raw = _served(body)
+    rep = reply.Repeats(threading.Lock())
+    rep.put(TOKEN, _decoded(raw))
+    # Same token, same hash and timestamp, one size altered in transit: not a repeat, and the
+    # full check then flags it.
+    tampered = raw.replace(b'"size":"10"', b'"size":"11"')
+    assert tampered != raw and rep.get(tampered) is None
+    assert _decoded(tampered).hash_ok is False
+    # Another token's identical-looking book is not this one's.
+    other = _served({**body, "asset_id": "999"})
+    assert rep.get(other) is None
+
+
+def test_a_failed_hash_is_not_remembered_and_the_cache_is_bounded():
+    body = _body([], [], 5)
+    bad = _served({**body, "hash": "0" * 40})
+    rep = reply.Repeats(threading.Lock(), limit=8)
+    book = _decoded(bad)
+    assert book.hash_ok is False
+    rep.put(TOKEN, book)
+    assert rep.get(bad) is None  # checked (and counted) again on every poll
+    for k in range(20):
+        rep.put(str(k), _decoded(_served(_body([], [], 5, asset_id=str(k)))))
+    assert len(rep._last) <= 8
+    assert rep.get(_served(_body([], [], 5, asset_id="19"))) is not None  # the newest stay
+
+
+def test_malloc_arenas_cap_applies_on_glibc_and_0_leaves_the_default():
+    import platform
+
+    from collector.poller.loop import cap_malloc_arenas
+
+    assert cap_malloc_arenas(0) is False
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt(M_ARENA_MAX) is glibc's")
+    assert cap_malloc_arenas(8) is True  # (the default of 2 is already applied by other tests' pollers)
