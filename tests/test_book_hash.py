@@ -10,10 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
-import respx
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -27,6 +25,7 @@ from collector.venues import polyhash
 from collector.venues.base import PolledBook
 from collector.venues.polymarket import PolymarketClient
 from tests import helpers as h
+from tests.http_stub import Reply, http_stub
 from tests.reliability import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +49,7 @@ def _real(name: str) -> bytes:
 
 
 def _client(**kw) -> PolymarketClient:
-    return PolymarketClient(PolymarketSettings(gamma_url="https://gamma.test", clob_url=CLOB, **kw))
+    return PolymarketClient(PolymarketSettings(**{"gamma_url": "https://gamma.test", "clob_url": CLOB, **kw}))
 
 
 def _inst(body: dict) -> Instrument:
@@ -67,13 +66,18 @@ def test_hash_rule_on_every_real_rest_book(name, ok):
     assert (polyhash.book_hash(body) == body["hash"]) is ok
 
 
+@pytest.fixture
+def stub():
+    with http_stub() as s:
+        yield s
+
+
 @pytest.mark.parametrize("name,ok", sorted(REST_BOOKS.items()))
-@respx.mock
-def test_get_book_flags_real_payload_and_keeps_it(name, ok):
+def test_get_book_flags_real_payload_and_keeps_it(stub, name, ok):
     raw = _real(name)
     body = orjson.loads(raw)
-    respx.get(f"{CLOB}/book").mock(return_value=httpx.Response(200, content=raw))
-    c = _client()
+    stub.route("GET", "/book", Reply(200, raw, {"Content-Type": "application/json"}))
+    c = _client(clob_url=stub.url)
     try:
         res = c.fetch_book(body["asset_id"])
         got = res.books[body["asset_id"]]
@@ -89,15 +93,14 @@ def test_get_book_flags_real_payload_and_keeps_it(name, ok):
     assert c.hash_mismatches == (0 if ok else 1)
 
 
-@respx.mock
-def test_post_books_checks_each_item_in_the_venue_key_order():
+def test_post_books_checks_each_item_in_the_venue_key_order(stub):
     names = sorted(REST_BOOKS)
     raws = [_real(n) for n in names]
     # The bodies as the venue would put them in one array (pretty-printed files: values and key
     # order are what matter, the check re-serializes compactly).
-    respx.post(f"{CLOB}/books").mock(return_value=httpx.Response(200, content=b"[" + b",".join(raws) + b"]"))
+    stub.route("POST", "/books", Reply(200, b"[" + b",".join(raws) + b"]"))
     bodies = [orjson.loads(r) for r in raws]
-    c = _client()
+    c = _client(clob_url=stub.url)
     try:
         res = c.fetch_books([b["asset_id"] for b in bodies])
     finally:
@@ -107,17 +110,16 @@ def test_post_books_checks_each_item_in_the_venue_key_order():
     }
 
 
-@respx.mock
-def test_numbers_are_checked_with_their_original_text():
+def test_numbers_are_checked_with_their_original_text(stub):
     """A JSON float loses its text in parsing (0.50 -> 0.5); the check then falls back to the
     raw bytes, so a book hashed over "0.50" still verifies, inside a /books array too."""
     blank = b'{"market":"0xm","asset_id":"7","timestamp":1700000000000,"hash":"","bids":[{"price":0.50,"size":"10"}],"asks":[]}'
     digest = polyhash._sha1(blank).hexdigest()
     served = blank.replace(b'"hash":""', b'"hash":"' + digest.encode() + b'"')
     other = poly_book_bytes({"market": "0xm", "asset_id": "8", "timestamp": "1", "hash": "", "bids": [], "asks": []})
-    respx.post(f"{CLOB}/books").mock(return_value=httpx.Response(200, content=b"[" + other + b"," + served + b"]"))
+    stub.route("POST", "/books", Reply(200, b"[" + other + b"," + served + b"]"))
     assert polyhash.check(orjson.loads(served)) is False  # the fast path alone cannot tell
-    c = _client()
+    c = _client(clob_url=stub.url)
     try:
         res = c.fetch_books(["7", "8"])
     finally:

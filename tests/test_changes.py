@@ -205,9 +205,6 @@ def test_lane_records_an_unchanged_polymarket_book_without_normalizing_it(tmp_pa
     """The second poll of the same books: unchanged records, and normalize is never called."""
     import time as _time
 
-    import httpx
-    import respx
-
     from collector.config.settings import (
         PollerSettings,
         PolymarketSettings,
@@ -218,6 +215,7 @@ def test_lane_records_an_unchanged_polymarket_book_without_normalizing_it(tmp_pa
     from collector.poller.lane import Done, Lane
     from collector.store.writer_set import WriterSet
     from collector.venues.polymarket import PolymarketClient
+    from tests.http_stub import Reply, Stub
     from tests.test_polymarket_reply import _body
 
     keys = ["11", "22"]
@@ -231,7 +229,8 @@ def test_lane_records_an_unchanged_polymarket_book_without_normalizing_it(tmp_pa
             out.append(b)
         return orjson.dumps(out)
 
-    s = PolymarketSettings(clob_url="https://clob.test")
+    server = Stub()  # a real HTTP server on loopback
+    s = PolymarketSettings(clob_url=server.url)
     client = PolymarketClient(s)
     calls = []
     real = client.normalize
@@ -239,15 +238,17 @@ def test_lane_records_an_unchanged_polymarket_book_without_normalizing_it(tmp_pa
     ws = WriterSet(tmp_path, WriterSettings())
     lane = Lane("polymarket", client, s, PollerSettings(), FetchPool(1, "t"), ws)
     lane.set_instruments([Instrument(venue="polymarket", poll_key=k, market_id="m") for k in keys], 0, _time.monotonic())
-    with respx.mock:
+    try:
         for n, ts in enumerate((1_790_000_000_000, 1_790_000_001_000)):
-            respx.post("https://clob.test/books").mock(return_value=httpx.Response(200, content=reply_at(ts)))
+            server.route("POST", "/books", Reply(200, reply_at(ts)))
             res = client.fetch_books(keys)
             for k in keys:
                 lane.state[k].inflight = True
             lane.inflight += 1
             lane.complete(Done(lane, keys, res, None, _time.monotonic()), _time.monotonic())
             assert sorted(calls) == keys  # normalized the first time only
+    finally:
+        server.close()
     ws.close()
     client.close()
     lines = [orjson.loads(x) for p in sorted(tmp_path.rglob("*.jsonl")) for x in iter_jsonl_lines(p)]

@@ -1,7 +1,8 @@
 """PolymarketClient: discovery paging, /books join, typed errors, normalize (incl. properties).
 
-Fixtures follow the illustrative payloads in shared/venues/polymarket.md. Every HTTP call is
-mocked with respx; nothing here talks to a live venue.
+Fixtures follow the illustrative payloads in shared/venues/polymarket.md. Discovery (httpx) is
+mocked with respx; book requests (urllib3) go to a real HTTP server on loopback; nothing here
+talks to a live venue.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collector.model import errors
 from collector.model.records import BookRecord, Instrument
 from collector.venues.polymarket import CLIENT, PolymarketClient
 from collector.venues.polymarket_reply import body_of
+from tests.http_stub import CUT_SHORT, HANG_UP, STALL, Reply, closed_port_url, http_stub
 
 GAMMA = "https://gamma.test"
 CLOB = "https://clob.test"
@@ -521,23 +523,44 @@ def test_discover_paced():
     assert elapsed >= 0.09
 
 
+def _mock(route, response):
+    if isinstance(response, Exception):
+        route.mock(side_effect=response)
+    else:
+        route.mock(return_value=response)
+
+
 # --------------------------------------------------------------------------- /books
+# Book requests go through urllib3 (collector.venues.pooled): these talk to a real HTTP server
+# on loopback (tests/http_stub.py), not to a mock of the library.
 
 
-@respx.mock
-def test_fetch_books_joins_by_asset_id(client):
+@pytest.fixture
+def stub():
+    with http_stub() as s:
+        yield s
+
+
+@pytest.fixture
+def bclient(stub):
+    c = PolymarketClient(_settings(clob_url=stub.url, read_timeout_s=0.5))
+    yield c
+    c.close()
+
+
+def test_fetch_books_joins_by_asset_id(stub, bclient):
     extra = book("999", bids=[], asks=[])  # a book nobody asked for
     reply = [no_book(), extra, book(YES)]  # shuffled, GONE silently left out
-    route = respx.post(f"{CLOB}/books").mock(return_value=json_response(reply))
-    before = client.unrequested_books
+    stub.route("POST", "/books", Reply.json(reply))
+    before = bclient.unrequested_books
     t0 = int(time.time() * 1000)
-    res = client.fetch_books([YES, NO, GONE, YES])
+    res = bclient.fetch_books([YES, NO, GONE, YES])
 
-    req = route.calls.last.request
-    assert orjson.loads(req.content) == [{"token_id": YES}, {"token_id": NO}, {"token_id": GONE}]
+    req = stub.called("POST", "/books")[-1]
+    assert orjson.loads(req.body) == [{"token_id": YES}, {"token_id": NO}, {"token_id": GONE}]
     assert req.headers["user-agent"] == UA
     assert req.headers["content-type"] == "application/json"
-    assert req.extensions["timeout"] == {"connect": 1.5, "read": 2.5, "write": 2.5, "pool": 1.5}
+    assert "gzip" in req.headers["accept-encoding"]
     assert set(res.books) == {YES, NO}
     yes = body_of(res.books[YES])
     assert yes["asset_id"] == YES and yes["hash"].startswith("9f2c") and res.books[YES].hash == yes["hash"]
@@ -546,152 +569,183 @@ def test_fetch_books_joins_by_asset_id(client):
     assert set(res.errors) == {GONE}
     assert isinstance(res.errors[GONE], errors.NotFound)
     assert res.ts_ms >= t0 and res.latency_ms >= 0
-    assert client.unrequested_books == before + 1
+    assert bclient.unrequested_books == before + 1
 
 
-@respx.mock
-def test_fetch_books_skips_unusable_elements(client):
+def test_fetch_books_gzip_reply_is_decoded(stub, bclient):
+    import gzip
+
+    stub.route("POST", "/books", Reply(200, gzip.compress(orjson.dumps([book(YES)])),
+                                       {"Content-Type": "application/json", "Content-Encoding": "gzip"}))
+    res = bclient.fetch_books([YES])
+    assert set(res.books) == {YES} and body_of(res.books[YES])["asset_id"] == YES
+
+
+def test_fetch_books_repeat_poll_gives_the_same_books(stub, bclient):
+    """The second poll of unchanged books takes the repeat shortcut: same result as decoding."""
+    stub.route("POST", "/books", Reply.json([book(YES), book(NO)]))
+    first = bclient.fetch_books([YES, NO])
+    again = bclient.fetch_books([YES, NO])
+    for k in (YES, NO):
+        a, b = first.books[k], again.books[k]
+        assert (a.content, a.ob_ts_ms, a.hash, a.hash_ok) == (b.content, b.ob_ts_ms, b.hash, b.hash_ok)
+        assert bclient.normalize(inst(k), b, 1, 1.0).to_json() == bclient.normalize(inst(k), a, 1, 1.0).to_json()
+
+
+def test_fetch_books_skips_unusable_elements(stub, bclient):
     reply = ["junk", None, {"no": "asset"}, {"asset_id": ""}, book(YES)]
-    respx.post(f"{CLOB}/books").mock(return_value=json_response(reply))
-    res = client.fetch_books([YES, NO])
+    stub.route("POST", "/books", Reply.json(reply))
+    res = bclient.fetch_books([YES, NO])
     assert set(res.books) == {YES}
     assert isinstance(res.errors[NO], errors.NotFound)
-    assert client.unusable_books == 4
+    assert bclient.unusable_books == 4
 
 
-@respx.mock
-def test_fetch_books_all_unusable_is_bad_payload(client):
-    respx.post(f"{CLOB}/books").mock(return_value=json_response([1, "x", {"bids": []}]))
+def test_fetch_books_all_unusable_is_bad_payload(stub, bclient):
+    stub.route("POST", "/books", Reply.json([1, "x", {"bids": []}]))
     with pytest.raises(errors.BadPayload):
-        client.fetch_books([YES])
+        bclient.fetch_books([YES])
 
 
-@respx.mock
-def test_fetch_books_empty_reply_means_all_missing(client):
-    respx.post(f"{CLOB}/books").mock(return_value=json_response([]))
-    res = client.fetch_books([YES, NO])
+def test_fetch_books_empty_reply_means_all_missing(stub, bclient):
+    stub.route("POST", "/books", Reply.json([]))
+    res = bclient.fetch_books([YES, NO])
     assert res.books == {} and set(res.errors) == {YES, NO}
     assert all(isinstance(e, errors.NotFound) for e in res.errors.values())
 
 
-@respx.mock
-def test_fetch_books_object_instead_of_array(client):
-    respx.post(f"{CLOB}/books").mock(return_value=json_response({"error": "oops"}))
+def test_fetch_books_object_instead_of_array(stub, bclient):
+    stub.route("POST", "/books", Reply.json({"error": "oops"}))
     with pytest.raises(errors.BadPayload):
-        client.fetch_books([YES])
+        bclient.fetch_books([YES])
 
 
-def test_fetch_books_limits(client):
+def test_fetch_books_limits(stub, bclient):
     with pytest.raises(ValueError):
-        client.fetch_books([str(i) for i in range(501)])
-    with respx.mock:  # no request for nothing
-        res = client.fetch_books([])
-    assert res.books == {} and res.errors == {}
+        bclient.fetch_books([str(i) for i in range(501)])
+    res = bclient.fetch_books([])  # no request for nothing
+    assert res.books == {} and res.errors == {} and stub.calls == []
 
 
-@respx.mock
-def test_fetch_books_500_keys_is_one_request(client):
+def test_fetch_books_500_keys_is_one_request(stub, bclient):
     keys = [str(i) for i in range(500)]
-    route = respx.post(f"{CLOB}/books").mock(return_value=json_response([]))
-    res = client.fetch_books(keys + keys[:10])
-    assert route.call_count == 1
-    assert len(orjson.loads(route.calls.last.request.content)) == 500
+    stub.route("POST", "/books", Reply.json([]))
+    res = bclient.fetch_books(keys + keys[:10])
+    assert len(stub.calls) == 1
+    assert len(orjson.loads(stub.calls[-1].body)) == 500
     assert len(res.errors) == 500
 
 
 ERROR_CASES = [
-    (httpx.Response(404, json={"error": "No orderbook exists for the requested token id"}), errors.NotFound),
-    (httpx.Response(400, json={"error": "Invalid token id"}), errors.ClientError),
-    (httpx.Response(400, json={"error": "Payload exceeds the limit"}), errors.ClientError),
-    (httpx.Response(500, json={"error": "internal"}), errors.ServerError),
-    (httpx.Response(503, text="upstream down"), errors.ServerError),
-    (httpx.Response(425, json={"error": "service not ready"}), errors.ServerError),
-    (
-        httpx.Response(403, text="<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title>"),
-        errors.ClientError,
-    ),
-    (httpx.Response(403, text="error code: 1010"), errors.ClientError),
-    (httpx.Response(429, text="Too Many Requests"), errors.RateLimited),
-    (httpx.Response(200, text='[{"asset_id": "1", "bids": ['), errors.BadPayload),
-    (httpx.Response(200, text="<html><body>Just a moment...</body></html>"), errors.BadPayload),
-    (httpx.Response(200, text=""), errors.BadPayload),
-    (httpx.ReadTimeout("read timed out"), errors.Timeout),
-    (httpx.ConnectTimeout("connect timed out"), errors.Timeout),
-    (httpx.PoolTimeout("pool"), errors.Timeout),
-    (httpx.ConnectError("refused"), errors.TransportError),
-    (httpx.RemoteProtocolError("peer closed"), errors.TransportError),
+    (Reply.json({"error": "No orderbook exists for the requested token id"}, 404), errors.NotFound),
+    (Reply.json({"error": "Invalid token id"}, 400), errors.ClientError),
+    (Reply.json({"error": "Payload exceeds the limit"}, 400), errors.ClientError),
+    (Reply.json({"error": "internal"}, 500), errors.ServerError),
+    (Reply.text("upstream down", 503), errors.ServerError),
+    (Reply.json({"error": "service not ready"}, 425), errors.ServerError),
+    (Reply.text("<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title>", 403), errors.ClientError),
+    (Reply.text("error code: 1010", 403), errors.ClientError),
+    (Reply.text("Too Many Requests", 429), errors.RateLimited),
+    (Reply.text("", 302, Location="https://elsewhere.test/books"), errors.ClientError),  # not followed
+    (Reply.text('[{"asset_id": "1", "bids": ['), errors.BadPayload),
+    (Reply.text("<html><body>Just a moment...</body></html>"), errors.BadPayload),
+    (Reply.text(""), errors.BadPayload),
+    (Reply(200, b"not gzip at all", {"Content-Encoding": "gzip"}), errors.BadPayload),
+    (STALL, errors.Timeout),  # read timeout 0.5 s
+    (HANG_UP, errors.TransportError),
+    (CUT_SHORT, errors.TransportError),
 ]
+ERROR_IDS = [a if isinstance(a, str) else f"{a.status}-{a.body[:12]!r}" for a, _ in ERROR_CASES]
 
 
-def _mock(route, response):
-    if isinstance(response, Exception):
-        route.mock(side_effect=response)
-    else:
-        route.mock(return_value=response)
-
-
-@pytest.mark.parametrize("response,exc", ERROR_CASES)
-@respx.mock
-def test_fetch_books_errors_are_typed(client, response, exc):
-    _mock(respx.post(f"{CLOB}/books"), response)
+@pytest.mark.parametrize("answer,exc", ERROR_CASES, ids=ERROR_IDS)
+def test_fetch_books_errors_are_typed(stub, bclient, answer, exc):
+    stub.route("POST", "/books", answer)
     with pytest.raises(exc) as ei:
-        client.fetch_books([YES])
+        bclient.fetch_books([YES])
     assert ei.value.venue == "polymarket"
-    if isinstance(response, httpx.Response) and response.status_code != 200:
-        assert ei.value.status == response.status_code
+    if isinstance(answer, Reply) and answer.status != 200:
+        assert ei.value.status == answer.status
 
 
-@pytest.mark.parametrize("response,exc", ERROR_CASES)
-@respx.mock
-def test_fetch_book_errors_are_typed(client, response, exc):
-    _mock(respx.get(f"{CLOB}/book"), response)
+@pytest.mark.parametrize("answer,exc", ERROR_CASES, ids=ERROR_IDS)
+def test_fetch_book_errors_are_typed(stub, bclient, answer, exc):
+    stub.route("GET", "/book", answer)
     with pytest.raises(exc):
-        client.fetch_book(YES)
+        bclient.fetch_book(YES)
+
+
+def test_connection_refused_is_a_transport_error():
+    c = PolymarketClient(_settings(clob_url=closed_port_url()))
+    try:
+        with pytest.raises(errors.TransportError) as ei:
+            c.fetch_books([YES])
+        assert ei.value.venue == "polymarket"
+    finally:
+        c.close()
+
+
+def test_book_requests_use_the_environment_proxy(stub, monkeypatch):
+    """Like httpx (trust_env): HTTP_PROXY is used, and NO_PROXY exempts a host."""
+    stub.route("POST", "/books", Reply.json([book(YES)]))
+    monkeypatch.setenv("HTTP_PROXY", stub.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    c = PolymarketClient(_settings(clob_url="http://clob.invalid"))
+    try:
+        assert set(c.fetch_books([YES]).books) == {YES}
+        assert stub.calls[-1].path == "http://clob.invalid/books" or stub.calls[-1].path == "/books"
+        assert stub.calls[-1].headers["host"] == "clob.invalid"  # asked of the proxy, for that host
+    finally:
+        c.close()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    d = PolymarketClient(_settings(clob_url=stub.url))
+    try:
+        n = len(stub.calls)
+        assert set(d.fetch_books([YES]).books) == {YES} and stub.calls[n].headers["host"].startswith("127.0.0.1")
+    finally:
+        d.close()
 
 
 @pytest.mark.parametrize("header,expected", [("7", 7.0), ("0.5", 0.5), (None, None), ("soon", None)])
-@respx.mock
-def test_rate_limited_retry_after(client, header, expected):
+def test_rate_limited_retry_after(stub, bclient, header, expected):
     headers = {"Retry-After": header} if header is not None else {}
-    respx.post(f"{CLOB}/books").mock(return_value=httpx.Response(429, text="Too Many Requests", headers=headers))
+    stub.route("POST", "/books", Reply.text("Too Many Requests", 429, **headers))
     with pytest.raises(errors.RateLimited) as ei:
-        client.fetch_books([YES])
+        bclient.fetch_books([YES])
     assert ei.value.retry_after_s == expected
 
 
-@respx.mock
-def test_fetch_book_single(client):
-    route = respx.get(f"{CLOB}/book").mock(return_value=json_response(book(YES)))
-    res = client.fetch_book(YES)
-    req = route.calls.last.request
-    assert req.url.params["token_id"] == YES
+def test_fetch_book_single(stub, bclient):
+    stub.route("GET", "/book", Reply.json(book(YES)))
+    res = bclient.fetch_book(YES)
+    req = stub.called("GET", "/book")[-1]
+    assert req.query["token_id"] == YES
     assert req.headers["user-agent"] == UA
     assert set(res.books) == {YES} and res.errors == {}
-    rec = client.normalize(inst(), res.books[YES], res.ts_ms, res.latency_ms)
+    rec = bclient.normalize(inst(), res.books[YES], res.ts_ms, res.latency_ms)
     assert rec.best_bid == "0.414"
 
 
-@respx.mock
-def test_books_endpoint_single_uses_get_book():
+def test_books_endpoint_single_uses_get_book(stub):
     """books_endpoint="single": batch size 1, GET /book per token, a 404 is a per-key NotFound."""
-    c = PolymarketClient(_settings(books_endpoint="single", books_batch_size=100))
+    c = PolymarketClient(_settings(clob_url=stub.url, books_endpoint="single", books_batch_size=100))
     assert c.batch_size == 1
     assert PolymarketClient(_settings()).batch_size == 500  # the default stays POST /books (the venue maximum)
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        tid = request.url.params["token_id"]
+    def answer(req):
+        tid = req.query["token_id"]
         if tid == GONE:
-            return json_response({"error": "No orderbook exists for the requested token id"}, 404)
-        return json_response(book(tid))
+            return Reply.json({"error": "No orderbook exists for the requested token id"}, 404)
+        return Reply.json(book(tid))
 
-    route = respx.get(f"{CLOB}/book").mock(side_effect=answer)
-    batch = respx.post(f"{CLOB}/books")
+    stub.route("GET", "/book", answer)
     try:
         t0 = int(time.time() * 1000)
         res = c.fetch_books([YES])
-        assert route.call_count == 1 and not batch.called
-        req = route.calls.last.request
-        assert req.url.params["token_id"] == YES and req.headers["user-agent"] == UA
+        gets = stub.called("GET", "/book")
+        assert len(gets) == 1 and not stub.called("POST", "/books")
+        assert gets[-1].query["token_id"] == YES and gets[-1].headers["user-agent"] == UA
         assert set(res.books) == {YES} and res.errors == {}
         assert res.ts_ms >= t0 and res.latency_ms >= 0
         assert c.normalize(inst(), res.books[YES], res.ts_ms, res.latency_ms).best_bid == "0.414"
@@ -702,12 +756,12 @@ def test_books_endpoint_single_uses_get_book():
 
         res = c.fetch_books([YES, GONE, YES])  # several keys (not sent by the lane): one GET each
         assert set(res.books) == {YES} and set(res.errors) == {GONE}
-        assert route.call_count == 4
+        assert len(stub.called("GET", "/book")) == 4
 
-        route.mock(return_value=httpx.Response(503, text="upstream down"))  # anything else raises
+        stub.route("GET", "/book", Reply.text("upstream down", 503))  # anything else raises
         with pytest.raises(errors.ServerError):
             c.fetch_books([YES])
-        route.mock(return_value=httpx.Response(429, text="Too Many Requests", headers={"Retry-After": "3"}))
+        stub.route("GET", "/book", Reply.text("Too Many Requests", 429, **{"Retry-After": "3"}))
         with pytest.raises(errors.RateLimited) as ei:
             c.fetch_books([YES])
         assert ei.value.retry_after_s == 3.0
@@ -715,16 +769,15 @@ def test_books_endpoint_single_uses_get_book():
         c.close()
 
 
-@respx.mock
-def test_fetch_book_wrong_type(client):
-    respx.get(f"{CLOB}/book").mock(return_value=json_response([book(YES)]))
+def test_fetch_book_wrong_type(stub, bclient):
+    stub.route("GET", "/book", Reply.json([book(YES)]))
     with pytest.raises(errors.BadPayload):
-        client.fetch_book(YES)
+        bclient.fetch_book(YES)
 
 
-def test_thread_local_clients_and_close():
-    c = PolymarketClient(_settings())
-    mine = c._clients.get()
+def test_thread_local_clients_and_close(stub):
+    c = PolymarketClient(_settings(clob_url=stub.url))
+    mine = c._clients.get()  # discovery's httpx client
     assert c._clients.get() is mine
     other: list[Any] = []
     t = threading.Thread(target=lambda: other.append(c._clients.get()))
@@ -732,13 +785,14 @@ def test_thread_local_clients_and_close():
     t.join()
     assert other[0] is not mine
     assert mine.headers["user-agent"] == UA
-    # one TLS context (CA bundle loaded once) shared by every thread's client
+    # one TLS context (CA bundle loaded once) shared by every thread's client, books' pools included
     assert mine._transport._pool._ssl_context is other[0]._transport._pool._ssl_context
+    assert c._books._managers.get().direct.connection_pool_kw["ssl_context"] is c._ssl_context()
+    stub.route("GET", "/book", Reply.json(book(YES)))
+    assert set(c.fetch_book(YES).books) == {YES}
     c.close()
     assert mine.is_closed and other[0].is_closed
-    with respx.mock:  # still usable after close(): a fresh client is opened
-        respx.get(f"{CLOB}/book").mock(return_value=json_response(book(YES)))
-        assert set(c.fetch_book(YES).books) == {YES}
+    assert set(c.fetch_book(YES).books) == {YES}  # still usable after close(): fresh pools are opened
     assert c._clients.get() is not mine
     c.close()
 

@@ -1,7 +1,8 @@
 """Shared HTTP plumbing of the venue clients: per-thread sessions, status -> typed error,
 JSON body parsing, and the retry loop of one discovery page.
 
-Each venue module keeps its own request function (Polymarket speaks httpx, Limitless requests),
+Each venue module keeps its own request function (Polymarket speaks httpx for discovery and
+urllib3 for books, collector.venues.pooled; Limitless requests),
 but both map answers to the same typed errors (collector.model.errors) through this module, so
 the poller and discovery see one error vocabulary whatever the venue.
 """

@@ -40,6 +40,7 @@ from collector.venues.pacing import Pacer
 from collector.venues.polyhash import CheckedBook, ExactReply
 from collector.venues.polymarket_book import VENUE, book_record
 from collector.venues.polymarket_markets import add_market
+from collector.venues.pooled import PooledHTTP
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,14 @@ class PolymarketClient:
         self.batch_size: int = 1 if self.single else settings.books_batch_size
         self._gamma = settings.gamma_url.rstrip("/")
         self._clob = settings.clob_url.rstrip("/")
-        self._book_timeout = httpx.Timeout(
-            connect=settings.connect_timeout_s,
-            read=settings.read_timeout_s,
-            write=settings.read_timeout_s,
-            pool=settings.connect_timeout_s,
-        )
         self._discovery_timeout = httpx.Timeout(settings.discovery_timeout_s)
-        self._clients = ThreadLocal(self._new_client)
-        self._pacer = Pacer(settings.discovery_rate_requests, settings.discovery_rate_window_s)
-        self.max_pages = MAX_DISCOVERY_PAGES
         self._lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
+        self._clients = ThreadLocal(self._new_client)  # httpx, for discovery
+        self._books = PooledHTTP(VENUE, user_agent=settings.user_agent, connect_s=settings.connect_timeout_s,
+                                 read_s=settings.read_timeout_s, ssl_context=self._ssl_context())
+        self._pacer = Pacer(settings.discovery_rate_requests, settings.discovery_rate_window_s)
+        self.max_pages = MAX_DISCOVERY_PAGES
         self.unusable_books = 0  # /books elements that were not a dict with an asset_id
         self.unrequested_books = 0  # /books elements for tokens we did not ask for
         self.verify_hash = settings.verify_book_hash
@@ -84,7 +81,7 @@ class PolymarketClient:
     def _new_client(self) -> httpx.Client:
         return httpx.Client(
             headers={"User-Agent": self.settings.user_agent, "Accept": "application/json"},
-            timeout=self._book_timeout,
+            timeout=self._discovery_timeout,
             follow_redirects=False,
             verify=self._ssl_context(),
         )
@@ -203,8 +200,7 @@ class PolymarketClient:
         if not keys:
             return FetchResult(books={}, errors={}, ts_ms=now_ms(), latency_ms=0.0)
         body = orjson.dumps([{"token_id": k} for k in keys])
-        _, ts, latency, content = self._request("POST", f"{self._clob}/books", body=body, timeout=self._book_timeout,
-                                                parse=False)
+        content, ts, latency = self._books.request("POST", f"{self._clob}/books", body=body)
         data = reply.items(content, "/books")
         wanted = set(keys)
         books: dict[str, Any] = {}
@@ -266,9 +262,8 @@ class PolymarketClient:
 
     def fetch_book(self, poll_key: str) -> FetchResult:
         """Single ``GET /book?token_id=`` (404 -> NotFound raised)."""
-        data, ts, latency, content = self._request(
-            "GET", f"{self._clob}/book", params={"token_id": poll_key}, timeout=self._book_timeout
-        )
+        content, ts, latency = self._books.request("GET", f"{self._clob}/book", params={"token_id": poll_key})
+        data = parse_json(content, self.name)
         hd = reply.head(content) if isinstance(data, dict) else None
         if hd is None:
             raise errors.BadPayload(f"/book: expected an object, got {type(data).__name__}", venue=self.name)
@@ -309,6 +304,7 @@ class PolymarketClient:
     def close(self) -> None:
         """Close every thread's HTTP client; a later request on any thread opens a fresh one."""
         self._clients.close_all()
+        self._books.close()
 
 
 CLIENT = PolymarketClient
