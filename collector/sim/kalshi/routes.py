@@ -81,7 +81,7 @@ def routes(sim: Sim) -> list[Route]:
         out: list[tuple[str, bytes]] = []
         seen: set[str] = set()
         for t in tickers:
-            t = t.split(",", 1)[0]  # a comma-joined value is one (unknown) ticker on the venue
+            t = t.split(",", 1)[0]  # a comma-joined value returns one book on the venue
             if t in seen:
                 continue
             seen.add(t)
