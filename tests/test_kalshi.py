@@ -409,7 +409,7 @@ def test_budgets_explicit_values_win_over_the_signed_defaults():
 
 def test_registry_and_defaults():
     s = load_settings()
-    assert "kalshi" in s.venues and s.kalshi.series == ["KXBTCD", "KXETHD"] and not s.kalshi.combos
+    assert "kalshi" not in s.venues and s.kalshi.series == ["KXBTCD", "KXETHD"] and not s.kalshi.combos
     c = make_client("kalshi", s)
     assert c.batch_size == 100 and c.name == "kalshi"
     c.close()

@@ -144,3 +144,17 @@ def test_collector_run_sim_records_three_venues(tmp_path):
     assert rc == 0, out[-3000:]
     assert "discovery kalshi: ok=True" in out
     assert len({b["instrument_id"] for b in h.books(tmp_path, KAL)}) > 5
+
+
+def test_sim_enables_every_venue_unless_venues_were_chosen(monkeypatch, tmp_path):
+    from collector.sim.testing import all_venues_env
+
+    monkeypatch.delenv("COLLECTOR_VENUES", raising=False)
+    assert all_venues_env(load_settings()) == {"COLLECTOR_VENUES": "polymarket,limitless,kalshi"}
+    monkeypatch.setenv("COLLECTOR_VENUES", "polymarket")
+    assert all_venues_env(load_settings()) == {}
+    monkeypatch.delenv("COLLECTOR_VENUES")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('venues = ["limitless"]\n')
+    monkeypatch.setenv("COLLECTOR_CONFIG", str(cfg))
+    assert all_venues_env(load_settings()) == {}

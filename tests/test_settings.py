@@ -13,7 +13,7 @@ from collector.model.errors import ConfigError
 def test_defaults():
     s = load_settings()
     assert s.data_dir == Path("./data")
-    assert s.venues == ["polymarket", "limitless", "kalshi"]
+    assert s.venues == ["polymarket", "limitless"]  # kalshi is opt-in
     assert s.kalshi.api_url == "https://external-api.kalshi.com/trade-api/v2"
     assert s.kalshi.books_batch_size == 100 and s.kalshi.api_key_id is None
     assert s.polymarket.gamma_url == "https://gamma-api.polymarket.com"

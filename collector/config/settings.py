@@ -35,6 +35,8 @@ from collector.model.errors import ConfigError
 
 VenueName = Literal["polymarket", "limitless", "kalshi"]
 ALL_VENUES: tuple[str, ...] = ("polymarket", "limitless", "kalshi")
+# Kalshi is opt-in on the live venues (its anonymous budget is unconfirmed); --sim enables all.
+DEFAULT_VENUES: tuple[str, ...] = ("polymarket", "limitless")
 
 
 class _Strict(BaseModel):
@@ -283,7 +285,7 @@ class Settings(BaseSettings):
 
     config: Path | None = Field(default=None, description="path of the TOML file (COLLECTOR_CONFIG); informational")
     data_dir: Path = Field(default=Path("./data"), description="root of everything written")
-    venues: Annotated[list[VenueName], NoDecode] = Field(default_factory=lambda: list(ALL_VENUES), description="enabled venues")
+    venues: Annotated[list[VenueName], NoDecode] = Field(default_factory=lambda: list(DEFAULT_VENUES), description="enabled venues (kalshi is opt-in; --sim enables all unless set)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="console log level")
     polymarket: PolymarketSettings = Field(default_factory=PolymarketSettings)
     limitless: LimitlessSettings = Field(default_factory=LimitlessSettings)

@@ -136,6 +136,16 @@ class SimHandle:
         stop_process(self.proc)
 
 
+def all_venues_env(settings: Any) -> dict[str, str]:
+    """``COLLECTOR_VENUES`` naming every venue the simulator serves, unless ``settings`` chose the
+    venues (environment or TOML): a dry run records them all, a chosen list stays as it is."""
+    if "venues" in settings.model_fields_set:
+        return {}
+    from collector.sim.venue import VENUES
+
+    return {"COLLECTOR_VENUES": ",".join(VENUES)}
+
+
 def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
