@@ -158,3 +158,39 @@ def test_sim_enables_every_venue_unless_venues_were_chosen(monkeypatch, tmp_path
     cfg.write_text('venues = ["limitless"]\n')
     monkeypatch.setenv("COLLECTOR_CONFIG", str(cfg))
     assert all_venues_env(load_settings()) == {}
+
+
+def test_readers_coverage_and_compaction_take_kalshi_as_it_is(tmp_path, monkeypatch):
+    """No venue-specific code outside the venue's module: the generic readers, the coverage
+    view and daily compaction handle what the Kalshi client recorded."""
+    from collector import read
+    from collector.ops.coverage import coverage
+    from collector.store.compact import compact_day
+
+    with run_sim("--markets", "40", "--seed", "11") as sim:
+        h.apply_env(monkeypatch, {**sim.env, "COLLECTOR_DATA_DIR": str(tmp_path), "COLLECTOR_VENUES": KAL,
+                                  "COLLECTOR_KALSHI__RULES": RULE_6, "COLLECTOR_WRITER__ROTATE_MINUTES": "1"})
+        settings = load_settings()
+        (rep,) = run_discovery(settings)
+        assert rep.ok and rep.instruments == 6, rep
+        time.sleep(0.4)
+        with h.poller_thread(Poller(settings)):
+            time.sleep(4)
+    on_disk = h.books(tmp_path, KAL)
+    books = read.load_books(tmp_path, KAL)
+    assert len(books) == len(on_disk) and {b["instrument_id"] for b in books} == {b["instrument_id"] for b in on_disk}
+    cat = read.market_catalog(tmp_path, KAL)
+    assert len(cat) == 6 and all(e["venue"] == KAL and e["poll_key"].startswith("KXBTCD-") for e in cat.values())
+    assert all(e.get("event_slug", "").startswith("KXBTCD-") and e.get("series_slug") == "KXBTCD" for e in cat.values())
+    last = books[-1]
+    at = read.book_at(tmp_path, KAL, last["instrument_id"], last["ts_ms"])
+    assert at is not None and at["bids"] == last["bids"] and at["asks"] == last["asks"]
+    day = time.strftime("%Y-%m-%d", time.gmtime(last["ts_ms"] / 1000))
+    cov = coverage(tmp_path, KAL, day, 2.0, now_ms=last["ts_ms"] + 1)
+    assert cov["summary"]["venue"] == KAL and cov["summary"]["instruments"] == 6
+    now = last["ts_ms"] + 3 * 86_400_000  # the day is long over
+    res = compact_day(tmp_path, KAL, day, now_ms=now, grace_s=0)
+    assert res.ok, res
+    again = read.load_books(tmp_path, KAL)  # from Parquet now
+    assert [(b["instrument_id"], b["ts_ms"], b["bids"], b["asks"]) for b in again] == \
+        [(b["instrument_id"], b["ts_ms"], b["bids"], b["asks"]) for b in books]
