@@ -177,6 +177,10 @@ def test_property_sorted_exact_and_order_free(book, rnd):
     shuffled = {k: rnd.sample(v, len(v)) for k, v in book.items()}  # the order sent does not matter
     again = book_record(_inst(), shuffled, 1, 0.0)
     assert (again.bids, again.asks) == (rec.bids, rec.asks)
+    # other decimal text ("0.42", "0.420000"): the general Decimal path, the same book
+    other = {k: [[p.rstrip("0") if rnd.random() < 0.5 else p + "00", q] for p, q in v] for k, v in book.items()}
+    general = book_record(_inst(), other, 1, 0.0)
+    assert (general.bids, general.asks) == (rec.bids, rec.asks)
 
 
 _junk = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),

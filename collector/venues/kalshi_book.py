@@ -50,11 +50,16 @@ def book_record(inst: Instrument, raw: Any, ts_ms: int, latency_ms: float) -> Bo
     if type(ob) is not dict:
         raise errors.BadPayload(f"orderbook_fp: expected an object, got {type(ob).__name__}", venue=VENUE)
     top = notional_of(inst)
-    yes = _side(ob.get("yes_dollars"), "yes_dollars", top)
-    no = _side(ob.get("no_dollars"), "no_dollars", top)
-    bids = [(p, s) for _, p, s in reversed(yes)]  # highest YES bid first
-    asks = [(fmt(top - d), s) for d, _, s in reversed(no)]  # highest NO bid = lowest YES ask first
-    if yes and no and yes[-1][0] > top - no[-1][0]:
+    fast = _sides_fast(ob) if top == _ONE else None
+    if fast is not None:
+        bids, asks, crossed = fast
+    else:
+        yes = _side(ob.get("yes_dollars"), "yes_dollars", top)
+        no = _side(ob.get("no_dollars"), "no_dollars", top)
+        bids = [(p, s) for _, p, s in reversed(yes)]  # highest YES bid first
+        asks = [(fmt(top - d), s) for d, _, s in reversed(no)]  # highest NO bid = lowest YES ask first
+        crossed = bool(yes and no and yes[-1][0] > top - no[-1][0])
+    if crossed:
         raise errors.BadPayload(
             f"orderbook: crossed book {inst.poll_key} (yes bid {bids[0][0]} > yes ask {asks[0][0]})", venue=VENUE
         )
@@ -72,6 +77,58 @@ def book_record(inst: Instrument, raw: Any, ts_ms: int, latency_ms: float) -> Bo
         hash=None,
         tick_size=inst.tick_size,
     )
+
+
+_TICKS = 10_000  # the venue's usual text: "0.dddd" dollars
+_PRICE_TEXT: dict[int, str] = {}
+
+
+def _price_text(t: int) -> str:
+    text = _PRICE_TEXT.get(t)
+    if text is None:
+        text = _PRICE_TEXT[t] = f"0.{t:04d}".rstrip("0")
+    return text
+
+
+def _ticks(levels: Any) -> list[tuple[int, str]] | None:
+    """``[["0.4200", "13.00"], ...]`` -> ``[(4200, "13"), ...]`` ascending; None (take the general
+    path, which also says what is wrong) unless every level is 4-decimal text, 0 < price < 1,
+    size > 0, no price twice."""
+    if levels is None:
+        return []
+    if type(levels) is not list:
+        return None
+    out: list[tuple[int, str]] = []
+    for lvl in levels:
+        if type(lvl) is not list or len(lvl) != 2:
+            return None
+        p, q = lvl
+        if type(p) is not str or len(p) != 6 or p[0] != "0" or p[1] != "." or not (p.isascii() and p[2:].isdigit()):
+            return None
+        t = int(p[2:])
+        try:
+            size = dec_text(q)
+        except ValueError:
+            return None
+        if t == 0 or size == "0":
+            return None
+        out.append((t, size))
+    out.sort()
+    for a, b in zip(out, out[1:]):
+        if a[0] == b[0]:
+            return None
+    return out
+
+
+def _sides_fast(ob: dict[str, Any]) -> tuple[list, list, bool] | None:
+    """Both sides in integer ticks (the common case; about 3x cheaper than Decimal per level)."""
+    yes = _ticks(ob.get("yes_dollars"))
+    no = _ticks(ob.get("no_dollars")) if yes is not None else None
+    if no is None:
+        return None
+    bids = [(_price_text(t), q) for t, q in reversed(yes)]
+    asks = [(_price_text(_TICKS - t), q) for t, q in reversed(no)]
+    return bids, asks, bool(yes and no and yes[-1][0] > _TICKS - no[-1][0])
 
 
 def _side(levels: Any, name: str, top: Decimal) -> list[tuple[Decimal, str, str]]:
