@@ -110,3 +110,34 @@ def test_kalshi_fault(case: Case, tmp_path, monkeypatch):
     assert failed <= gapped, failed - gapped
     H.report("kalshi_" + case.id, faults=len(faults), recovery_s=t_rec - m["off"], before=before, during=during,
              after=after)
+
+
+def test_kalshi_discovery_next_to_a_running_poller_stays_inside_the_budget(tmp_path, monkeypatch):
+    """The poller at the default anonymous budget (2 requests/s, here 40 instruments in batches of
+    10) and discovery passes meanwhile, each paging every configured series: together they stay
+    under the simulator's ~3 requests/s bucket through the shared spacing, so no pass fails and
+    the venue answers no 429."""
+    from collector.config.settings import load_settings
+    from collector.discovery.run import run_discovery
+
+    rule = orjson.dumps([{"name": "crypto", "event_slug_prefixes": ["KXBTCD", "KXETHD"], "max_markets": 40}]).decode()
+    with run_sim("--markets", "120", "--seed", "44") as sim:
+        settings = H.prepare(sim, tmp_path, monkeypatch, VENUES=KAL, KALSHI__RULES=rule, KALSHI__BOOKS_BATCH_SIZE="10")
+        ids = H.instrument_ids(tmp_path, KAL, sim)
+        m = H.Marks()
+        with h.poller_thread(Poller(settings)):
+            m("start")
+            passes = []
+            for _ in range(3):
+                passes += run_discovery(load_settings())
+                time.sleep(0.5)
+            m("end")
+        log = sim.requests(venue=KAL, limit=5000)["recent"]
+    assert all(r.ok for r in passes), [r.error for r in passes]
+    assert sum(1 for e in log if e["endpoint"] == "kalshi.events") == 3 * len(settings.kalshi.series)
+    assert not [e for e in log if e["status"] == 429], "the shared budget let a 429 through"
+    ds = schema.scan(tmp_path)
+    schema.assert_clean(ds)
+    ratio = H.cov(ds, KAL, ids, m["start"] + 2, m["end"], fresh_ms=int(2.5 * 1000 * len(ids) / 20 + 1000)).ratio
+    H.report("kalshi_discovery_next_to_poller", instruments=len(ids), passes=len(passes), coverage=ratio)
+    assert ratio >= 0.9
