@@ -9,10 +9,8 @@ writes a snapshot selecting BENCH_INSTRUMENTS of them, then runs the poller as a
 * ``single``: the per-instrument baseline, ``GET /book`` per token
   (COLLECTOR_POLYMARKET__BOOKS_ENDPOINT=single, budget 1500 / 10 s as on the real venue, more
   workers and a higher in-flight cap so concurrency is not what limits it).
-* ``kalshi`` (only when named in BENCH_MODES): the same number of Kalshi markets (or as many as
-  the sim has trading) through ``GET /markets/orderbooks`` in batches of 100, with the Polymarket
-  batch budget (500 / 10 s) instead of Kalshi's anonymous one, so the figures compare the two
-  venues' hot paths (fetch, join, normalize, write), not their rate limits.
+* ``kalshi`` (if in BENCH_MODES): as many Kalshi markets (or all the sim trades) in batches of 100,
+  on Polymarket's budget (500 / 10 s): the two venues' hot paths compared, not their rate limits.
 
 CPU (user+sys) and RSS are read from the poller process only (psutil), CPU over the steady window
 that follows a warm-up. From the data files and poll_stats it computes books/s, the ratio to the
@@ -105,16 +103,14 @@ def pick_instruments(sim, n: int, must_outlive_ms: int) -> list[Instrument]:
 
 def pick_kalshi(sim, n: int, must_outlive_ms: int) -> list[Instrument]:
     """The sim's trading Kalshi markets (every series, no combos) that outlive the run."""
-    s = KalshiSettings(api_url=sim.kalshi_url, series=[], discovery_rate_requests=100_000,
-                       discovery_rate_window_s=1.0, min_spacing_s=0, share_spacing=False)
-    client = KalshiClient(s)
+    client = KalshiClient(KalshiSettings(api_url=sim.kalshi_url, series=[], discovery_rate_requests=100_000,
+                                         discovery_rate_window_s=1.0, min_spacing_s=0, share_spacing=False))
     try:
         found = client.discover().instruments
     finally:
         client.close()
     live = set(sim.live_tickers())
-    ok = [i for i in found if i.poll_key in live and (i.expires_at_ms is None or i.expires_at_ms > must_outlive_ms)]
-    return ok[:n]
+    return [i for i in found if i.poll_key in live and (i.expires_at_ms is None or i.expires_at_ms > must_outlive_ms)][:n]
 
 
 def markets_for(n_instruments: int) -> int:
@@ -330,11 +326,9 @@ def main() -> int:
     if "nohash" in wanted:  # the batch run with the capture-time hash check off (its CPU cost)
         modes["nohash"] = {"COLLECTOR_POLYMARKET__VERIFY_BOOK_HASH": "false"}
     if "kalshi" in wanted:  # Polymarket's batch budget and concurrency: the hot path, not the limit
-        modes["kalshi"] = {
-            "COLLECTOR_KALSHI__RATE_REQUESTS": "500", "COLLECTOR_KALSHI__MIN_SPACING_S": "0",
-            "COLLECTOR_KALSHI__SHARE_SPACING": "false", "COLLECTOR_KALSHI__MAX_WORKERS": "16",
-            "COLLECTOR_KALSHI__INFLIGHT_START": "4", "COLLECTOR_KALSHI__INFLIGHT_CEILING": "16",
-        }
+        modes["kalshi"] = {f"COLLECTOR_KALSHI__{k}": v for k, v in (
+            ("RATE_REQUESTS", "500"), ("MIN_SPACING_S", "0"), ("SHARE_SPACING", "false"), ("MAX_WORKERS", "16"),
+            ("INFLIGHT_START", "4"), ("INFLIGHT_CEILING", "16"))}
     run_s = (warmup + seconds + 15) * len(modes) + 120
     workdir = Path(tempfile.mkdtemp(prefix="poller-bench-"))
     results: dict[str, dict[str, Any]] = {}
