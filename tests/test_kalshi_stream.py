@@ -165,19 +165,30 @@ def test_seq_gap_resyncs_every_market_of_the_connection_and_reconnects(tmp_path)
     assert {t.status for t in h.lane.tracked.values()} == {LIVE}
 
 
-def test_negative_size_or_crossing_is_a_broken_book(tmp_path):
+def test_negative_size_is_a_broken_book(tmp_path):
     h = H(tmp_path)
     h.track(T)
     h.up()
     h.feed_(_snap(1))
     h.feed_(_delta(2, "0.4000", "-11.00", "yes"))
     assert h.lane.conns[0].reconnects_asked == ["negative_size"]
-    h2 = H(tmp_path / "b")
-    h2.track(T)
-    h2.up()
-    h2.feed_(_snap(1))
-    h2.feed_(_delta(2, "0.5500", "1.00", "yes"))  # YES bid 0.55 above the YES ask 0.50
-    assert h2.lane.conns[0].reconnects_asked == ["crossed"] and not h2.records("book_change")
+
+
+def test_a_book_crossed_past_the_grace_is_asked_for_again(tmp_path):
+    h = H(tmp_path, cross_grace_s=0.05)
+    h.track(T)
+    h.up()
+    h.feed_(_snap(1))
+    h.feed_(_delta(2, "0.5500", "1.00", "yes"))  # YES bid 0.55 above the YES ask 0.50: for a moment
+    h.feed_(_delta(3, "0.5000", "-7.50", "no"))  # the ask goes: uncrossed, nothing asked
+    assert h.lane.tracked[T].status == LIVE and h.lane.conns[0].asked == []
+    h.feed_(_delta(4, "0.4000", "1.00", "no"))  # YES ask 0.60 ... then a bid above it stays
+    h.feed_(_delta(5, "0.6500", "1.00", "yes"))
+    time.sleep(0.1)
+    h.feed_(_delta(6, "0.6500", "1.00", "yes"))
+    assert h.lane.tracked[T].status == RESYNC and h.lane.conns[0].asked[-2:] == [("unsub", (T,)), ("sub", (T,))]
+    assert h.lane.conns[0].reconnects_asked == []  # one market, not the connection
+    assert len(h.records("book_change")) == 5  # every venue message is recorded
 
 
 def test_crossed_or_junk_snapshots_are_not_recorded(tmp_path):

@@ -11,6 +11,7 @@ Routes (P = the port), each group from its own module:
   /_sim/feeds, /_sim/feeds/reset                             (collector.sim.control)
   ws://.../ws/market                 Polymarket market channel  (collector.sim.feeds.polymarket_ws)
   /socket.io/ namespace /markets     Limitless Socket.IO feed   (collector.sim.feeds.limitless_sio)
+  ws://.../kalshi/trade-api/ws/v2    Kalshi orderbook_delta     (collector.sim.feeds.kalshi_ws)
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def env_lines(port: int) -> list[str]:
         f"COLLECTOR_STREAMS__POLYMARKET__URL=ws://127.0.0.1:{port}/ws/market",
         # Socket.IO host; clients connect to it (http scheme) with namespace /markets.
         f"COLLECTOR_STREAMS__LIMITLESS__URL=ws://127.0.0.1:{port}",
+        f"COLLECTOR_STREAMS__KALSHI__URL=ws://127.0.0.1:{port}/kalshi/trade-api/ws/v2",
     ]
 
 

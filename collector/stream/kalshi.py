@@ -12,9 +12,11 @@ What a message means (shared/venues/kalshi.md, the real demo frames in shared/re
 Sequencing: a ``seq`` that is not the previous one + 1 on the same connection and sid means
 messages were lost. The book of every market on that connection is then unknown: each is
 resynced (its gap opens at its last trusted message, REST polls it at the full rate) and the
-connection is made again, which brings a fresh snapshot per market. A size going below zero or a
-crossed book is treated the same way. A REST book that disagrees with a live one asks the venue
-for that market again (delete + add), whose snapshot ends the resync.
+connection is made again, which brings a fresh snapshot per market. A size going below zero is
+treated the same way. One venue change arrives as one message per level, so a book may cross
+for a moment between them: only a book crossed for ``cross_grace_s``, or a REST book that
+disagrees with a live one, asks the venue for that market again (delete + add), whose snapshot
+ends the resync.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ class KalshiFeed:
             return
         book.tick_size = t.inst.tick_size
         t.book = book
+        t.params = None
         lane.snapshot(t, msg, SNAPSHOT_RESYNC if t.status == RESYNC else SNAPSHOT_SUBSCRIBE)
 
     def _delta(self, lane: StreamLane, msg: Any, m: Any) -> None:
@@ -166,13 +169,18 @@ class KalshiFeed:
         if new < 0:
             self._broken(lane, msg, f"negative_size:{price}")
             return
+        if not 0 < Decimal(price) < _ONE:
+            raise BadPayload(f"orderbook_delta: price {price} outside (0, 1)")
         p, s = t.book.set_level(is_bid, price, fmt(new))
         ts = m.get("ts_ms")
         t.book.ob_ts_ms = ts if type(ts) is int else None
-        if t.book.crossed() or not 0 < Decimal(p) < _ONE:
-            self._broken(lane, msg, f"crossed:{price}")
-            return
         lane.change(t, msg, [(p, s)] if is_bid else [], [] if is_bid else [(p, s)], None, None)
+        if not t.book.crossed():
+            t.params = None
+        elif t.params is None:
+            t.params = msg.mono  # crossed since
+        elif msg.mono - t.params > self.s.cross_grace_s and t.status == LIVE:
+            self._ask_again(lane, t, "crossed", msg.mono)
 
     # -- REST ----------------------------------------------------------------------------------
     def on_rest(self, lane: StreamLane, t: Tracked, rec: Any, raw: Any, sent: float, now: float) -> None:
@@ -183,8 +191,14 @@ class KalshiFeed:
         if (rec.bids, rec.asks) == t.book.levels():
             lane.c.rest_agreed += 1
             return
-        lane.resync(t, "rest_differs", now)
-        conn = lane.conns[t.index]  # delete + add: the venue sends this market's snapshot again
+        self._ask_again(lane, t, "rest_differs", now)
+
+    @staticmethod
+    def _ask_again(lane: StreamLane, t: Tracked, reason: str, now: float) -> None:
+        """Resync one market and ask the venue for it again (delete + add: a fresh snapshot)."""
+        lane.resync(t, reason, now)
+        t.params = None
+        conn = lane.conns[t.index]
         lane.c.resubscribes += 1
         conn.unsubscribe([t.key])
         conn.subscribe([t.key])
