@@ -90,6 +90,12 @@ def test_real_combos_are_left_out_unless_asked_for():
     assert r.instruments and all(i.meta["combo"] for i in r.instruments)
 
 
+def test_a_rule_naming_a_combo_series_asks_for_combos():
+    assert not _client().combos and _client(combos=True).combos
+    rules = [{"name": "parlays", "event_slug_prefixes": ["kxmvesports"]}]
+    assert KalshiClient(load_settings(kalshi={"rules": rules}).kalshi).combos
+
+
 def test_real_deci_cent_market_has_its_tick():
     markets = load("kalshi/markets_tickers_ccxt.json")["markets"]
     r = DiscoveryResult(instruments=[])

@@ -194,3 +194,16 @@ def test_readers_coverage_and_compaction_take_kalshi_as_it_is(tmp_path, monkeypa
     again = read.load_books(tmp_path, KAL)  # from Parquet now
     assert [(b["instrument_id"], b["ts_ms"], b["bids"], b["asks"]) for b in again] == \
         [(b["instrument_id"], b["ts_ms"], b["bids"], b["asks"]) for b in books]
+
+
+def test_combos_when_a_rule_asks_for_them(sim, tmp_path, monkeypatch):
+    series = "KXMVESPORTSMULTIGAMEEXTENDED"
+    rules = orjson.dumps([{"name": "parlays", "event_slug_prefixes": ["KXMVE"]}]).decode()
+    h.apply_env(monkeypatch, {**sim.env, "COLLECTOR_DATA_DIR": str(tmp_path), "COLLECTOR_VENUES": KAL,
+                              "COLLECTOR_KALSHI__SERIES": orjson.dumps([series]).decode(),
+                              "COLLECTOR_KALSHI__RULES": rules})
+    time.sleep(1.0)  # the module's simulator bucket refills
+    (rep,) = run_discovery(load_settings())
+    assert rep.ok and rep.instruments > 0, rep
+    snap = h.records(tmp_path, KAL, "markets")
+    assert all(r["instrument_id"].startswith(f"kalshi:{series}-") and r["meta"]["combo"] for r in snap)

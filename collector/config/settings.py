@@ -159,7 +159,7 @@ class KalshiSettings(VenueSettings):
 
     api_url: str = Field(default="https://external-api.kalshi.com/trade-api/v2", description="REST base, version prefix included")
     series: list[str] = Field(default=["KXBTCD", "KXETHD"], description="discovery asks only for these series (GET /events?series_ticker=); [] = every open event (100,000+ markets: hundreds of pages)")
-    combos: bool = Field(default=False, description="also discover multivariate combo markets (GET /events/multivariate); off: every mve_* market is left out")
+    combos: bool = Field(default=False, description="also discover multivariate combo markets (GET /events/multivariate), as does a rule naming a KXMVE... ticker; off: every mve_* market is left out")
     page_limit: int = Field(default=200, ge=1, le=200, description="/events page size (venue max 200)")
     max_pages: int = Field(default=1000, ge=1, description="page bound per discovery pass")
     books_batch_size: int = Field(default=100, ge=1, le=100, description="tickers per GET /markets/orderbooks (venue max 100)")

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 MAX_TICKERS_PER_REQUEST = 100
 END_CURSORS = (None, "")
+COMBO_PREFIX = "KXMVE"  # every multivariate combo series and event ticker starts so
 
 
 class KalshiClient:
@@ -67,6 +68,10 @@ class KalshiClient:
         )
         self._sessions = ThreadLocal(self._new_session)
         self.unrequested_books = 0  # batch items for tickers we did not ask for (or without one)
+        # Combos are asked for by the setting, or by a rule naming a combo series (KXMVE...).
+        self.combos = settings.combos or any(
+            p.upper().startswith(COMBO_PREFIX) for r in settings.rules for p in r.event_slug_prefixes + r.slug_prefixes
+        )
 
     def _new_session(self) -> requests.Session:
         s = requests.Session()
@@ -102,7 +107,7 @@ class KalshiClient:
         result = DiscoveryResult(instruments=[])
         seen: set[str] = set()
         scopes: list[dict[str, str]] = [{"series_ticker": s} for s in dict.fromkeys(self.settings.series)] or [{}]
-        paths = ["/events"] + (["/events/multivariate"] if self.settings.combos else [])
+        paths = ["/events"] + (["/events/multivariate"] if self.combos else [])
         for path in paths:
             for scope in scopes:
                 self._discover_pass(path, scope, result, seen)
@@ -142,7 +147,7 @@ class KalshiClient:
             if type(page) is not dict or type(page.get("events")) is not list:
                 raise errors.BadPayload(f"{what} page {pages}: expected an object with an 'events' list", venue=VENUE)
             for ev in page["events"]:
-                add_event(ev, result, seen, self.settings.combos)
+                add_event(ev, result, seen, self.combos)
             nxt = page.get("cursor")
             if nxt in END_CURSORS:
                 return
