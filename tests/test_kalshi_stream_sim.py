@@ -117,3 +117,21 @@ def _ids(data):
     from collector.store.snapshot import read_snapshot
 
     return read_snapshot(snapshot_path(data, KAL)).instruments
+
+
+def test_a_dropped_connection_is_a_gap_then_live_again(running):
+    sim, settings, data = running
+    with h.poller_thread(Poller(settings)):
+        assert h.wait_for(lambda: sim.feeds()["kalshi"]["subscribed"] == 6, 10)
+        time.sleep(1.5)
+        sim.control(venue=KAL, ws_disconnect=True)
+        assert h.wait_for(lambda: sim.feeds()["kalshi"]["connections_total"] >= 2
+                          and sim.feeds()["kalshi"]["subscribed"] == 6, 15)
+        time.sleep(2)
+    recs = h.records(data, KAL, "book_changes")
+    drops = [r for r in recs if r["record_type"] == "gap" and r["reason"].startswith("ws_")]
+    assert {g["instrument_id"] for g in drops} == {i.instrument_id for i in _ids(data)}
+    for g in drops:  # each closed by the new connection's snapshot
+        assert any(r["record_type"] == "book_snapshot" and r["instrument_id"] == g["instrument_id"]
+                   and r["ts_ms"] == g["to_ts_ms"] for r in recs)
+    assert read.reconcile(data, KAL).disagreed == 0
