@@ -9,6 +9,8 @@ writes a snapshot selecting BENCH_INSTRUMENTS of them, then runs the poller as a
 * ``single``: the per-instrument baseline, ``GET /book`` per token
   (COLLECTOR_POLYMARKET__BOOKS_ENDPOINT=single, budget 1500 / 10 s as on the real venue, more
   workers and a higher in-flight cap so concurrency is not what limits it).
+* ``kalshi`` (if in BENCH_MODES): as many Kalshi markets (or all the sim trades) in batches of 100,
+  on Polymarket's budget (500 / 10 s): the two venues' hot paths compared, not their rate limits.
 
 CPU (user+sys) and RSS are read from the poller process only (psutil), CPU over the steady window
 that follows a warm-up. From the data files and poll_stats it computes books/s, the ratio to the
@@ -34,7 +36,8 @@ Environment (all optional):
                           changes with the simulator's default probability (0.3 per tick)
   BENCH_BASELINE=1        0 skips the GET /book run (its JSON keys are then null)
   BENCH_MODES=batch,single  which runs to do (e.g. "single" alone; "nohash" = batch with
-                          polymarket.verify_book_hash=false, to see the hash check's CPU)
+                          polymarket.verify_book_hash=false, to see the hash check's CPU;
+                          "kalshi" = Kalshi batches next to Polymarket's)
   BENCH_BASELINE_RATE=1500, BENCH_BASELINE_WORKERS=64   budget / threads of the GET /book run
   BENCH_KEEP=1            keep the temp data dirs (path printed)
   BENCH_POLLER_ENV=K=V,...  poller settings without the COLLECTOR_ prefix (e.g. POLLER__GC_THRESHOLD=0)
@@ -64,13 +67,14 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from collector.config.settings import PolymarketSettings  # noqa: E402
+from collector.config.settings import KalshiSettings, PolymarketSettings  # noqa: E402
 from collector.model.clock import now_ms  # noqa: E402
 from collector.model.records import Instrument  # noqa: E402
 from collector.sim.testing import run_sim, stop_process  # noqa: E402
 from collector.store.files import iter_jsonl_lines  # noqa: E402
 from collector.store.layout import snapshot_path  # noqa: E402
 from collector.store.snapshot import Snapshot, write_snapshot  # noqa: E402
+from collector.venues.kalshi import KalshiClient  # noqa: E402
 from collector.venues.polymarket import PolymarketClient  # noqa: E402
 
 KEYS = ("books_per_s", "target_ratio", "cpu_us_per_book", "p50_age_s", "p99_age_s", "rss_mb", "instruments", "seconds")
@@ -100,6 +104,18 @@ def pick_instruments(sim, n: int, must_outlive_ms: int) -> list[Instrument]:
     return ok[:n]
 
 
+def pick_kalshi(sim, n: int, must_outlive_ms: int) -> list[Instrument]:
+    """The sim's trading Kalshi markets (every series, no combos) that outlive the run."""
+    client = KalshiClient(KalshiSettings(api_url=sim.kalshi_url, series=[], discovery_rate_requests=100_000,
+                                         discovery_rate_window_s=1.0, min_spacing_s=0, share_spacing=False))
+    try:
+        found = client.discover().instruments
+    finally:
+        client.close()
+    live = set(sim.live_tickers())
+    return [i for i in found if i.poll_key in live and (i.expires_at_ms is None or i.expires_at_ms > must_outlive_ms)][:n]
+
+
 def markets_for(n_instruments: int) -> int:
     # 2 tokens per market; ~20 % of sim markets have no live book and short crypto slots expire.
     return max(50, int(n_instruments * 0.75) + 50)
@@ -123,15 +139,15 @@ def main_thread_s(p: psutil.Process) -> float:
 
 
 def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str], seconds: float,
-             warmup: float, workdir: Path) -> dict[str, Any]:
+             warmup: float, workdir: Path, venue: str = "polymarket") -> dict[str, Any]:
     data = workdir / name
-    write_snapshot(snapshot_path(data, "polymarket"),
-                   Snapshot(venue="polymarket", asof_ms=now_ms(), rules=[{"name": "all"}],
+    write_snapshot(snapshot_path(data, venue),
+                   Snapshot(venue=venue, asof_ms=now_ms(), rules=[{"name": "all"}],
                             counts={"instruments": len(insts)}, instruments=insts))
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR_")}
     env |= sim.env
     env |= {
-        "COLLECTOR_VENUES": "polymarket",
+        "COLLECTOR_VENUES": venue,
         "COLLECTOR_DATA_DIR": str(data),
         "COLLECTOR_LOG_LEVEL": "WARNING",
         # REST polling at 1 Hz is what this measures (bench/stream_bench.py measures the feeds)
@@ -187,7 +203,7 @@ def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str],
     if win0 is None or win1 is None:
         tail = (workdir / f"poller-{name}.stderr").read_bytes()[-3000:].decode(errors="replace")
         raise RuntimeError(f"poller ({name}) exited early with code {proc.returncode}:\n{tail}")
-    res = analyse(data, insts, spawn_wall, win0, win1)
+    res = analyse(data, insts, spawn_wall, win0, win1, venue)
     cpu = cpu1 - cpu0
     books = res.pop("_books_in_window")
     res["cpu_us_per_book"] = round(cpu / books * 1e6, 1) if books else None
@@ -211,10 +227,11 @@ def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str],
 # --------------------------------------------------------------------------- analysis
 
 
-def analyse(data: Path, insts: list[Instrument], spawn_wall: float, win0: float, win1: float) -> dict[str, Any]:
+def analyse(data: Path, insts: list[Instrument], spawn_wall: float, win0: float, win1: float,
+            venue: str = "polymarket") -> dict[str, Any]:
     ts_by_inst: dict[str, list[int]] = {i.instrument_id: [] for i in insts}
     gaps = other = unchanged = 0
-    for path in sorted((data / "polymarket" / "orderbooks").rglob("*.jsonl*")):
+    for path in sorted((data / venue / "orderbooks").rglob("*.jsonl*")):
         for line in iter_jsonl_lines(path):
             rec = orjson.loads(line)
             if rec.get("record_type") in ("orderbook", "unchanged"):  # a polled book either way
@@ -244,7 +261,7 @@ def analyse(data: Path, insts: list[Instrument], spawn_wall: float, win0: float,
     n = len(insts)
     bps = in_window / seconds
     stats = []
-    for path in sorted((data / "polymarket" / "poll_stats").rglob("*.jsonl*")):
+    for path in sorted((data / venue / "poll_stats").rglob("*.jsonl*")):
         stats += [r for r in map(orjson.loads, iter_jsonl_lines(path)) if w0 <= r["ts_ms"] <= w1 + 500]
     tot = {k: sum(s.get(k) or 0 for s in stats) for k in ("requests", "requests_failed", "failed", "http_429", "timeouts")}
 
@@ -318,6 +335,10 @@ def main() -> int:
         }
     if "nohash" in wanted:  # the batch run with the capture-time hash check off (its CPU cost)
         modes["nohash"] = {"COLLECTOR_POLYMARKET__VERIFY_BOOK_HASH": "false"}
+    if "kalshi" in wanted:  # Polymarket's batch budget and concurrency: the hot path, not the limit
+        modes["kalshi"] = {f"COLLECTOR_KALSHI__{k}": v for k, v in (
+            ("RATE_REQUESTS", "500"), ("MIN_SPACING_S", "0"), ("SHARE_SPACING", "false"), ("MAX_WORKERS", "16"),
+            ("INFLIGHT_START", "4"), ("INFLIGHT_CEILING", "16"))}
     run_s = (warmup + seconds + 15) * len(modes) + 120
     workdir = Path(tempfile.mkdtemp(prefix="poller-bench-"))
     results: dict[str, dict[str, Any]] = {}
@@ -333,8 +354,10 @@ def main() -> int:
             print(f"poller bench: {len(insts)} polymarket instruments at {INTERVAL_S:g} Hz, sim latency "
                   f"{latency:g}+{jitter:g} ms, warm-up {warmup:g} s + {seconds:g} s per mode", file=sys.stderr)
             for name, extra in modes.items():
-                print(f"  running {name} ...", file=sys.stderr, flush=True)
-                results[name] = run_mode(name, sim, insts, extra, seconds, warmup, workdir)
+                venue, chosen = ("kalshi", pick_kalshi(sim, n, now_ms() + int(run_s * 1000))) if name == "kalshi" \
+                    else ("polymarket", insts)
+                print(f"  running {name} ({len(chosen)} {venue} instruments) ...", file=sys.stderr, flush=True)
+                results[name] = run_mode(name, sim, chosen, extra, seconds, warmup, workdir, venue)
                 if os.environ.get("BENCH_KEEP") != "1":
                     shutil.rmtree(workdir / name, ignore_errors=True)
     finally:
@@ -343,7 +366,8 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    labels = {"batch": "batch POST /books", "single": "single GET /book", "nohash": "batch, hash check off"}
+    labels = {"batch": "batch POST /books", "single": "single GET /book", "nohash": "batch, hash check off",
+              "kalshi": "kalshi GET /markets/orderbooks"}
     trends = {k: v.pop("_rss_trend") for k, v in results.items()}
     print(table({labels[k]: v for k, v in results.items()}))
     for k, tr in trends.items():
@@ -361,6 +385,8 @@ def main() -> int:
         print(f"target {k} {op} {lim:g}: {v} {'ok' if ok else 'MISSED'}")
     out = {k: main_r[k] for k in KEYS}
     out["baseline"] = {k: results["single"][k] for k in KEYS} if "single" in results else {k: None for k in KEYS}
+    if "kalshi" in results:
+        out["kalshi"] = {k: results["kalshi"][k] for k in KEYS}
     if "single" in results and results["single"]["books_per_s"]:
         print(f"batching gain: {main_r['books_per_s'] / results['single']['books_per_s']:.1f}x books/s, "
               f"{(results['single']['cpu_us_per_book'] or 0) / (main_r['cpu_us_per_book'] or 1):.1f}x less CPU per book")

@@ -572,7 +572,7 @@ def test_client_factory_clients_are_closed_and_factory_errors_reported(tmp_path)
     rep = discover_venue(s, "polymarket", client_factory=bad_factory, now_ms=NOW)
     assert not rep.ok and rep.error_type == "ConfigError" and not rep.retryable
 
-    rep = discover_venue(s, "kalshi", client_factory=factory, now_ms=NOW)
+    rep = discover_venue(s, "kraken", client_factory=factory, now_ms=NOW)  # not a venue we know
     assert not rep.ok and rep.error_type == "ConfigError"
 
 

@@ -87,7 +87,7 @@ def test_venue_subset_parameter(env):
     assert calls == {"polymarket": 0, "limitless": 1}
     assert not snapshot_path(tmp_path, "polymarket").exists()
     # Prefect validates the parameter against the venue names
-    bad = fd.discovery(venues=["kalshi"], return_state=True)
+    bad = fd.discovery(venues=["kraken"], return_state=True)
     assert bad.is_failed()
 
 

@@ -13,7 +13,9 @@ from collector.model.errors import ConfigError
 def test_defaults():
     s = load_settings()
     assert s.data_dir == Path("./data")
-    assert s.venues == ["polymarket", "limitless"]
+    assert s.venues == ["polymarket", "limitless"]  # kalshi is opt-in
+    assert s.kalshi.api_url == "https://external-api.kalshi.com/trade-api/v2"
+    assert s.kalshi.books_batch_size == 100 and s.kalshi.api_key_id is None
     assert s.polymarket.gamma_url == "https://gamma-api.polymarket.com"
     assert s.polymarket.clob_url == "https://clob.polymarket.com"
     assert s.limitless.api_url == "https://api.limitless.exchange"
@@ -59,7 +61,8 @@ max_markets = 200
     "env,field",
     [
         ({"COLLECTOR_POLYMARKET__BOOKS_BATCH_SIZE": "501"}, "polymarket.books_batch_size"),
-        ({"COLLECTOR_VENUES": "kalshi"}, "venues"),
+        ({"COLLECTOR_VENUES": "kraken"}, "venues"),
+        ({"COLLECTOR_KALSHI__BOOKS_BATCH_SIZE": "101"}, "kalshi.books_batch_size"),
         ({"COLLECTOR_LIMITLESS__API_URL": "ftp://x"}, "limitless.api_url"),
         ({"COLLECTOR_POLLER__SHARD": "3/2"}, "poller.shard"),
         ({"COLLECTOR_WRITER__FSYNC_INTERVAL_S": "-1"}, "writer.fsync_interval_s"),

@@ -363,7 +363,7 @@ def test_limitless_orderbook(sim, http, catalog):
 
 def test_control_endpoint(sim, http):
     cfg = sim.control()
-    assert set(cfg) == {"polymarket", "limitless"} and cfg["polymarket"]["rate_limit"] is False
+    assert set(cfg) == {"polymarket", "limitless", "kalshi"} and cfg["polymarket"]["rate_limit"] is False
     cfg = sim.control(venue="limitless", latency_ms=5, error_rate=0.25)
     assert cfg["limitless"]["latency_ms"] == 5 and cfg["limitless"]["error_rate"] == 0.25
     assert cfg["polymarket"]["error_rate"] == 0
@@ -566,16 +566,16 @@ def test_request_log(sim, http, catalog):
     http.get(f"{sim.limitless_url}/markets/{slug}/orderbook")
     t1 = time.time()
     rep = sim.requests()
-    assert rep["counts"] == {"polymarket": 6, "limitless": 1}
+    assert rep["counts"] == {"polymarket": 6, "limitless": 1, "kalshi": 0}
     assert rep["endpoints"] == {"gamma.markets_keyset": 3, "clob.books": 2, "clob.book": 1, "limitless.orderbook": 1}
     assert rep["status"]["polymarket"] == {"200": 5, "404": 1}
-    assert rep["books_served"] == {"polymarket": 2, "limitless": 1}
+    assert rep["books_served"] == {"polymarket": 2, "limitless": 1, "kalshi": 0}
     assert len(rep["recent"]) == 7 and all(t0 <= e["t"] <= t1 for e in rep["recent"])
     assert [e["venue"] for e in rep["recent"]][-1] == "limitless"
     assert len(sim.requests(since=t1)["recent"]) == 0
     assert len(sim.requests(venue="polymarket", endpoint="clob.books")["recent"]) == 2
     sim.reset_requests()
-    assert sim.requests()["counts"] == {"polymarket": 0, "limitless": 0}
+    assert sim.requests()["counts"] == {"polymarket": 0, "limitless": 0, "kalshi": 0}
 
 
 # --------------------------------------------------------------------------- determinism + churn

@@ -33,10 +33,11 @@ def _discovery_loop(settings: Settings, stop: threading.Event) -> None:
 def cli_run(settings: Settings, sim: bool = False) -> int:
     with ExitStack() as stack:
         if sim:
-            from collector.sim.testing import run_sim
+            from collector.sim.testing import all_venues_env, run_sim
 
             handle = stack.enter_context(run_sim("--markets", "200", "--churn-s", "30"))
             os.environ.update(handle.env)
+            os.environ.update(all_venues_env(settings))
             os.environ.setdefault("COLLECTOR_DATA_DIR", str(settings.data_dir / "sim"))
             settings = load_settings()
             print(f"simulator at {handle.base}; data in {settings.data_dir}", flush=True)

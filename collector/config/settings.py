@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -32,8 +33,10 @@ from pydantic_settings.exceptions import SettingsError
 from collector.config.streams import StreamsSettings
 from collector.model.errors import ConfigError
 
-VenueName = Literal["polymarket", "limitless"]
-ALL_VENUES: tuple[str, ...] = ("polymarket", "limitless")
+VenueName = Literal["polymarket", "limitless", "kalshi"]
+ALL_VENUES: tuple[str, ...] = ("polymarket", "limitless", "kalshi")
+# Kalshi is opt-in on the live venues (its anonymous budget is unconfirmed); --sim enables all.
+DEFAULT_VENUES: tuple[str, ...] = ("polymarket", "limitless")
 
 
 class _Strict(BaseModel):
@@ -49,12 +52,13 @@ class Rule(_Strict):
     name: str = Field(default="all", description="shown in market records as reason \"rule:<name>\"")
     slug_prefixes: list[str] = Field(default=[], description="market slug starts with any of these")
     underlyings: list[str] = Field(default=[], description="asset tickers, e.g. [\"BTC\", \"ETH\"]: oracle ticker, $BTC title marker, slug family")
-    event_slug_prefixes: list[str] = Field(default=[], description="Polymarket event or series slug; Limitless group slug")
+    event_slug_prefixes: list[str] = Field(default=[], description="Polymarket event or series slug; Limitless group slug; Kalshi event or series ticker")
+    title_contains: list[str] = Field(default=[], description="title contains any of these (case-insensitive)")
     tags: list[str] = Field(default=[], description="Polymarket event tags / Limitless categories and tags (any match)")
     recurrence: list[str] = Field(default=[], description="Polymarket series recurrence: 5m, 15m, hourly, daily, weekly...")
     min_minutes_to_expiry: float | None = Field(default=None, description="at least this long to expiry (no expiry passes)")
     max_minutes_to_expiry: float | None = Field(default=None, description="at most this long to expiry (no expiry fails)")
-    min_volume_24h: float | None = Field(default=None, description="24 h volume (Polymarket volume24hr); unknown fails")
+    min_volume_24h: float | None = Field(default=None, description="24 h volume (Polymarket volume24hr in USD, Kalshi volume_24h_fp in contracts); unknown fails")
     min_liquidity: float | None = Field(default=None, description="venue liquidity figure; unknown fails")
     max_markets: int | None = Field(default=None, ge=1, description="keep the top N by 24 h volume")
 
@@ -141,6 +145,53 @@ class LimitlessSettings(VenueSettings):
     @classmethod
     def _url(cls, v: str) -> str:
         return _check_url(v)
+
+
+def _kalshi_default_rules() -> list[Rule]:
+    # BTC/ETH above/below (hourly events, the daily close among them), next 90 min; dozens of
+    # strikes per event, so capped to what the anonymous budget polls at 1 Hz.
+    return [Rule(name="btc-eth-hourly", event_slug_prefixes=["KXBTCD", "KXETHD"], min_minutes_to_expiry=0,
+                 max_minutes_to_expiry=90, max_markets=150)]
+
+
+class KalshiSettings(VenueSettings):
+    """Budgets: the per-IP anonymous one (UNCONFIRMED, ~3 requests/s), or signed_* with a key."""
+
+    api_url: str = Field(default="https://external-api.kalshi.com/trade-api/v2", description="REST base, version prefix included")
+    series: list[str] = Field(default=["KXBTCD", "KXETHD"], description="discovery asks only for these series (GET /events?series_ticker=); [] = every open event (100,000+ markets: hundreds of pages)")
+    combos: bool = Field(default=False, description="also discover multivariate combo markets (GET /events/multivariate), as does a rule naming a KXMVE... ticker; off: every mve_* market is left out")
+    page_limit: int = Field(default=200, ge=1, le=200, description="/events page size (venue max 200)")
+    max_pages: int = Field(default=1000, ge=1, description="page bound per discovery pass")
+    books_batch_size: int = Field(default=100, ge=1, le=100, description="tickers per GET /markets/orderbooks (venue max 100)")
+    max_workers: int = Field(default=4, ge=1, le=64, description="fetch threads")
+    inflight_start: int = Field(default=1, ge=1, description="AIMD starting in-flight cap")
+    inflight_ceiling: int = Field(default=2, ge=1, description="AIMD hard ceiling (<= max_workers)")
+    rate_requests: int = Field(default=20, ge=1, description="book requests per window, anonymous: 2/s of the ~3/s per IP (x100 tickers)")
+    min_spacing_s: float = Field(default=0.35, ge=0, description="gap between two requests of any process on data_dir (discovery included)")
+    discovery_rate_requests: int = Field(default=5, ge=1, description="discovery pages per window, taken from the shared spacing first")
+    cooldown_429_s: float = Field(default=10.0, ge=0, description="pause after a 429 (the venue sends no Retry-After)")
+    share_spacing: bool = Field(default=True, description="processes on one data_dir share min_spacing_s and 429 pauses (file data_dir/kalshi/state/request_spacing)")
+    api_key_id: SecretStr | None = Field(default=None, description="optional API key id (KALSHI-ACCESS-KEY): signed requests use the key's larger budget")
+    private_key: SecretStr | None = Field(default=None, description="its RSA private key, PEM text (or private_key_file)")
+    private_key_file: Path | None = Field(default=None, description="file holding the PEM private key")
+    signed_rate_requests: int = Field(default=150, ge=1, description="rate_requests with a key (Basic: 200 read tokens/s, 10 per request), unless rate_requests is set")
+    signed_min_spacing_s: float = Field(default=0.05, ge=0, description="min_spacing_s with a key, unless min_spacing_s is set")
+    rules: list[Rule] = Field(default_factory=_kalshi_default_rules, description="BTC/ETH hourly above/below, next 90 min, top 150")
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v)
+
+    @model_validator(mode="after")
+    def _signed(self) -> "KalshiSettings":
+        if self.api_key_id is not None and self.private_key is None and self.private_key_file is None:
+            raise ValueError("api_key_id needs private_key or private_key_file")
+        if self.api_key_id is not None:  # a key raises the budget unless one was set explicitly
+            for name in ("rate_requests", "min_spacing_s"):
+                if name not in self.model_fields_set:
+                    setattr(self, name, getattr(self, "signed_" + name))
+        return self
 
 
 def _check_url(v: str) -> str:
@@ -235,10 +286,11 @@ class Settings(BaseSettings):
 
     config: Path | None = Field(default=None, description="path of the TOML file (COLLECTOR_CONFIG); informational")
     data_dir: Path = Field(default=Path("./data"), description="root of everything written")
-    venues: Annotated[list[VenueName], NoDecode] = Field(default_factory=lambda: list(ALL_VENUES), description="enabled venues")
+    venues: Annotated[list[VenueName], NoDecode] = Field(default_factory=lambda: list(DEFAULT_VENUES), description="enabled venues (kalshi is opt-in; --sim enables all unless set)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="console log level")
     polymarket: PolymarketSettings = Field(default_factory=PolymarketSettings)
     limitless: LimitlessSettings = Field(default_factory=LimitlessSettings)
+    kalshi: KalshiSettings = Field(default_factory=KalshiSettings)
     poller: PollerSettings = Field(default_factory=PollerSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)

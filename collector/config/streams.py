@@ -53,9 +53,19 @@ class LimitlessStreamSettings(StreamSettings):
     rest_interval_s: float = Field(default=60.0, gt=0, description="and REST-check every market this often regardless (academy: 60 s)")
 
 
+class KalshiStreamSettings(StreamSettings):
+    enabled: bool = Field(default=False, description="the channel needs an API key even for market data (kalshi.api_key_id): off unless you have one")
+    url: str = Field(default="wss://external-api-ws.kalshi.com/trade-api/ws/v2", description="orderbook_delta channel (signed upgrade)")
+    max_per_connection: int = Field(default=200, ge=1, le=5000, description="tickers per connection (the venue's cap, error 26, is unpublished)")
+    use_yes_price: bool = Field(default=False, description="sent explicitly: false = NO levels in NO-leg prices, as on REST (YES ask = 1 - price); the venue's default is to flip")
+    ping_interval_s: float = Field(default=10.0, gt=0, description="WebSocket ping cadence (the venue pings every 10 s too)")
+    cross_grace_s: float = Field(default=2.0, gt=0, description="a book crossed this long is asked for again (between the level messages of one change it may cross for a moment)")
+
+
 class StreamsSettings(_Strict):
     polymarket: PolymarketStreamSettings = Field(default_factory=PolymarketStreamSettings)
     limitless: LimitlessStreamSettings = Field(default_factory=LimitlessStreamSettings)
+    kalshi: KalshiStreamSettings = Field(default_factory=KalshiStreamSettings)
 
     def venue(self, name: str) -> StreamSettings | None:
         return getattr(self, name, None)

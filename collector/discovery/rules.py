@@ -9,7 +9,8 @@ that is set must hold (AND); a rule with no criterion matches every candidate. C
   whole tokens; see :mod:`collector.discovery.underlying`): the oracle ticker Limitless sends, else the
   ``$BTC`` markers of the title and the slug families ``dollarbtc-above-``, ``btc-up-or-down-``.
 - ``event_slug_prefixes``: ``inst.event_slug`` or ``inst.series_slug`` starts with one of them
-  (case-insensitive).
+  (case-insensitive; Kalshi: the event and series tickers).
+- ``title_contains``: ``inst.title`` contains one of them (case-insensitive).
 - ``tags``: ``inst.tags`` shares at least one tag with the rule (case-insensitive).
 - ``recurrence``: ``inst.recurrence`` is one of them (case-insensitive); no recurrence fails.
 - ``min_minutes_to_expiry`` / ``max_minutes_to_expiry``: minutes from ``now_ms`` to
@@ -61,6 +62,8 @@ def matches(rule: Rule, inst: Instrument, now_ms: int) -> bool:
     if rule.event_slug_prefixes and not (
         _starts(inst.event_slug, rule.event_slug_prefixes) or _starts(inst.series_slug, rule.event_slug_prefixes)
     ):
+        return False
+    if rule.title_contains and not any(t.lower() in (inst.title or "").lower() for t in rule.title_contains):
         return False
     if rule.tags:
         want = {t.lower() for t in rule.tags}

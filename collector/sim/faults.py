@@ -2,7 +2,7 @@
 ``collector.sim.replies``, the request log in ``collector.sim.requestlog``).
 
 One ``FaultEngine`` holds a config per venue ("polymarket" covers /gamma, /clob and the market
-channel, "limitless" covers /limitless and its Socket.IO feed); the feed keys (``ws_*``) are
+channel, "limitless" covers /limitless and its Socket.IO feed, "kalshi" covers /kalshi); the feed keys (``ws_*``) are
 declared and checked in ``collector.sim.feeds.faults``. All REST fault randomness comes from one
 seeded RNG (the feeds draw from their own).
 """
@@ -31,6 +31,10 @@ POLY_LIMITS = {
 }
 # Limitless: at most 2 requests in flight and at least 300 ms between two requests.
 LIM_LIMITS = {"concurrency": 2, "min_spacing_s": 0.3}
+# Kalshi: one token bucket per caller, every request costing `cost` tokens. The anonymous budget
+# is undocumented (about 3 requests/s per IP); Basic keys get 200 tokens/s at 10 per request.
+KAL_LIMITS = {"read_tokens_per_s": 30.0, "bucket_tokens": 30.0, "cost": 10.0}
+LIMITS = {"polymarket": POLY_LIMITS, "limitless": LIM_LIMITS, "kalshi": KAL_LIMITS}
 
 # bad_hash_rate: fraction of Polymarket books served with one level changed after hashing, so
 # the body no longer matches its `hash` (what a trimmed or edited book looks like).
@@ -62,7 +66,7 @@ def default_config(venue: str, args: Any = None) -> dict[str, Any]:
         "rate_limit": not bool(g("no_rate_limit", False)),
         "down": False,
         "retry_after_s": "auto",
-        "limits": copy.deepcopy(POLY_LIMITS if venue == "polymarket" else LIM_LIMITS),
+        "limits": copy.deepcopy(LIMITS[venue]),
         **feed_faults.defaults(args),
     }
 
@@ -81,6 +85,7 @@ class FaultEngine:
         self.inflight: dict[str, int] = {v: 0 for v in VENUES}
         self.last_start: dict[str, float] = {v: 0.0 for v in VENUES}
         self.bad_hash_served: dict[str, int] = {v: 0 for v in VENUES}
+        self.buckets: dict[str, list[float]] = {}  # venue -> [tokens, at] (Kalshi's token bucket)
 
     # ---------------- control
 
@@ -97,6 +102,7 @@ class FaultEngine:
 
     def reset_limiter(self) -> None:
         self.windows.clear()
+        self.buckets.clear()
         self.last_start = {v: 0.0 for v in VENUES}
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -132,9 +138,9 @@ class FaultEngine:
         if "limits" in body and not isinstance(body["limits"], dict):
             raise ControlError("limits must be an object")
         lim = body.get("limits") or {}
-        bad = set(lim) - set(POLY_LIMITS) - set(LIM_LIMITS)
+        bad = set(lim) - set(POLY_LIMITS) - set(LIM_LIMITS) - set(KAL_LIMITS)
         if venue is not None:
-            bad |= set(lim) - set(POLY_LIMITS if venue == "polymarket" else LIM_LIMITS)
+            bad |= set(lim) - set(LIMITS[venue])
         if bad:
             raise ControlError(f"unknown limits: {sorted(bad)}")
         for k, val in lim.items():
@@ -221,6 +227,16 @@ class FaultEngine:
                 return too_many(venue, self._retry_after(cfg, 1))
             self.last_start[venue] = now
             return None
+        if venue == "kalshi":
+            lim = cfg["limits"]
+            cap = lim["bucket_tokens"]
+            tokens, at = self.buckets.get(venue, (cap, now))
+            tokens = min(cap, tokens + (now - at) * lim["read_tokens_per_s"])
+            if tokens < lim["cost"]:
+                self.buckets[venue] = [tokens, now]
+                return too_many(venue, None)
+            self.buckets[venue] = [tokens - lim["cost"], now]
+            return None
         wins = []
         for b in buckets:
             n, w = cfg["limits"][b]
@@ -272,6 +288,9 @@ class FaultEngine:
         status = self.rng.choice((500, 502, 503, 504)) if app != "gamma" else self.rng.choice((500, 500, 503))
         if app == "gamma":
             return json_reply(status, {"type": "internal error", "error": "cannot get the information"})
+        if app == "kalshi":
+            return json_reply(status, {"error": {"code": "internal_server_error", "message": "internal server error",
+                                                 "service": "exchange"}})
         if app == "clob":
             msg = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
             return json_reply(status, {"error": msg[status]})

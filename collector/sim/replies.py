@@ -32,7 +32,8 @@ CF_403 = """<!DOCTYPE html>
 </div></div></body></html>
 """
 
-HOSTS = {"gamma": "gamma-api.polymarket.com", "clob": "clob.polymarket.com", "limitless": "api.limitless.exchange"}
+HOSTS = {"gamma": "gamma-api.polymarket.com", "clob": "clob.polymarket.com", "limitless": "api.limitless.exchange",
+         "kalshi": "external-api.kalshi.com"}
 
 
 class Reply:
@@ -52,12 +53,18 @@ def json_reply(status: int, obj: Any, headers: dict | None = None) -> Reply:
 
 
 def too_many(venue: str, headers: dict | None) -> Reply:
+    if venue == "kalshi":  # never a Retry-After (nor X-RateLimit-*) header
+        return json_reply(429, {"error": {"code": "too_many_requests", "message": "too many requests",
+                                          "service": "exchange"}})
     if venue == "limitless":
         return json_reply(429, {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"}, headers)
     return json_reply(429, {"error": "Too Many Requests"}, headers)
 
 
 def down_reply(venue: str) -> Reply:
+    if venue == "kalshi":
+        return json_reply(503, {"error": {"code": "service_unavailable", "message": "service unavailable",
+                                          "service": "exchange"}})
     if venue == "limitless":
         return json_reply(503, {"statusCode": 503, "message": "Service Unavailable"})
     return json_reply(503, {"error": "Service Unavailable"})

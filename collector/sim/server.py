@@ -5,10 +5,13 @@ Routes (P = the port), each group from its own module:
   /clob/book, /clob/books, /clob/, /clob/time                (collector.sim.polymarket.routes)
   /limitless/markets/active, /limitless/markets/active/slugs,
   /limitless/markets/{slug}, /limitless/markets/{slug}/orderbook  (collector.sim.limitless.routes)
+  /kalshi/trade-api/v2/events, .../events/multivariate, .../markets/orderbooks,
+  .../markets/{ticker}/orderbook, .../markets/{ticker}          (collector.sim.kalshi.routes)
   /_sim/health, /_sim/control, /_sim/markets, /_sim/requests, /_sim/requests/reset,
   /_sim/feeds, /_sim/feeds/reset                             (collector.sim.control)
   ws://.../ws/market                 Polymarket market channel  (collector.sim.feeds.polymarket_ws)
   /socket.io/ namespace /markets     Limitless Socket.IO feed   (collector.sim.feeds.limitless_sio)
+  ws://.../kalshi/trade-api/ws/v2    Kalshi orderbook_delta     (collector.sim.feeds.kalshi_ws)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collector.sim import control
 from collector.sim.clock import parse_change_mix
 from collector.sim.faults import FaultEngine
 from collector.sim.feeds.hub import FeedHub
+from collector.sim.kalshi import routes as kalshi_routes
 from collector.sim.limitless import routes as limitless_routes
 from collector.sim.pipeline import Sim
 from collector.sim.polymarket import routes as polymarket_routes
@@ -33,7 +37,7 @@ from collector.sim.requestlog import RequestLog
 from collector.sim.state import SimState
 
 # Route groups in matching order (the venues first, then the control plane).
-ROUTES = (polymarket_routes.routes, limitless_routes.routes, control.routes)
+ROUTES = (polymarket_routes.routes, limitless_routes.routes, kalshi_routes.routes, control.routes)
 
 
 def app(sim: Sim) -> Any:
@@ -91,9 +95,11 @@ def env_lines(port: int) -> list[str]:
         f"COLLECTOR_POLYMARKET__GAMMA_URL={base}/gamma",
         f"COLLECTOR_POLYMARKET__CLOB_URL={base}/clob",
         f"COLLECTOR_LIMITLESS__API_URL={base}/limitless",
+        f"COLLECTOR_KALSHI__API_URL={base}/kalshi/trade-api/v2",
         f"COLLECTOR_STREAMS__POLYMARKET__URL=ws://127.0.0.1:{port}/ws/market",
         # Socket.IO host; clients connect to it (http scheme) with namespace /markets.
         f"COLLECTOR_STREAMS__LIMITLESS__URL=ws://127.0.0.1:{port}",
+        f"COLLECTOR_STREAMS__KALSHI__URL=ws://127.0.0.1:{port}/kalshi/trade-api/ws/v2",
     ]
 
 

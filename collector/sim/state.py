@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from collector.sim.clock import ChangeMix, SimClock, SimError
+from collector.sim.kalshi.venue import KalshiSim
 from collector.sim.limitless.venue import LimitlessSim
 from collector.sim.polymarket.venue import PolymarketSim
 from collector.sim.venue import VenueSim
@@ -32,8 +33,10 @@ class SimState:
         n = max(1, markets)
         self.polymarket = PolymarketSim(self.clock, n)
         self.limitless = LimitlessSim(self.clock, n)
+        self.kalshi = KalshiSim(self.clock, n)
         # The order is part of what a seed reproduces: venues are listed and churned in it.
-        self.venues: dict[str, VenueSim] = {"polymarket": self.polymarket, "limitless": self.limitless}
+        self.venues: dict[str, VenueSim] = {"polymarket": self.polymarket, "limitless": self.limitless,
+                                            "kalshi": self.kalshi}
 
     def venue(self, name: Any) -> VenueSim:
         v = self.venues.get(name) if isinstance(name, str) else None

@@ -31,10 +31,11 @@ from typing import Any
 
 import httpx
 
-# The base-URL variables the sim prints; run_sim waits for all of them. The first three are
-# REST, the last two the feeds (collector/config/streams.py).
+# The base-URL variables the sim prints; run_sim waits for all of them. The first four are
+# REST, the last three the feeds (collector/config/streams.py).
 ENV_KEYS = ("COLLECTOR_POLYMARKET__GAMMA_URL", "COLLECTOR_POLYMARKET__CLOB_URL", "COLLECTOR_LIMITLESS__API_URL",
-            "COLLECTOR_STREAMS__POLYMARKET__URL", "COLLECTOR_STREAMS__LIMITLESS__URL")
+            "COLLECTOR_KALSHI__API_URL", "COLLECTOR_STREAMS__POLYMARKET__URL", "COLLECTOR_STREAMS__LIMITLESS__URL",
+            "COLLECTOR_STREAMS__KALSHI__URL")
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -50,6 +51,7 @@ class SimHandle:
         self.gamma_url = env["COLLECTOR_POLYMARKET__GAMMA_URL"]
         self.clob_url = env["COLLECTOR_POLYMARKET__CLOB_URL"]
         self.limitless_url = env["COLLECTOR_LIMITLESS__API_URL"]
+        self.kalshi_url = env["COLLECTOR_KALSHI__API_URL"]
         self.poly_ws_url = env.get("COLLECTOR_STREAMS__POLYMARKET__URL", f"ws://127.0.0.1:{self.port}/ws/market")
         self.limitless_ws_url = env.get("COLLECTOR_STREAMS__LIMITLESS__URL", f"ws://127.0.0.1:{self.port}")
         # python-socketio clients take the http form of the same host.
@@ -111,6 +113,11 @@ class SimHandle:
         return [m["slug"] for m in self.markets(venue="limitless")["limitless"]
                 if m["has_book"] and (m["listed"] or not listed_only)]
 
+    def live_tickers(self, series: str | None = None) -> list[str]:
+        """Kalshi market tickers that are trading (status active, combos included)."""
+        return [m["ticker"] for m in self.markets(venue="kalshi")["kalshi"]
+                if m["has_book"] and series in (None, m["series"])]
+
     def requests(self, since: float | None = None, venue: str | None = None, endpoint: str | None = None,
                  limit: int = 1000) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
@@ -128,6 +135,16 @@ class SimHandle:
     def close(self) -> None:
         self._http.close()
         stop_process(self.proc)
+
+
+def all_venues_env(settings: Any) -> dict[str, str]:
+    """``COLLECTOR_VENUES`` naming every venue the simulator serves, unless ``settings`` chose the
+    venues (environment or TOML): a dry run records them all, a chosen list stays as it is."""
+    if "venues" in settings.model_fields_set:
+        return {}
+    from collector.sim.venue import VENUES
+
+    return {"COLLECTOR_VENUES": ",".join(VENUES)}
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from collector.sim.clock import SimClock, SimError
 
 # Every venue the simulator serves, in the order catalogues are built, listed and churned.
-VENUES = ("polymarket", "limitless")
+VENUES = ("polymarket", "limitless", "kalshi")
 
 
 class VenueSim:

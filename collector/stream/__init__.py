@@ -1,7 +1,7 @@
 """Stream capture: the venues' WebSocket feeds, recorded into ``book_changes`` and reconciled
 against the REST poller. Connection threads only receive; books, records and writes stay on the
 poller's loop thread (collector.stream.lane). One feed module per venue (``polymarket``,
-``limitless``) says what its messages mean."""
+``limitless``, ``kalshi``) says what its messages mean."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collector.stream.lane import StreamLane
 
 __all__ = ["StreamLane", "make_stream"]
 
-_FEEDS = {"polymarket": "PolymarketFeed", "limitless": "LimitlessFeed"}
+_FEEDS = {"polymarket": "PolymarketFeed", "limitless": "LimitlessFeed", "kalshi": "KalshiFeed"}
 
 
 def make_stream(name: str, settings: Settings, rest: Any, writers: Any, out: Any) -> StreamLane | None:
@@ -22,4 +22,6 @@ def make_stream(name: str, settings: Settings, rest: Any, writers: Any, out: Any
     if ss is None or not ss.enabled or name not in _FEEDS:
         return None
     feed = getattr(importlib.import_module(f"collector.stream.{name}"), _FEEDS[name])(ss)
+    if hasattr(feed, "configure"):  # a feed that needs more than its stream settings (Kalshi's key)
+        feed.configure(settings)
     return StreamLane(name, ss, feed, rest, writers, out)

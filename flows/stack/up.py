@@ -295,10 +295,11 @@ def run_up(home: Path, port: int, sim: bool, start_poller: bool, shards: int | N
 
 
 def start_sim(stack: Stack, es: contextlib.ExitStack) -> None:
-    from collector.sim.testing import run_sim
+    from collector.sim.testing import all_venues_env, run_sim
 
     handle = es.enter_context(run_sim("--markets", "200"))
     stack.env.update(handle.env)
+    stack.env.update(all_venues_env(load_settings_from(stack.env)))
     stack.env.setdefault("COLLECTOR_DATA_DIR", str(PROJECT_DIR / "data" / "sim"))
     say(f"simulator at {handle.base}")
 

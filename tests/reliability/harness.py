@@ -28,7 +28,7 @@ from collector.store.snapshot import read_snapshot
 from tests import helpers as h
 from tests.reliability import schema
 
-POLY, LIM = "polymarket", "limitless"
+POLY, LIM, KAL = "polymarket", "limitless", "kalshi"
 DOWN_S = float(os.environ.get("RELIABILITY_DOWN_S", "20"))
 LONG_DOWN_S = float(os.environ.get("RELIABILITY_LONG_DOWN_S", "180"))
 SLACK = float(os.environ.get("RELIABILITY_SLACK", "1"))
@@ -42,6 +42,7 @@ FAST = {
     "POLLER__FAILURE_COOLDOWN_S": "3",
     "POLYMARKET__COOLDOWN_429_S": "2",
     "LIMITLESS__COOLDOWN_429_S": "2",
+    "KALSHI__COOLDOWN_429_S": "2",
 }
 
 
@@ -64,6 +65,8 @@ def instrument_ids(data: Path, venue: str, sim=None) -> list[str]:
         return ids
     if venue == POLY:
         live = {f"{POLY}:{t}" for t in sim.live_tokens()}
+    elif venue == KAL:
+        live = {f"{KAL}:{t}" for t in sim.live_tickers()}
     else:
         live = {f"{LIM}:{s}" for s in sim.live_slugs(listed_only=False)}
     return [i for i in ids if i in live]

@@ -24,7 +24,7 @@ import orjson
 
 from collector.store.changes import Expander
 
-VENUES = ("polymarket", "limitless")
+VENUES = ("polymarket", "limitless", "kalshi")
 STREAM_TYPES = {
     "orderbooks": {"orderbook", "unchanged", "gap"},
     "book_changes": {"book_snapshot", "book_change", "last_trade", "gap"},

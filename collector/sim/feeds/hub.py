@@ -1,8 +1,8 @@
-"""Both feeds behind one ASGI entry, one book timer, the control actions and ``/_sim/feeds``.
+"""Every feed behind one ASGI entry, one book timer, the control actions and ``/_sim/feeds``.
 
 The ASGI app routes ``/socket.io/`` to the Limitless Socket.IO server, the WebSocket at
-``/ws/market`` to the Polymarket feed and everything else (REST, ``/_sim/*``) to the Starlette
-app, so one port serves all of it.
+``/ws/market`` to the Polymarket feed, the one at ``/kalshi/trade-api/ws/v2`` to the Kalshi
+feed and everything else (REST, ``/_sim/*``) to the Starlette app, so one port serves all of it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import time
 from typing import Any
 
 from collector.sim.feeds.conn import Feed
+from collector.sim.feeds.kalshi_ws import PATH as KAL_PATH
+from collector.sim.feeds.kalshi_ws import KalWsFeed
 from collector.sim.feeds.limitless_sio import LimFeed
 from collector.sim.feeds.polymarket_ws import PATH, PolyFeed
 from collector.sim.feeds.timer import BookTimer
@@ -31,17 +33,20 @@ class FeedHub:
         self.timer = BookTimer(flush_ms)
         self.polymarket = PolyFeed(state.polymarket, faults, self.timer, rng)
         self.limitless = LimFeed(state.limitless, faults, self.timer, rng, ping_interval, ping_timeout)
-        self.feeds: dict[str, Feed] = {"polymarket": self.polymarket, "limitless": self.limitless}
+        self.kalshi = KalWsFeed(state.kalshi, faults, self.timer, rng)
+        self.feeds: dict[str, Feed] = {"polymarket": self.polymarket, "limitless": self.limitless, "kalshi": self.kalshi}
         self.next_drop: dict[str, float] = {}
         self.task: asyncio.Task | None = None
         self.since = time.time()
 
     def app(self, rest: Any) -> Any:
-        poly = self.polymarket.asgi
+        poly, kal = self.polymarket.asgi, self.kalshi.asgi
 
         async def inner(scope: dict, receive: Any, send: Any) -> None:
             if scope["type"] == "websocket" and scope["path"] == PATH:
                 await poly(scope, receive, send)
+            elif scope["type"] == "websocket" and scope["path"] == KAL_PATH:
+                await kal(scope, receive, send)
             else:
                 await rest(scope, receive, send)
 
@@ -96,6 +101,7 @@ class FeedHub:
             "now": time.time(),
             "polymarket": self.polymarket.status(),
             "limitless": self.limitless.status(),
+            "kalshi": self.kalshi.status(),
             "clock": self.timer.stats(),
         }
 
