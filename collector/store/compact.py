@@ -24,7 +24,7 @@ Safety, in this order:
    ``(instrument_id, ts_ms)`` order the same values (the Parquet row read back through
    :func:`collector.store.parquet.parquet_rows_to_dicts` equals the JSONL record, absent and null fields being the same).
 3. Only then are they fsync'ed and renamed into place (gaps first; ``orderbooks.parquet`` is the
-   marker readers look for).
+   marker readers look for), and ``_verified.json`` records what was verified (collector/store/verified.py).
 4. The JSONL of that day is deleted only when ``keep_jsonl`` is False, the listing of the day did
    not change meanwhile, and nothing was left out: no unparsable complete line and no record of an
    unknown ``record_type`` (those days keep their JSONL; the report says why).
@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collector.config.settings import Settings
-from collector.store import layout
+from collector.store import layout, verified
 from collector.store.changes import encode_changes, expanded_lines
 from collector.store.durable import (
     clean_stale_tmp,
@@ -185,6 +185,9 @@ def compact_day(
         rep.status, rep.ok = "failed", False
         rep.error = f"{type(e).__name__}: {e}"
         log.warning("compact %s %s failed: %s (JSONL untouched)", venue, date, rep.error)
+        if isinstance(e, VerificationError):  # say why in the day's manifest (retention reads it)
+            with contextlib.suppress(OSError):
+                verified.write_failed(Path(data_dir), venue, date, rep.error)
     rep.duration_s = time.monotonic() - t0
     return rep
 
@@ -222,6 +225,7 @@ def _compact(
         rep.parquet_path = str(final) if final.exists() else None
         return
     before = listing(part)
+    verified.clear(data_dir, venue, date)  # until this attempt is verified, the day is not
     rep.files = len(files)
     rep.bytes_in = sum(p.stat().st_size for p in files)
 
@@ -331,6 +335,7 @@ def _compact(
     rep.parquet_path = str(final)
     rep.parquet_bytes = final.stat().st_size
     rep.gaps_path = str(gfinal) if gfinal.exists() else None
+    verified.write_verified(data_dir, venue, date, before, rep.books, n_gaps, final, gfinal if gfinal.exists() else None)
     rep.status, rep.ok = "compacted", True
 
     # Delete the JSONL only when nothing was left out and nothing changed.
