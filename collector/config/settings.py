@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -206,6 +207,20 @@ class CompactSettings(_Strict):
     max_rows: int = Field(default=100_000, ge=1000, description="books in memory per pass (~4.5 kB each)")
 
 
+class RetentionSettings(_Strict):
+    """Disk retention of order-book JSONL (collector/ops/retention.py): never a day without verified Parquet."""
+
+    jsonl_days: int | None = Field(default=None, ge=1, description="remove a day's order-book JSONL once the day ended this many days ago and its verified Parquet is on disk; unset = keep JSONL forever")
+    action: Literal["delete", "archive"] = Field(default="delete", description="\"delete\" the JSONL, or \"archive\": move it under archive_dir (same <venue>/orderbooks/date=D/ layout)")
+    archive_dir: Path | None = Field(default=None, description="where action \"archive\" moves the JSONL (required for it)")
+
+    @model_validator(mode="after")
+    def _archive_needs_dir(self) -> RetentionSettings:
+        if self.action == "archive" and self.archive_dir is None:
+            raise ValueError("action \"archive\" needs archive_dir")
+        return self
+
+
 class PrefectSettings(_Strict):
     """Alerting thresholds for the automations in flows/stack/automations.py (seconds unless noted)."""
 
@@ -242,6 +257,7 @@ class Settings(BaseSettings):
     writer: WriterSettings = Field(default_factory=WriterSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     compact: CompactSettings = Field(default_factory=CompactSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
 
