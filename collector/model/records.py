@@ -18,22 +18,8 @@ from collector.model.details import (
     PolymarketDetails,
     PolymarketMeta,
 )
-from collector.model.errors import SchemaVersionError
 
-# The version of every record's shape (docs/schema.md, "Schema versions"): bumped when a field is
-# removed or renamed or changes meaning or unit; a new optional field does not bump it.
 SCHEMA_VERSION = 1
-
-
-def check_schema_version(rec: dict, where: object) -> None:
-    """Raise SchemaVersionError for a record of a newer schema_version than this build reads.
-    Records without one, or of an older one, are read as they are."""
-    v = rec.get("schema_version")
-    if type(v) is int and v > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{where}: a {rec.get('record_type')!r} record has schema_version {v}; this collector reads "
-            f"schema_version <= {SCHEMA_VERSION}. Upgrade the collector to read it (docs/schema.md)"
-        )
 
 Level = tuple[str, str]  # (price, size) as canonical decimal text
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from collector.model.records import SCHEMA_VERSION, check_schema_version
+from collector.model.versions import SCHEMA_VERSION, check_schema_version
 from collector.read.datafiles import DataFile
 from collector.read.progress import ReadStats
 from collector.store.changes import BOOK, BOOK_PREFIX, MARKER, Expander

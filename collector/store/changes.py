@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from collector.model.records import POLL_FIELDS, SCHEMA_VERSION, check_schema_version
+from collector.model.records import POLL_FIELDS
+from collector.model.versions import SCHEMA_VERSION, check_schema_version
 from collector.store.files import IID_RE, numbered_lines
 
 __all__ = ["BOOK", "BOOK_PREFIX", "MARKER", "MARKER_PREFIX", "Expander", "content_of", "encode_changes", "expand", "expanded_lines"]

@@ -65,11 +65,11 @@ from collector.store.files import gc_paused, jsonl_files
 from collector.store.parquet import (
     BOOK_FIXED,
     GAP_FIXED,
-    LEVEL_COLUMNS,
     FieldTypes,
     book_schema,
     gap_schema,
     records_to_table,
+    writer_options,
 )
 from collector.store.verify import (
     VerificationError,
@@ -86,14 +86,6 @@ DEFAULT_GRACE_S = 900.0
 DEFAULT_MAX_ROWS = 100_000  # books held in memory at once (~4.5 kB each as dicts: ~450 MB)
 ROW_GROUP_ROWS = 100_000
 ZSTD_LEVEL = 12
-# Column encodings (bench/parquet_bench.py). Dictionaries for every column whose values repeat
-# (ids, labels, flags, a batch's latency) but the level lists: consecutive books of an instrument
-# share most levels, runs that zstd finds in plain doubles and not in bit-packed dictionary
-# indices. Times grow by about a second a row within an instrument, and a hash is 40 hex digits
-# of entropy per change, then the same text for every unchanged poll (a repeat costs a prefix
-# length): dictionaries of either overflow and fall back to plain.
-PLAIN_COLUMNS = frozenset(LEVEL_COLUMNS)
-COLUMN_ENCODING = {"ts_ms": "DELTA_BINARY_PACKED", "ob_ts_ms": "DELTA_BINARY_PACKED", "hash": "DELTA_BYTE_ARRAY"}
 
 # --------------------------------------------------------------------------- report
 
@@ -135,26 +127,6 @@ class CompactReport:
                 f"verified; {jsonl}; {self.duration_s:.1f}s"
             )
         return f"{head}{': ' + self.error if self.error else ''}"
-
-
-# --------------------------------------------------------------------------- layout
-
-
-def writer_options(schema: pa.Schema, level: int = ZSTD_LEVEL) -> dict[str, Any]:
-    """``pq.ParquetWriter`` options of a book file (see the module doc and bench/parquet_bench.py)."""
-    names = set(schema.names)
-    encoded = {k: v for k, v in COLUMN_ENCODING.items() if k in names}
-    return {
-        "compression": "zstd",
-        "compression_level": level,
-        "use_dictionary": [n for n in schema.names if n not in encoded and n not in PLAIN_COLUMNS],
-        "column_encoding": encoded,
-        "write_statistics": True,
-        "sorting_columns": [
-            pq.SortingColumn(schema.get_field_index("instrument_id")),
-            pq.SortingColumn(schema.get_field_index("ts_ms")),
-        ],
-    }
 
 
 # --------------------------------------------------------------------------- compaction
