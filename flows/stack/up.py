@@ -342,7 +342,8 @@ def cli_up(args: argparse.Namespace) -> int:
     if getattr(args, "setup_only", False):
         return setup_only(args.api_url, start_poller=not args.no_poller, shards=shards,
                           prefect_file=getattr(args, "prefect_file", None))
-    home = Path(getattr(args, "home", None) or PROJECT_DIR / ".prefect").resolve()
+    # --home, else PREFECT_HOME (a service's Environment=), else <project>/.prefect
+    home = Path(getattr(args, "home", None) or os.environ.get("PREFECT_HOME") or PROJECT_DIR / ".prefect").resolve()
     return run_up(home, args.port, sim=args.sim, start_poller=not args.no_poller, shards=shards,
                   database=getattr(args, "database", None))
 
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, help="poller shards (default: the poller.shards setting, 1)")
     p.add_argument("--prefect-file", help="with --setup-only: deploy this file instead of prefect.yaml "
                    "(e.g. infra/prefect.docker.yaml)")
-    p.add_argument("--home", help="PREFECT_HOME (default <project>/.prefect)")
+    p.add_argument("--home", help="PREFECT_HOME (default: $PREFECT_HOME, else <project>/.prefect)")
     p.add_argument("--database", help=DATABASE_HELP)
     p.add_argument("--setup-only", action="store_true",
                    help="only pool, deployments, automations and a poller run, on the server at --api-url")
