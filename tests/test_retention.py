@@ -190,6 +190,7 @@ def test_settings_and_cli(data, monkeypatch, capsys):
     from collector.model.errors import ConfigError
 
     assert load_settings().retention.jsonl_days is None  # off by default
+    assert cm.keep_jsonl_default(load_settings(retention={"jsonl_days": 7}))  # compaction leaves it to retention
     with pytest.raises(ConfigError, match="archive_dir"):
         load_settings(retention={"action": "archive"})
     with pytest.raises(ConfigError, match="jsonl_days"):

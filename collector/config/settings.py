@@ -210,7 +210,7 @@ class CompactSettings(_Strict):
 class RetentionSettings(_Strict):
     """Disk retention of order-book JSONL (collector/ops/retention.py): never a day without verified Parquet."""
 
-    jsonl_days: int | None = Field(default=None, ge=1, description="remove a day's order-book JSONL once the day ended this many days ago and its verified Parquet is on disk; unset = keep JSONL forever")
+    jsonl_days: int | None = Field(default=None, ge=1, description="keep a day's order-book JSONL after compaction, and remove it once the day ended this many days ago and its verified Parquet is on disk; unset = compact.keep_jsonl decides")
     action: Literal["delete", "archive"] = Field(default="delete", description="\"delete\" the JSONL, or \"archive\": move it under archive_dir (same <venue>/orderbooks/date=D/ layout)")
     archive_dir: Path | None = Field(default=None, description="where action \"archive\" moves the JSONL (required for it)")
 

@@ -348,7 +348,8 @@ def yesterday_utc(now_ms: int | None = None) -> str:
 
 
 def keep_jsonl_default(settings: Settings) -> bool:
-    return settings.compact.keep_jsonl
+    # with retention on, the JSONL stays until retention removes it (N days later)
+    return settings.compact.keep_jsonl or settings.retention.jsonl_days is not None
 
 
 def compact_options(settings: Settings) -> dict[str, Any]:
