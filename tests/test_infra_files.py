@@ -8,7 +8,6 @@ from __future__ import annotations
 import atexit
 import functools
 import importlib
-import importlib.util
 import inspect
 import json
 import re
@@ -95,7 +94,10 @@ def check_command(argv: list[str]) -> None:
     and knows every ``--flag`` it is given."""
     if argv[:2] == ["python", "-m"]:
         mod = argv[2]
-        assert importlib.util.find_spec(mod) is not None, f"python -m {mod}: no such module"
+        try:
+            importlib.import_module(mod)  # it must import, not only exist
+        except ModuleNotFoundError as e:
+            raise AssertionError(f"python -m {mod}: no such module ({e})") from None
         head, rest = (str(BIN / "python"), "-m", mod), argv[3:]
     elif argv[0] in ("prefect", "collector"):
         words = []

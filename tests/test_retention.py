@@ -25,8 +25,9 @@ NOW = DAY1_END + 3 * DAY  # both days ended more than 1 day ago, DAY2 less than 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    return shared(tmp_path_factory, "retention", start_ms=DEFAULT_START_MS + 30 * 60_000, duration_s=3600,
-                  markets={"polymarket": 4, "limitless": 3})
+    # the recording of tests/test_compact.py (same name and arguments: generated once per session)
+    return shared(tmp_path_factory, "small", start_ms=DEFAULT_START_MS + 30 * 60_000, duration_s=3600,
+                  markets={"polymarket": 6, "limitless": 4})
 
 
 @pytest.fixture
@@ -114,8 +115,10 @@ def test_never_deletes_an_unverified_day(data, monkeypatch):
     real = verify.parquet_rows_to_dicts
 
     def corrupt(table, **kw):
-        for i, r in enumerate(real(table, **kw)):
-            yield {**r, "best_bid": 0.5} if i == 3 and r.get("record_type") == "orderbook" else r
+        full = 0
+        for r in real(table, **kw):
+            full += r.get("record_type") == "orderbook"  # a full row (unchanged rows hold no book)
+            yield {**r, "best_bid": 0.123456} if full == 3 and r.get("record_type") == "orderbook" else r
 
     monkeypatch.setattr(verify, "parquet_rows_to_dicts", corrupt)
     assert cm.compact_day(d, v, DAY1, keep_jsonl=True, now_ms=NOW).status == "failed"
