@@ -5,8 +5,8 @@ Start-up, in order (every step is idempotent, so a second `up` changes nothing t
 1. (``--sim``) the venue simulator; its URLs reach every flow run through the worker's environment.
 2. ``prefect server start`` on 127.0.0.1:<port> with ``PREFECT_HOME=<project>/.prefect`` (SQLite
    there, or the PostgreSQL database of ``--database postgresql+asyncpg://...``, which is
-   ``PREFECT_SERVER_DATABASE_CONNECTION_URL``), then wait for ``/api/health``. If a Prefect server already answers on that port, it is
-   used as is ("attached": it is left running on exit).
+   ``PREFECT_SERVER_DATABASE_CONNECTION_URL``), then wait for ``/api/health``. If a Prefect
+   server already answers on that port, it is used as is ("attached": it is left running on exit).
 3. The process work pool ``local`` (created only when missing, so its settings survive).
 4. ``prefect --no-prompt deploy --all`` (prefect.yaml).
 5. The automations of flows/stack/automations.py, looked up by name and updated or skipped; the
@@ -131,6 +131,8 @@ def online_workers(api: httpx.Client) -> list[str]:
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     wenv = {**env, "PREFECT_WORKER_QUERY_SECONDS": WORKER_QUERY_SECONDS}
+    for k in ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL"):
+        wenv.pop(k, None)  # only the server needs the database (and its password); flow runs use the API
     name = f"local-{socket.gethostname()}"
     return spawn(prefect_cli("worker", "start", "--pool", POOL, "--name", name), wenv, log)
 
