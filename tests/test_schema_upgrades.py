@@ -116,3 +116,15 @@ def test_a_newer_schema_version_is_a_clear_error_in_parquet(old_day):
     pq.write_table(t, path)
     with pytest.raises(SchemaVersionError, match=f"schema_version {SCHEMA_VERSION + 1}"):
         list(read.iter_books(d, "polymarket"))
+
+
+def test_a_newer_schema_version_in_book_changes_stops_the_replay(tmp_path):
+    d = tmp_path / "data"
+    part = layout.partition_dir(d, "polymarket", layout.BOOK_CHANGES_STREAM, DAY)
+    snap = {"record_type": "book_snapshot", "schema_version": SCHEMA_VERSION + 1, "venue": "polymarket",
+            "instrument_id": IID, "ts_ms": T0, "bids": [[0.41, 100]], "asks": [[0.43, 80]], "hash": "h"}
+    write(part / "book_changes.20260110T1000Z.100000000-1-a1b2c3.jsonl", [snap])
+    with pytest.raises(SchemaVersionError, match=f"schema_version {SCHEMA_VERSION + 1}"):
+        list(read.replay(d, "polymarket", [IID], start=T0 - 1000, end=T0 + 1000))
+    with pytest.raises(SchemaVersionError):
+        list(read.iter_changes(d, "polymarket"))
