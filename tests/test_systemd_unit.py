@@ -175,9 +175,10 @@ def test_sigkill_of_the_whole_service_then_a_restart_recovers_by_itself(tmp_path
             (second,) = wait_for("a new poller Running", lambda: [
                 r for r in runs_of(api, POLLER, ["RUNNING"]) if r["id"] != first["id"]], 90)
             assert api.get(f"/flow_runs/{first['id']}").json()["state_type"] == "CANCELLED"
-            new = wait_for("books recorded after the restart", lambda: [
-                r for r in books_after(data, killed_ms) if r["record_type"] == "orderbook"], 90)
-            assert {r["venue"] for r in new} == {"polymarket", "limitless"}
+            def venues_recording() -> set[str]:
+                found = {r["venue"] for r in books_after(data, killed_ms) if r["record_type"] == "orderbook"}
+                return found if found == {"polymarket", "limitless"} else set()
+            wait_for("books of both venues recorded after the restart", venues_recording, 90)
             gaps = wait_for("restart gaps", lambda: [r for r in books_after(data, killed_ms)
                                                      if r["record_type"] == "gap" and r["reason"] == "restart"], 60)
             assert all(g["from_ts_ms"] < killed_ms < g["to_ts_ms"] for g in gaps)
