@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: install run run-sim run-local test sim bench bench-stream bench-bytes bench-parquet bench-scale soak lock clean
+.PHONY: install run run-sim run-local test sim bench bench-stream bench-bytes bench-parquet bench-scale bench-api soak lock clean
 
 install: $(STAMP)
 
@@ -52,6 +52,9 @@ bench-stream: $(STAMP)  ## stream capture alone: messages/s, CPU per change, rec
 
 bench-scale: $(STAMP)  ## 10,000 Polymarket instruments on 2 poller shards under the local Prefect stack, then kill -9 of one
 	$(BIN)/python bench/scale_bench.py
+
+bench-api: $(STAMP)  ## Prefect API read latency (p50/p99) on SQLite vs PostgreSQL under the poller's heartbeats and discovery (~8 min)
+	$(BIN)/python bench/api_latency_bench.py
 
 soak: $(STAMP)  ## 30 min at ~2,000 instruments with 2% injected errors (SOAK_SECONDS to change)
 	$(BIN)/python bench/soak.py

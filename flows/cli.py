@@ -21,6 +21,8 @@ def parser():
     sp.add_argument("--no-poller", action="store_true", help="do not start a poller run")
     sp.add_argument("--shards", type=int, help="run N poller shards, one deployment and run each "
                     "(default: the poller.shards setting, 1)")
+    sp.add_argument("--database", help="the Prefect server's database: postgresql+asyncpg://user:pass@host:5432/db "
+                    "(default: PREFECT_SERVER_DATABASE_CONNECTION_URL, else SQLite in .prefect/)")
     sp.set_defaults(func=lazy("flows.stack.up", "cli_up", settings=False))
     status = sub.choices["status"]
     status.add_argument("--prefect-api-url", help="Prefect API to ask why discovery is not producing snapshots "

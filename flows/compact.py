@@ -3,8 +3,8 @@
 Thin wrapper around :func:`collector.store.compact.compact_day` (all decisions live there):
 
 - ``date`` defaults to yesterday (UTC); ``venues`` to every enabled venue; ``keep_jsonl`` to the
-  setting ``compact.keep_jsonl`` when the settings have it, else False (the JSONL of a verified
-  day is deleted).
+  setting ``compact.keep_jsonl``, or True when ``retention.jsonl_days`` is set (the retention
+  flow removes the JSONL later), else False (the JSONL of a verified day is deleted).
 - ``compact_venue_task`` runs once per venue, one after the other (compaction holds up to
   ``max_rows`` books in memory; two at once would double that). No retries: a failure leaves the
   JSONL untouched and the next run (or a manual ``collector compact --date D``) tries again.

@@ -111,6 +111,19 @@ class Up:
     api: httpx.Client
     receiver: Receiver
     children: dict[int, psutil.Process] = field(default_factory=dict)  # psutil guards against pid reuse
+    pg: Any = None  # the tests.postgres.Postgres the server keeps its state in; None: SQLite in home
+
+    def poller_states(self) -> dict[str, str]:
+        """flow run id -> state type of every poller run, read from the server's database itself."""
+        sql = ("select f.id, f.state_type from flow_run f join deployment d on d.id = f.deployment_id "
+               "where d.name = 'poller'")
+        if self.pg is not None:
+            return {str(i): str(t).rsplit(".", 1)[-1] for i, t in self.pg.query(sql)}
+        db = sqlite3.connect(self.home / "prefect.db")
+        try:
+            return dict(db.execute(sql).fetchall())
+        finally:
+            db.close()
 
     def output(self) -> str:
         return self.out.read_text(errors="replace")
@@ -153,6 +166,12 @@ def kill_all(procs: list[psutil.Process]) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    yield from run_stack(tmp_path_factory)
+
+
+def run_stack(tmp_path_factory, pg: Any = None):
+    """The module's stack (a generator for a module-scoped fixture); ``pg``: a tests.postgres.Postgres
+    for the server's database instead of SQLite."""
     tmp = tmp_path_factory.mktemp("stack")
     receiver = Receiver()
     with run_sim("--markets", "8", "--seed", "7", "--no-rate-limit") as sim:
@@ -170,9 +189,9 @@ def stack(tmp_path_factory):
         )
         port, home = free_port(), tmp / ".prefect"
         t0 = time.monotonic()
-        proc = start_up(tmp / "up.out", home, port, env)
+        proc = start_up(tmp / "up.out", home, port, env, *(["--database", pg.url] if pg is not None else []))
         up = Up(proc, tmp / "up.out", home, tmp / "data", port, prefect_env(local_api(port), home, env),
-                api_client(local_api(port)), receiver)
+                api_client(local_api(port)), receiver, pg=pg)
         try:
             wait_ready(proc, up.out)
             print(f"\n[stack] up ready in {time.monotonic() - t0:.1f} s\n{up.output()}")
@@ -405,10 +424,7 @@ def test_ctrl_c_cancels_the_poller_then_stops_worker_and_server(stack):
     alive = [p for p in stack.children.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, alive
 
-    db = sqlite3.connect(stack.home / "prefect.db")
-    states = dict(db.execute("select f.id, f.state_type from flow_run f join deployment d on d.id = f.deployment_id "
-                             "where d.name = 'poller'").fetchall())
-    db.close()
+    states = stack.poller_states()
     assert states[run["id"]] == "CANCELLED"
     assert "RUNNING" not in states.values() and "PENDING" not in states.values()
 

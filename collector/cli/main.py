@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--venue", action="append")
     sp.add_argument("--keep-jsonl", action="store_true", default=None, help="keep the JSONL after verification")
     sp.set_defaults(func=lazy("collector.store.compact", "cli_compact"))
+    sp = sub.add_parser("retention", help="remove (or archive) old days' order-book JSONL whose Parquet is verified")
+    sp.add_argument("--days", type=int, default=None, help="days older than N (default: retention.jsonl_days)")
+    sp.add_argument("--venue", action="append")
+    sp.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    sp.set_defaults(func=lazy("collector.ops.retention", "cli_retention"))
     return p
 
 

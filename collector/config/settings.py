@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from collector.config.retention import RetentionSettings
 from collector.config.streams import StreamsSettings
 from collector.model.errors import ConfigError
 
@@ -295,6 +296,7 @@ class Settings(BaseSettings):
     writer: WriterSettings = Field(default_factory=WriterSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     compact: CompactSettings = Field(default_factory=CompactSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
 

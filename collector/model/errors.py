@@ -15,6 +15,11 @@ class SnapshotError(CollectorError):
     """A snapshot file is missing, partial or not valid."""
 
 
+class SchemaVersionError(CollectorError, ValueError):
+    """A record written by a newer collector (a ``schema_version`` above the one this build reads):
+    its fields may mean something else, so it is not read as if they did (docs/schema.md)."""
+
+
 class VenueError(CollectorError):
     """A venue request failed. ``kind`` is a stable short label for telemetry."""
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from collector.model.versions import check_schema_version
 from collector.read.book import BookState, LiveBook, rest_state
 from collector.read.changes import (
     BOOK_TYPES,
@@ -68,6 +69,7 @@ def records(
             rec = text_record(line)
             if rec is None or type(rec.get("ts_ms")) is not int or rec.get("record_type") != key[0]:
                 continue
+            check_schema_version(rec, f"{df.path} line {n}")  # a newer collector's record: not guessed at
             if stats is not None:
                 stats.records += 1
             yield pos, iid, rec

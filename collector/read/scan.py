@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from collector.model.versions import SCHEMA_VERSION, check_schema_version
 from collector.read.datafiles import DataFile
 from collector.read.progress import ReadStats
 from collector.store.changes import BOOK, BOOK_PREFIX, MARKER, Expander
@@ -107,6 +108,9 @@ def jsonl_records(
         if type(ts) is not int:
             bad += 1
             continue
+        sv = rec.get("schema_version")
+        if type(sv) is int and sv > SCHEMA_VERSION:
+            check_schema_version(rec, f"{df.path} line {n}")  # raises: a newer collector wrote it
         if exp is not None and (rec := exp.feed(rec)) is None:
             continue
         if types is not None and rec.get("record_type") not in types:
@@ -180,6 +184,10 @@ def parquet_records(
         table = table.filter(pc.or_(pc.is_in(col, value_set=_pa_strings(ids)), pc.is_null(col)))
     if stats is not None:
         stats.parquet_rows += table.num_rows
+    if "schema_version" in table.column_names and table.num_rows:
+        top = pc.max(table.column("schema_version")).as_py()
+        if top is not None:
+            check_schema_version({"record_type": "gap" if gaps else "orderbook", "schema_version": top}, df.path)
     base = fidx << 32
     if not gaps and "record_type" in table.column_names and pc.any(pc.equal(table.column("record_type"), MARKER)).as_py():
         recs = _expanded(df, table, start_ms, exact, jcols)

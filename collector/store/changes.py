@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from collector.model.records import POLL_FIELDS
+from collector.model.versions import SCHEMA_VERSION, check_schema_version
 from collector.store.files import IID_RE, numbered_lines
 
 __all__ = ["BOOK", "BOOK_PREFIX", "MARKER", "MARKER_PREFIX", "Expander", "content_of", "encode_changes", "expand", "expanded_lines"]
@@ -148,4 +149,7 @@ def expanded_lines(
         if type(rec) is not dict:
             yield seq, None
             continue
+        sv = rec.get("schema_version")
+        if type(sv) is int and sv > SCHEMA_VERSION:  # compaction must not store what it cannot read
+            check_schema_version(rec, files[seq >> 32] if seq >> 32 < len(files) else "a JSONL file")
         yield seq, exp.feed(rec)

@@ -24,7 +24,7 @@ Safety, in this order:
    ``(instrument_id, ts_ms)`` order the same values (the Parquet row read back through
    :func:`collector.store.parquet.parquet_rows_to_dicts` equals the JSONL record, absent and null fields being the same).
 3. Only then are they fsync'ed and renamed into place (gaps first; ``orderbooks.parquet`` is the
-   marker readers look for).
+   marker readers look for), and ``_verified.json`` records what was verified (collector/store/verified.py).
 4. The JSONL of that day is deleted only when ``keep_jsonl`` is False, the listing of the day did
    not change meanwhile, and nothing was left out: no unparsable complete line and no record of an
    unknown ``record_type`` (those days keep their JSONL; the report says why).
@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collector.config.settings import Settings
-from collector.store import layout
+from collector.store import layout, verified
 from collector.store.changes import encode_changes, expanded_lines
 from collector.store.durable import (
     clean_stale_tmp,
@@ -65,11 +65,11 @@ from collector.store.files import gc_paused, jsonl_files
 from collector.store.parquet import (
     BOOK_FIXED,
     GAP_FIXED,
-    LEVEL_COLUMNS,
     FieldTypes,
     book_schema,
     gap_schema,
     records_to_table,
+    writer_options,
 )
 from collector.store.verify import (
     VerificationError,
@@ -86,14 +86,6 @@ DEFAULT_GRACE_S = 900.0
 DEFAULT_MAX_ROWS = 100_000  # books held in memory at once (~4.5 kB each as dicts: ~450 MB)
 ROW_GROUP_ROWS = 100_000
 ZSTD_LEVEL = 12
-# Column encodings (bench/parquet_bench.py). Dictionaries for every column whose values repeat
-# (ids, labels, flags, a batch's latency) but the level lists: consecutive books of an instrument
-# share most levels, runs that zstd finds in plain doubles and not in bit-packed dictionary
-# indices. Times grow by about a second a row within an instrument, and a hash is 40 hex digits
-# of entropy per change, then the same text for every unchanged poll (a repeat costs a prefix
-# length): dictionaries of either overflow and fall back to plain.
-PLAIN_COLUMNS = frozenset(LEVEL_COLUMNS)
-COLUMN_ENCODING = {"ts_ms": "DELTA_BINARY_PACKED", "ob_ts_ms": "DELTA_BINARY_PACKED", "hash": "DELTA_BYTE_ARRAY"}
 
 # --------------------------------------------------------------------------- report
 
@@ -137,26 +129,6 @@ class CompactReport:
         return f"{head}{': ' + self.error if self.error else ''}"
 
 
-# --------------------------------------------------------------------------- layout
-
-
-def writer_options(schema: pa.Schema, level: int = ZSTD_LEVEL) -> dict[str, Any]:
-    """``pq.ParquetWriter`` options of a book file (see the module doc and bench/parquet_bench.py)."""
-    names = set(schema.names)
-    encoded = {k: v for k, v in COLUMN_ENCODING.items() if k in names}
-    return {
-        "compression": "zstd",
-        "compression_level": level,
-        "use_dictionary": [n for n in schema.names if n not in encoded and n not in PLAIN_COLUMNS],
-        "column_encoding": encoded,
-        "write_statistics": True,
-        "sorting_columns": [
-            pq.SortingColumn(schema.get_field_index("instrument_id")),
-            pq.SortingColumn(schema.get_field_index("ts_ms")),
-        ],
-    }
-
-
 # --------------------------------------------------------------------------- compaction
 
 
@@ -185,6 +157,9 @@ def compact_day(
         rep.status, rep.ok = "failed", False
         rep.error = f"{type(e).__name__}: {e}"
         log.warning("compact %s %s failed: %s (JSONL untouched)", venue, date, rep.error)
+        if isinstance(e, VerificationError):  # say why in the day's manifest (retention reads it)
+            with contextlib.suppress(OSError):
+                verified.write_failed(Path(data_dir), venue, date, rep.error)
     rep.duration_s = time.monotonic() - t0
     return rep
 
@@ -222,6 +197,7 @@ def _compact(
         rep.parquet_path = str(final) if final.exists() else None
         return
     before = listing(part)
+    verified.clear(data_dir, venue, date)  # until this attempt is verified, the day is not
     rep.files = len(files)
     rep.bytes_in = sum(p.stat().st_size for p in files)
 
@@ -331,6 +307,7 @@ def _compact(
     rep.parquet_path = str(final)
     rep.parquet_bytes = final.stat().st_size
     rep.gaps_path = str(gfinal) if gfinal.exists() else None
+    verified.write_verified(data_dir, venue, date, before, rep.books, n_gaps, final, gfinal if gfinal.exists() else None)
     rep.status, rep.ok = "compacted", True
 
     # Delete the JSONL only when nothing was left out and nothing changed.
@@ -371,7 +348,8 @@ def yesterday_utc(now_ms: int | None = None) -> str:
 
 
 def keep_jsonl_default(settings: Settings) -> bool:
-    return settings.compact.keep_jsonl
+    # with retention on, the JSONL stays until retention removes it (N days later)
+    return settings.compact.keep_jsonl or settings.retention.jsonl_days is not None
 
 
 def compact_options(settings: Settings) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Layout::
     <data_dir>/<venue>/<stream>/date=YYYY-MM-DD/<stream>.<period>.<uniq>.jsonl[.zst]
     <data_dir>/<venue>/book_changes/date=YYYY-MM-DD/book_changes.<period>.<uniq>.jsonl[.zst]
     <data_dir>/<venue>/orderbooks_parquet/date=YYYY-MM-DD/orderbooks.parquet
+    <data_dir>/<venue>/orderbooks_parquet/date=YYYY-MM-DD/_verified.json: what compaction verified
     <data_dir>/<venue>/gaps_parquet/date=YYYY-MM-DD/gaps.parquet
     <data_dir>/<venue>/state/active_instruments.snapshot.json
     <data_dir>/<venue>/state/poller.shard-<k>of<n>.json (+ .lock): a poller shard's restart state
@@ -45,6 +46,7 @@ __all__ = [
     "SNAPSHOT_NAME",
     "STATE_DIR",
     "VENUE_DIRS",
+    "VERIFIED_NAME",
     "base_name",
     "compress_tmp_path",
     "compressed_name",
@@ -71,6 +73,7 @@ __all__ = [
     "tmp_prefix",
     "utc_day",
     "venue_dir",
+    "verified_path",
 ]
 
 # Streams (directories under <data_dir>/<venue>/).
@@ -87,6 +90,9 @@ VENUE_DIRS = frozenset({BOOK_STREAM, BOOK_CHANGES_STREAM, MARKETS_STREAM, POLL_S
 
 BOOKS_PARQUET_NAME = "orderbooks.parquet"  # the marker readers look for: the day is compacted
 GAPS_PARQUET_NAME = "gaps.parquet"
+# Compaction's record of a verified day (collector/store/verified.py); the leading "_" keeps
+# pyarrow and DuckDB dataset scans of the directory from taking it for data.
+VERIFIED_NAME = "_verified.json"
 SNAPSHOT_NAME = "active_instruments.snapshot.json"
 REQUEST_SPACING_NAME = "request_spacing"  # the venue's shared request spacing (venues/shared_spacing.py)
 POLLER_STATE_PREFIX = "poller.shard-"  # per-shard restart state (poller/restart.py)
@@ -155,6 +161,11 @@ def parquet_path(data_dir: str | os.PathLike[str], venue: str, date: str, *, gap
     if gaps:
         return partition_dir(data_dir, venue, PARQUET_GAPS, date) / GAPS_PARQUET_NAME
     return partition_dir(data_dir, venue, PARQUET_BOOKS, date) / BOOKS_PARQUET_NAME
+
+
+def verified_path(data_dir: str | os.PathLike[str], venue: str, date: str) -> Path:
+    """``orderbooks_parquet/date=D/_verified.json``: the manifest of the day's verified Parquet."""
+    return partition_dir(data_dir, venue, PARQUET_BOOKS, date) / VERIFIED_NAME
 
 
 def state_dir(data_dir: str | os.PathLike[str], venue: str) -> Path:

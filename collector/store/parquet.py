@@ -36,6 +36,7 @@ __all__ = [
     "parquet_rows_to_dicts",
     "records_to_table",
     "schema_json_columns",
+    "writer_options",
 ]
 
 # Parquet book columns: the level lists that replace ``bids`` / ``asks``.
@@ -279,3 +280,33 @@ def _pa_is_float(t: Any) -> bool:
 
 def _to_decimal(x: float) -> Decimal:
     return Decimal(repr(x))
+
+
+# Column encodings (bench/parquet_bench.py). Dictionaries for every column whose values repeat
+# (ids, labels, flags, a batch's latency) but the level lists: consecutive books of an instrument
+# share most levels, runs that zstd finds in plain doubles and not in bit-packed dictionary
+# indices. Times grow by about a second a row within an instrument, and a hash is 40 hex digits
+# of entropy per change, then the same text for every unchanged poll (a repeat costs a prefix
+# length): dictionaries of either overflow and fall back to plain.
+PLAIN_COLUMNS = frozenset(LEVEL_COLUMNS)
+COLUMN_ENCODING = {"ts_ms": "DELTA_BINARY_PACKED", "ob_ts_ms": "DELTA_BINARY_PACKED", "hash": "DELTA_BYTE_ARRAY"}
+
+
+
+def writer_options(schema: pa.Schema, level: int = 12) -> dict[str, Any]:
+    """``pq.ParquetWriter`` options of a compacted book file (collector/store/compact.py, bench/parquet_bench.py)."""
+    import pyarrow.parquet as pq
+
+    names = set(schema.names)
+    encoded = {k: v for k, v in COLUMN_ENCODING.items() if k in names}
+    return {
+        "compression": "zstd",
+        "compression_level": level,
+        "use_dictionary": [n for n in schema.names if n not in encoded and n not in PLAIN_COLUMNS],
+        "column_encoding": encoded,
+        "write_statistics": True,
+        "sorting_columns": [
+            pq.SortingColumn(schema.get_field_index("instrument_id")),
+            pq.SortingColumn(schema.get_field_index("ts_ms")),
+        ],
+    }

@@ -4,8 +4,9 @@ Start-up, in order (every step is idempotent, so a second `up` changes nothing t
 
 1. (``--sim``) the venue simulator; its URLs reach every flow run through the worker's environment.
 2. ``prefect server start`` on 127.0.0.1:<port> with ``PREFECT_HOME=<project>/.prefect`` (SQLite
-   there), then wait for ``/api/health``. If a Prefect server already answers on that port, it is
-   used as is ("attached": it is left running on exit).
+   there, or the PostgreSQL database of ``--database postgresql+asyncpg://...``, which is
+   ``PREFECT_SERVER_DATABASE_CONNECTION_URL``), then wait for ``/api/health``. If a Prefect
+   server already answers on that port, it is used as is ("attached": it is left running on exit).
 3. The process work pool ``local`` (created only when missing, so its settings survive).
 4. ``prefect --no-prompt deploy --all`` (prefect.yaml).
 5. The automations of flows/stack/automations.py, looked up by name and updated or skipped; the
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -92,6 +94,8 @@ WORKER_QUERY_SECONDS = "2"  # default 10 s: a new run would wait up to 10 s to b
 # A discovery run that finds the slot taken tries again this long after (Prefect's default: 30 s),
 # so a CI trigger that meets a scheduled run ends a few seconds after it, not half a minute.
 SLOT_WAIT_SECONDS = "5"
+DATABASE_HELP = ("the Prefect server's database, e.g. postgresql+asyncpg://user:pass@127.0.0.1:5432/prefect "
+                 "(default: PREFECT_SERVER_DATABASE_CONNECTION_URL, else SQLite in PREFECT_HOME)")
 
 
 def wait_healthy(api: httpx.Client, proc: subprocess.Popen | None, log: Path | None,
@@ -127,6 +131,8 @@ def online_workers(api: httpx.Client) -> list[str]:
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     wenv = {**env, "PREFECT_WORKER_QUERY_SECONDS": WORKER_QUERY_SECONDS}
+    for k in ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL"):
+        wenv.pop(k, None)  # only the server needs the database (and its password); flow runs use the API
     name = f"local-{socket.gethostname()}"
     return spawn(prefect_cli("worker", "start", "--pool", POOL, "--name", name), wenv, log)
 
@@ -163,7 +169,15 @@ def start_server(stack: Stack) -> None:
         prefect_cli("server", "start", "--host", "127.0.0.1", "--port", str(stack.port)), senv, log
     )
     wait_healthy(stack.api, stack.server, log)
-    say(f"Prefect server healthy in {time.monotonic() - t0:.1f} s (database and logs in {stack.home})")
+    say(f"Prefect server healthy in {time.monotonic() - t0:.1f} s (database {database_label(stack.env)}, logs in {stack.logs})")
+
+
+def database_label(env: dict[str, str]) -> str:
+    """Where the server keeps its state, password masked."""
+    url = env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") or env.get("PREFECT_API_DATABASE_CONNECTION_URL")
+    if not url:
+        return f"SQLite in {env.get('PREFECT_HOME')}"
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def configure(api: httpx.Client, env: dict[str, str], settings: Settings, prefect_file: str | None = None) -> list[str]:
@@ -266,8 +280,11 @@ def shut_down(stack: Stack) -> None:
         say("server stopped")
 
 
-def run_up(home: Path, port: int, sim: bool, start_poller: bool, shards: int | None = None) -> int:
+def run_up(home: Path, port: int, sim: bool, start_poller: bool, shards: int | None = None,
+           database: str | None = None) -> int:
     stack = Stack(home=home, port=port, env=prefect_env(local_api(port), home))
+    if database:  # the server's database; SQLite in PREFECT_HOME otherwise
+        stack.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database
     if shards is not None:  # the flag wins over the setting; the automations follow it too
         stack.env["COLLECTOR_POLLER__SHARDS"] = str(shards)
     home.mkdir(parents=True, exist_ok=True)
@@ -328,8 +345,10 @@ def cli_up(args: argparse.Namespace) -> int:
     if getattr(args, "setup_only", False):
         return setup_only(args.api_url, start_poller=not args.no_poller, shards=shards,
                           prefect_file=getattr(args, "prefect_file", None))
-    home = Path(getattr(args, "home", None) or PROJECT_DIR / ".prefect").resolve()
-    return run_up(home, args.port, sim=args.sim, start_poller=not args.no_poller, shards=shards)
+    # --home, else PREFECT_HOME (a service's Environment=), else <project>/.prefect
+    home = Path(getattr(args, "home", None) or os.environ.get("PREFECT_HOME") or PROJECT_DIR / ".prefect").resolve()
+    return run_up(home, args.port, sim=args.sim, start_poller=not args.no_poller, shards=shards,
+                  database=getattr(args, "database", None))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, help="poller shards (default: the poller.shards setting, 1)")
     p.add_argument("--prefect-file", help="with --setup-only: deploy this file instead of prefect.yaml "
                    "(e.g. infra/prefect.docker.yaml)")
-    p.add_argument("--home", help="PREFECT_HOME (default <project>/.prefect)")
+    p.add_argument("--home", help="PREFECT_HOME (default: $PREFECT_HOME, else <project>/.prefect)")
+    p.add_argument("--database", help=DATABASE_HELP)
     p.add_argument("--setup-only", action="store_true",
                    help="only pool, deployments, automations and a poller run, on the server at --api-url")
     p.add_argument("--api-url", default=os.environ.get("PREFECT_API_URL") or local_api(4200))
