@@ -385,8 +385,11 @@ def test_sharded_pollers_cover_the_active_set_exactly_once(tmp_path, monkeypatch
         for k, v in env.items():
             if k.startswith("COLLECTOR_"):
                 monkeypatch.setenv(k, v)
+        # Not the 5-minute markets that may expire (and be dropped) while the shards poll.
+        soon = int(time.time() * 1000) + 120_000
         active = {i.instrument_id for r in run_discovery(load_settings()) for i in
-                  read_snapshot(snapshot_path(tmp_path, r.venue)).instruments}
+                  read_snapshot(snapshot_path(tmp_path, r.venue)).instruments
+                  if i.expires_at_ms is None or i.expires_at_ms > soon}
         assert len(active) >= 10
         collector = Path(sys.executable).with_name("collector")
         procs = {shard: subprocess.Popen([str(collector), "poll", "--duration", "5"], cwd=PROJECT_DIR,
@@ -408,7 +411,7 @@ def test_sharded_pollers_cover_the_active_set_exactly_once(tmp_path, monkeypatch
     assert len({f.name for f in files}) == len(files)
     assert polled["0/2"] and polled["1/2"]
     assert polled["0/2"].isdisjoint(polled["1/2"])
-    assert polled["0/2"] | polled["1/2"] == active
+    assert active <= polled["0/2"] | polled["1/2"]  # every lasting instrument, by exactly one shard
 
 
 def test_ctrl_c_cancels_the_poller_then_stops_worker_and_server(stack):
