@@ -35,7 +35,7 @@ test: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/collector sim --port 8765
 
-bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; batched vs per-instrument; then the feeds; then bytes on disk
+bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; Polymarket batched vs per-instrument, Kalshi batches; then the feeds; then bytes on disk
 	$(BIN)/python bench/poller_bench.py
 	$(BIN)/python bench/stream_bench.py
 	$(BIN)/python bench/bytes_bench.py

@@ -9,7 +9,7 @@ writes a snapshot selecting BENCH_INSTRUMENTS of them, then runs the poller as a
 * ``single``: the per-instrument baseline, ``GET /book`` per token
   (COLLECTOR_POLYMARKET__BOOKS_ENDPOINT=single, budget 1500 / 10 s as on the real venue, more
   workers and a higher in-flight cap so concurrency is not what limits it).
-* ``kalshi`` (if in BENCH_MODES): as many Kalshi markets (or all the sim trades) in batches of 100,
+* ``kalshi``: as many Kalshi markets (or all the sim trades) in batches of 100,
   on Polymarket's budget (500 / 10 s): the two venues' hot paths compared, not their rate limits.
 
 CPU (user+sys) and RSS are read from the poller process only (psutil), CPU over the steady window
@@ -35,7 +35,7 @@ Environment (all optional):
                           books, many quiet, as in bench/bytes_bench.py); default: every book
                           changes with the simulator's default probability (0.3 per tick)
   BENCH_BASELINE=1        0 skips the GET /book run (its JSON keys are then null)
-  BENCH_MODES=batch,single  which runs to do (e.g. "single" alone; "nohash" = batch with
+  BENCH_MODES=batch,single,kalshi  which runs to do (e.g. "single" alone; "nohash" = batch with
                           polymarket.verify_book_hash=false, to see the hash check's CPU;
                           "kalshi" = Kalshi batches next to Polymarket's)
   BENCH_BASELINE_RATE=1500, BENCH_BASELINE_WORKERS=64   budget / threads of the GET /book run
@@ -321,7 +321,7 @@ def main() -> int:
     baseline = os.environ.get("BENCH_BASELINE", "1") != "0"
     b_rate = int(env_num("BENCH_BASELINE_RATE", 1500))
     b_workers = int(env_num("BENCH_BASELINE_WORKERS", 64))
-    wanted = os.environ.get("BENCH_MODES", "batch,single" if baseline else "batch").split(",")
+    wanted = os.environ.get("BENCH_MODES", "batch,single,kalshi" if baseline else "batch,kalshi").split(",")
     modes: dict[str, dict[str, str]] = {}
     if "batch" in wanted:
         modes["batch"] = {}
