@@ -21,7 +21,6 @@ import logging
 import os
 import ssl
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -96,34 +95,19 @@ class PolymarketClient:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        timeout: httpx.Timeout,
-        params: dict[str, str] | None = None,
-        body: bytes | None = None,
-        parse: bool = True,
-    ) -> tuple[Any, int, float, bytes]:
-        """One HTTP call -> (parsed JSON or None when not ``parse``, ts_ms on arrival, latency ms,
-        raw body); typed errors only."""
-        client = self._clients.get()
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        t0 = time.monotonic()
+    def _get_json(self, url: str, params: dict[str, str]) -> Any:
+        """One discovery GET -> its parsed JSON; typed errors only (books go through self._books)."""
         try:
-            resp = client.request(method, url, params=params, content=body, headers=headers, timeout=timeout)
+            resp = self._clients.get().get(url, params=params, timeout=self._discovery_timeout)
         except httpx.TimeoutException as e:
-            raise errors.Timeout(f"{method} {url}: {type(e).__name__}", venue=self.name) from e
+            raise errors.Timeout(f"GET {url}: {type(e).__name__}", venue=self.name) from e
         except httpx.DecodingError as e:
-            raise errors.BadPayload(f"{method} {url}: undecodable body: {e}", venue=self.name) from e
+            raise errors.BadPayload(f"GET {url}: undecodable body: {e}", venue=self.name) from e
         except httpx.HTTPError as e:  # TransportError and the other request-level failures
-            raise errors.TransportError(f"{method} {url}: {type(e).__name__}: {e}", venue=self.name) from e
-        ts = now_ms()
-        latency = (time.monotonic() - t0) * 1000.0
+            raise errors.TransportError(f"GET {url}: {type(e).__name__}: {e}", venue=self.name) from e
         content = resp.content
         raise_for_status(resp.status_code, resp.headers, content, self.name)
-        return parse_json(content, self.name) if parse else None, ts, latency, content
+        return parse_json(content, self.name)
 
     # ------------------------------------------------------------------ discovery
 
@@ -136,7 +120,7 @@ class PolymarketClient:
 
     def _get_page(self, url: str, params: dict[str, str]) -> Any:
         self._pacer.wait()
-        return self._request("GET", url, params=params, timeout=self._discovery_timeout)[0]
+        return self._get_json(url, params)
 
     def discover(self) -> DiscoveryResult:
         """Every open, order-book-enabled outcome token. A failed page request fails the whole
