@@ -96,7 +96,7 @@ class Stub:
                 self.end_headers()
                 self.wfile.write(answer.body)
 
-            do_GET = do_POST = _serve
+            do_GET = do_POST = do_PATCH = _serve
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -19,16 +19,30 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 # -- REST API -------------------------------------------------------------------------------------
 class ApiClient(httpx.Client):
-    """httpx against the Prefect API, retrying 503/429 like Prefect's own client: a busy SQLite
-    database answers 503 ("database is locked") under load."""
+    """httpx against the Prefect API, retrying like Prefect's own client: a busy SQLite database
+    answers 503 ("database is locked") or nothing for a while under load. A timeout or dropped
+    connection is retried only where repeating is harmless: reads, filters, PATCH/PUT/DELETE."""
 
-    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
-        for attempt in range(6):
-            r = super().request(*args, **kwargs)
-            if r.status_code not in (429, 503):
-                return r
+    retries = 6
+
+    def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> httpx.Response:
+        again = _idempotent(method, str(url))
+        for attempt in range(self.retries):
+            last = attempt == self.retries - 1
+            try:
+                r = super().request(method, url, *args, **kwargs)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
+                if not again or last or isinstance(e, httpx.ConnectError):  # refused: the server is down
+                    raise
+            else:
+                if r.status_code not in (429, 503) or last:
+                    return r
             time.sleep(0.2 * 2**attempt)
-        return r
+        raise AssertionError("unreachable")
+
+
+def _idempotent(method: str, url: str) -> bool:
+    return method.upper() in ("GET", "HEAD", "PUT", "PATCH", "DELETE") or url.rstrip("/").endswith(("/filter", "/count"))
 
 
 def local_api(port: int) -> str:
@@ -40,8 +54,8 @@ def api_client(api_url: str) -> httpx.Client:
 
 
 def healthy(api: httpx.Client) -> bool:
-    try:
-        r = api.get("/health", timeout=2.0)
+    try:  # one probe: the callers poll
+        r = httpx.Client.request(api, "GET", "/health", timeout=2.0)
         return r.status_code == 200 and r.json() is True
     except (httpx.HTTPError, ValueError):
         return False
