@@ -4,9 +4,11 @@ Layout::
 
     <data_dir>/<venue>/<stream>/date=YYYY-MM-DD/<stream>.<period>.<uniq>.jsonl[.zst]
     <data_dir>/<venue>/book_changes/date=YYYY-MM-DD/book_changes.<period>.<uniq>.jsonl[.zst]
+    <data_dir>/<venue>/trades/date=YYYY-MM-DD/trades.<period>.<uniq>.jsonl[.zst]
     <data_dir>/<venue>/orderbooks_parquet/date=YYYY-MM-DD/orderbooks.parquet
     <data_dir>/<venue>/orderbooks_parquet/date=YYYY-MM-DD/_verified.json: what compaction verified
     <data_dir>/<venue>/gaps_parquet/date=YYYY-MM-DD/gaps.parquet
+    <data_dir>/<venue>/trades_parquet/date=YYYY-MM-DD/trades.parquet
     <data_dir>/<venue>/state/active_instruments.snapshot.json
     <data_dir>/<venue>/state/poller.shard-<k>of<n>.json (+ .lock): a poller shard's restart state
 
@@ -41,6 +43,10 @@ __all__ = [
     "MARKETS_STREAM",
     "PARQUET_BOOKS",
     "PARQUET_GAPS",
+    "PARQUET_TRADES",
+    "TRADES_PARQUET_NAME",
+    "TRADES_STREAM",
+    "trades_parquet_path",
     "POLL_ERRORS_STREAM",
     "POLL_STATS_STREAM",
     "SNAPSHOT_NAME",
@@ -82,14 +88,18 @@ BOOK_CHANGES_STREAM = "book_changes"  # book_snapshot, book_change, last_trade a
 POLL_STATS_STREAM = "poll_stats"  # poll_stats records (poller)
 POLL_ERRORS_STREAM = "poll_errors"  # poll_error records (poller)
 MARKETS_STREAM = "markets"  # market added/removed records (discovery)
+TRADES_STREAM = "trades"  # trade and gap records (feeds and the trades poller)
 PARQUET_BOOKS = "orderbooks_parquet"  # compacted days: date=D/orderbooks.parquet
 PARQUET_GAPS = "gaps_parquet"  # compacted days: date=D/gaps.parquet
+PARQUET_TRADES = "trades_parquet"  # compacted days: date=D/trades.parquet
 STATE_DIR = "state"  # snapshot, request spacing: not records
 # A directory is a venue when it holds one of these.
-VENUE_DIRS = frozenset({BOOK_STREAM, BOOK_CHANGES_STREAM, MARKETS_STREAM, POLL_STATS_STREAM, POLL_ERRORS_STREAM, STATE_DIR, PARQUET_BOOKS})
+VENUE_DIRS = frozenset({BOOK_STREAM, BOOK_CHANGES_STREAM, MARKETS_STREAM, POLL_STATS_STREAM, POLL_ERRORS_STREAM, STATE_DIR,
+                        PARQUET_BOOKS, TRADES_STREAM})
 
 BOOKS_PARQUET_NAME = "orderbooks.parquet"  # the marker readers look for: the day is compacted
 GAPS_PARQUET_NAME = "gaps.parquet"
+TRADES_PARQUET_NAME = "trades.parquet"
 # Compaction's record of a verified day (collector/store/verified.py); the leading "_" keeps
 # pyarrow and DuckDB dataset scans of the directory from taking it for data.
 VERIFIED_NAME = "_verified.json"
@@ -161,6 +171,11 @@ def parquet_path(data_dir: str | os.PathLike[str], venue: str, date: str, *, gap
     if gaps:
         return partition_dir(data_dir, venue, PARQUET_GAPS, date) / GAPS_PARQUET_NAME
     return partition_dir(data_dir, venue, PARQUET_BOOKS, date) / BOOKS_PARQUET_NAME
+
+
+def trades_parquet_path(data_dir: str | os.PathLike[str], venue: str, date: str) -> Path:
+    """The compacted trades of a day: ``trades_parquet/date=D/trades.parquet``."""
+    return partition_dir(data_dir, venue, PARQUET_TRADES, date) / TRADES_PARQUET_NAME
 
 
 def verified_path(data_dir: str | os.PathLike[str], venue: str, date: str) -> Path:
