@@ -1,5 +1,6 @@
-"""Disk retention settings (``retention``): how long order-book JSONL stays next to its verified
-Parquet (collector/ops/retention.py). Part of the one Settings model (collector.config.settings)."""
+"""Daily maintenance settings: compaction (``compact``) and disk retention (``retention``: how long
+order-book JSONL stays next to its verified Parquet, collector/ops/retention.py). Part of the one
+Settings model (collector.config.settings)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class CompactSettings(_Strict):
+    keep_jsonl: bool = Field(default=False, description="keep a day's JSONL after its Parquet is verified")
+    grace_s: float = Field(default=900.0, ge=0, description="compact a day only this long after its UTC end")
+    max_rows: int = Field(default=100_000, ge=1000, description="books in memory per pass (~4.5 kB each)")
 
 
 class RetentionSettings(_Strict):

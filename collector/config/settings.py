@@ -30,8 +30,9 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
-from collector.config.retention import RetentionSettings
+from collector.config.retention import CompactSettings, RetentionSettings
 from collector.config.streams import StreamsSettings
+from collector.config.trades import TradesSettings
 from collector.model.errors import ConfigError
 
 VenueName = Literal["polymarket", "limitless", "kalshi"]
@@ -253,12 +254,6 @@ class DiscoverySettings(_Strict):
     task_timeout_s: float = Field(default=600.0, gt=0, description="Prefect task timeout per venue")
 
 
-class CompactSettings(_Strict):
-    keep_jsonl: bool = Field(default=False, description="keep a day's JSONL after its Parquet is verified")
-    grace_s: float = Field(default=900.0, ge=0, description="compact a day only this long after its UTC end")
-    max_rows: int = Field(default=100_000, ge=1000, description="books in memory per pass (~4.5 kB each)")
-
-
 class PrefectSettings(_Strict):
     """Alerting thresholds for the automations in flows/stack/automations.py (seconds unless noted)."""
 
@@ -299,6 +294,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    trades: TradesSettings = Field(default_factory=TradesSettings)
 
     @field_validator("venues", mode="before")
     @classmethod
