@@ -359,8 +359,8 @@ class PollStats:
     snapshot_error: str | None
     writer_error: str | None
     records_dropped: int
-    # The venue's stream capture this period (collector.stream.stats), None when it is off.
-    stream: dict[str, Any] | None = None
+    stream: dict[str, Any] | None = None  # the venue's stream capture this period (collector.stream.stats)
+    trades: dict[str, Any] | None = None  # its trade capture this period (collector.trades.lane)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a dict (the heartbeat carries it too), keys in record order."""

@@ -114,6 +114,7 @@ class Lane:
         # The venue's stream capture (collector.stream.StreamLane) when it has one: it sets the
         # REST cadence of the books it keeps, vouches for their age and sees every REST book.
         self.stream: Any = None
+        self.trades: Any = None  # its trade capture (collector.trades.TradesLane), when on
 
     # -- membership -------------------------------------------------------------------------
     def set_instruments(self, insts: Sequence[Instrument], asof_ms: int, now: float) -> None:
@@ -378,6 +379,7 @@ class Lane:
             writer_error=self.books.stats.last_error if self.books.stats.failing else None,
             records_dropped=self.books.stats.records_dropped,
             stream=None if self.stream is None else self.stream.stats(now),
+            trades=None if self.trades is None else self.trades.stats(now),
         )  # fmt: skip
         self.stats_out.write(stats.to_json())
         self.total.add(c)

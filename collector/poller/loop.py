@@ -31,6 +31,7 @@ from collector.store.layout import poller_state_path, snapshot_path
 from collector.store.snapshot import SnapshotWatcher
 from collector.store.writer_set import WriterSet
 from collector.stream import StreamLane, make_stream
+from collector.trades import TradesLane, make_trades
 from collector.venues import VenueClient, make_client
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,16 @@ class Poller:
             pool = FetchPool(vs.max_workers, f"fetch-{name}")
             self.lanes[name] = Lane(name, client, vs, settings.poller, pool, self.writers)
         self.streams: dict[str, StreamLane] = {}
+        self.trades: dict[str, TradesLane] = {}
         for name, lane in self.lanes.items():
             stream = make_stream(name, settings, lane, self.writers, self._done)
             if stream is not None:
                 lane.stream = self.streams[name] = stream
+            trades = make_trades(name, settings, lane.client, self.writers, self._done, shard_slug(shard))
+            if trades is not None:
+                lane.trades = self.trades[name] = trades
+                if stream is not None:
+                    stream.trades = trades
         self.watchers = {
             name: SnapshotWatcher(snapshot_path(Path(settings.data_dir), name)) for name in self.lanes
         }
@@ -136,6 +143,8 @@ class Poller:
                 now = mono()
                 for stream in self.streams.values():
                     stream.tick(now)
+                for trades in self.trades.values():
+                    trades.tick(now)
                 self.writers.tick()
                 if now >= next_stats:
                     stats = [lane.write_stats(now) for lane in self.lanes.values()]
@@ -216,6 +225,9 @@ class Poller:
             stream = self.streams.get(name)
             if stream is not None and (snap is not None or len(stream.tracked) != len(lane.state)):
                 stream.set_instruments([st.inst for st in lane.state.values()], time.monotonic())
+            trades = self.trades.get(name)
+            if trades is not None and (snap is not None or len(trades.scope_of) != len(lane.state)):
+                trades.set_instruments([st.inst for st in lane.state.values()], time.monotonic())
 
     def _heartbeat(self, stats: list[dict[str, Any]]) -> None:
         try:
@@ -231,8 +243,12 @@ class Poller:
         self._closed = True
         for stream in self.streams.values():
             stream.stop()
+        for trades in self.trades.values():
+            trades.stop()
         for stream in self.streams.values():
             stream.join()
+        for trades in self.trades.values():
+            trades.join()
         try:  # what was received before the stop is recorded too (the threads have stopped)
             while self._drain(timeout=0.0):
                 pass
@@ -243,6 +259,11 @@ class Poller:
                 stream.close()  # records where every book's stream ends
             except Exception:
                 log.exception("closing the %s stream failed", stream.venue)
+        for trades in self.trades.values():
+            try:
+                trades.close()  # where each tape stands, for the next start
+            except Exception:
+                log.exception("closing the %s trades failed", trades.venue)
         now = time.monotonic()
         for lane in self.lanes.values():
             try:

@@ -47,6 +47,7 @@ __all__ = [
     "TRADES_PARQUET_NAME",
     "TRADES_STREAM",
     "trades_parquet_path",
+    "trades_state_path",
     "POLL_ERRORS_STREAM",
     "POLL_STATS_STREAM",
     "SNAPSHOT_NAME",
@@ -205,6 +206,12 @@ def poller_state_path(data_dir: str | os.PathLike[str], venue: str, shard_slug: 
     """``<data_dir>/<venue>/state/poller.shard-<k>of<n>.json``: what one poller shard knew when it
     last marked itself alive (collector/poller/restart.py); its lock is the same name + ``.lock``."""
     return state_dir(data_dir, venue) / f"{POLLER_STATE_PREFIX}{shard_slug}.json"
+
+
+def trades_state_path(data_dir: str | os.PathLike[str], venue: str, shard_slug: str) -> Path:
+    """``<data_dir>/<venue>/state/trades.shard-<k>of<n>.json``: how far each trade tape of one
+    poller shard is known complete, and when it was last alive (collector/trades/tape.py)."""
+    return state_dir(data_dir, venue) / f"trades.shard-{shard_slug}.json"
 
 
 def period_bounds(ts: float, rotate_minutes: int) -> tuple[int, int]:

@@ -74,6 +74,7 @@ class StreamLane:
         self.rest = rest  # the venue's poller Lane (expedite, interval)
         self.out = out  # the loop's queue, handed to connection threads
         self.records = writers.get(venue, layout.BOOK_CHANGES_STREAM)
+        self.trades: Any = None  # the venue's trade capture (collector.trades.TradesLane), when on
         self.conns: list[FeedConnection] = []
         self.conn_ids: list[str] = []
         self.counts: list[int] = []
@@ -154,9 +155,14 @@ class StreamLane:
                 return  # our own shutdown: close() records where the books end
             self.c.disconnects += 1
             log.warning("%s stream %s down: %s %s", self.venue, ev.conn, ev.reason, ev.detail)
+            # Trades were last heard when the connection last received anything (a silent one
+            # went quiet long before it was dropped).
+            heard = ev.ts_ms - int(max(0.0, now - self.conns[ev.index].last_rx) * 1000)
             for t in self.tracked.values():
                 if t.index == ev.index:
                     self._lose(t, ev.ts_ms, f"ws_{ev.reason}", now)
+                    if self.trades is not None:
+                        self.trades.feed_down(t.inst.instrument_id, heard)
         elif type(ev) is FeedBad:
             self.c.bad("not_json")
             log.warning("%s stream %s: %s", self.venue, ev.conn, ev.detail)
@@ -187,6 +193,8 @@ class StreamLane:
                                  b.hash, hash_ok, self.feed.tick_text(b), self.feed.ltp_text(b), source)
         self.records.write(rec.to_json())
         self.c.snapshots += 1
+        if self.trades is not None:  # its feed is back: what it missed is fetched
+            self.trades.feed_up(t.inst.instrument_id, ts, time.monotonic())
         t.status = LIVE
         t.suspect = None
         t.resync_since = t.resync_asked = None

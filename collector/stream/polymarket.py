@@ -32,6 +32,7 @@ from collector.stream.lane import LIVE, RESYNC, WAITING, StreamLane, Tracked
 from collector.stream.ws_polymarket import PolymarketConnection
 from collector.venues.base import PolledBook
 from collector.venues.polymarket_reply import body_of
+from collector.venues.polymarket_trades import parse_ws_trade
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +251,17 @@ class PolymarketFeed:
             lane.c.unknown += 1
             return
         price = m["price"]
-        rec = LastTradeRecord(self.venue, t.inst.instrument_id, msg.ts_ms, _ts(m["timestamp"]), msg.conn, msg.seq,
-                              canon(price) or "0", canon(m.get("size")), m.get("side"), canon(m.get("fee_rate_bps")))
-        lane.write(rec)
+        if lane.trades is not None:  # the trades stream (collector.trades)
+            trade = parse_ws_trade(m, t.inst, msg.ts_ms)
+            if isinstance(trade, str):
+                lane.trades.feed_bad(trade)
+                lane.c.bad(f"trade:{trade}")
+            else:
+                lane.trades.feed_trade(trade)
+        else:  # trade capture off: the feed's event stays in book_changes, as before
+            lane.write(LastTradeRecord(self.venue, t.inst.instrument_id, msg.ts_ms, _ts(m["timestamp"]), msg.conn,
+                                       msg.seq, canon(price) or "0", canon(m.get("size")), m.get("side"),
+                                       canon(m.get("fee_rate_bps"))))
         lane.c.trades += 1
         # The book's last_trade_price is market-wide: both tokens carry the trade's price text,
         # and a pending hash check may be waiting for exactly this.

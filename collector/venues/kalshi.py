@@ -29,6 +29,7 @@ import orjson
 import requests
 
 from collector.config.settings import KalshiSettings
+from collector.config.trades import VenueTradesSettings
 from collector.model import errors
 from collector.model.clock import now_ms
 from collector.model.records import BookRecord, Instrument
@@ -37,6 +38,7 @@ from collector.venues.http import ThreadLocal, fetch_page, parse_json, raise_for
 from collector.venues.kalshi_auth import Signer
 from collector.venues.kalshi_book import VENUE, book_record
 from collector.venues.kalshi_markets import add_event
+from collector.venues.kalshi_trades import KalshiTrades
 from collector.venues.pacing import Pacer
 from collector.venues.shared_spacing import SharedSpacing, spacing_path
 
@@ -203,6 +205,10 @@ class KalshiClient:
 
     def normalize(self, inst: Instrument, raw: Any, ts_ms: int, latency_ms: float) -> BookRecord:
         return book_record(inst, raw.body if type(raw) is PolledBook else raw, ts_ms, latency_ms)
+
+    def trades_source(self, ts: VenueTradesSettings) -> KalshiTrades:
+        """The venue's public trade tape, paced like discovery inside the shared spacing."""
+        return KalshiTrades(self._get_page, ts.page_limit, ts.max_pages)
 
     def close(self) -> None:
         self._sessions.close_all()

@@ -27,6 +27,7 @@ from urllib.parse import quote
 import requests
 
 from collector.config.settings import LimitlessSettings
+from collector.config.trades import LimitlessTradesSettings
 from collector.model import errors
 from collector.model.clock import now_ms
 from collector.model.decimals import dec_text, scaled_text
@@ -35,6 +36,7 @@ from collector.model.records import BookRecord, DecText, Instrument
 from collector.venues.base import DiscoveryResult, FetchResult
 from collector.venues.http import ThreadLocal, fetch_page, parse_json, raise_for_status
 from collector.venues.limitless_markets import DEFAULT_DECIMALS, VENUE, add_market
+from collector.venues.limitless_trades import LimitlessTrades
 from collector.venues.numbers import as_int
 from collector.venues.pacing import Pacer
 from collector.venues.shared_spacing import SharedSpacing, spacing_path
@@ -198,6 +200,11 @@ class LimitlessClient:
 
     def normalize(self, inst: Instrument, raw: Any, ts_ms: int, latency_ms: float) -> BookRecord:
         return normalize_book(inst, raw, ts_ms, latency_ms)
+
+    def trades_source(self, ts: LimitlessTradesSettings) -> LimitlessTrades:
+        """Per-market events, paced like discovery inside the venue's shared spacing."""
+        return LimitlessTrades(self._get_page, self.settings.api_url, ts.page_limit, ts.max_pages, ts.event_types,
+                               ts.size_scale)
 
     def close(self) -> None:
         self._sessions.close_all()

@@ -28,6 +28,7 @@ import httpx
 import orjson
 
 from collector.config.settings import PolymarketSettings
+from collector.config.trades import PolymarketTradesSettings
 from collector.model import errors
 from collector.model.clock import now_ms
 from collector.model.records import BookRecord, Instrument
@@ -39,6 +40,7 @@ from collector.venues.pacing import Pacer
 from collector.venues.polyhash import CheckedBook, ExactReply
 from collector.venues.polymarket_book import VENUE, book_record
 from collector.venues.polymarket_markets import add_market
+from collector.venues.polymarket_trades import PolymarketTrades
 from collector.venues.pooled import PooledHTTP
 
 log = logging.getLogger(__name__)
@@ -284,6 +286,10 @@ class PolymarketClient:
         if type(raw) is dict:
             return book_record(inst, raw, polyhash.check(raw) if self.verify_hash else None, ts_ms, latency_ms)
         raise errors.BadPayload("book is not an object", venue=self.name)
+
+    def trades_source(self, ts: PolymarketTradesSettings) -> PolymarketTrades:
+        """The data API's trade tape (a gap's backfill), paced like discovery."""
+        return PolymarketTrades(self._get_page, ts.data_url, ts.page_limit, ts.max_pages)
 
     def close(self) -> None:
         """Close every thread's HTTP client; a later request on any thread opens a fresh one."""

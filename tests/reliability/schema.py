@@ -31,6 +31,7 @@ STREAM_TYPES = {
     "poll_stats": {"poll_stats"},
     "poll_errors": {"poll_error"},
     "markets": {"market"},
+    "trades": {"trade", "gap"},
 }
 ERROR_KINDS = {
     "not_found", "rate_limited", "server_error", "client_error", "timeout", "transport", "bad_payload",
@@ -191,6 +192,23 @@ LAST_TRADE_REQUIRED = {
     "size": _opt(_nonneg_num),
     "side": _opt(_is_str),
     "fee_rate_bps": _opt(_nonneg_num),
+}
+
+TRADE_REQUIRED = {
+    **ENVELOPE,
+    "venue": lambda v: v in VENUES,
+    "instrument_id": _is_str,
+    "ts_ms": _ts,
+    "ob_ts_ms": _opt(_ts),
+    "key": lambda v: _is_str(v) and v != "",
+    "price": lambda v: _nonneg_num(v) and v <= 1,
+    "size": lambda v: _nonneg_num(v) and v > 0,
+    "side": lambda v: v in (None, "buy", "sell"),
+    "trade_id": _opt(_is_str),
+    "tx_hash": _opt(_is_str),
+    "fee_rate_bps": _opt(_nonneg_num),
+    "fee": _opt(_nonneg_num),
+    "source": lambda v: v in ("ws", "rest"),
 }
 
 POLL_STATS_REQUIRED = {
@@ -387,6 +405,16 @@ def validate(rec: Any, *, check_gap_order: bool = True, stream: str | None = Non
             out.append("hash_ok must be written exactly when hash is")
         if rec.get("hash_ok") is False:
             out.append("a book whose hash failed is written in full, never as unchanged")
+    elif rt == "gap" and stream == "trades":
+        _fields(rec, GAP_REQUIRED, {"backfilled": lambda v: type(v) is bool}, out)
+        if not out and "backfilled" not in rec:
+            out.append("a trades gap says whether it was backfilled")
+        if not out and rec["from_ts_ms"] is not None and rec["from_ts_ms"] > rec["to_ts_ms"]:
+            out.append(f"gap from_ts_ms {rec['from_ts_ms']} > to_ts_ms {rec['to_ts_ms']}")
+    elif rt == "trade":
+        _fields(rec, TRADE_REQUIRED, {}, out)
+        if not out and not rec["instrument_id"].startswith(rec["venue"] + ":"):
+            out.append(f"instrument_id {rec['instrument_id']!r} of another venue")
     elif rt == "gap":
         _fields(rec, GAP_REQUIRED, GAP_OPTIONAL, out)
         if out:

@@ -1,0 +1,82 @@
+"""The trades thread of one venue: runs the fetches the loop thread asks for, one at a time, and
+hands each answer back through the loop's queue. It owns no state: what to fetch, marks, gaps and
+writes stay on the loop thread (collector.trades.lane). Requests are paced by the venue client
+(inside the venue's shared spacing, books first)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.model.errors import VenueError
+from collector.model.records import Instrument
+from collector.venues.trades import TradeFetch, TradesSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FetchJob:
+    scope: str
+    insts: Mapping[str, Instrument]
+    since_ms: int
+    started_ms: int = 0  # wall clock when the request went out (the mark a complete answer earns)
+    # gaps this fetch decides: (instrument_id or None, from_ms, to_ms, reason)
+    gaps: list[tuple[str | None, int, int, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TradesFetched:
+    target: Any  # the TradesLane
+    job: FetchJob
+    result: TradeFetch
+
+
+class TradesFetcher:
+    def __init__(self, venue: str, source: TradesSource, out: Any, target: Any, min_spacing_s: float) -> None:
+        self.venue = venue
+        self.source = source
+        self.out = out
+        self.target = target
+        self.min_spacing_s = min_spacing_s
+        self._jobs: queue.SimpleQueue[FetchJob | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"trades-{venue}", daemon=True)
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: FetchJob) -> None:
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._jobs.put(None)
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        last = 0.0
+        while not self._stop.is_set():
+            job = self._jobs.get()
+            if job is None or self._stop.is_set():
+                return
+            wait = last + self.min_spacing_s - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return
+            last = time.monotonic()
+            job.started_ms = int(time.time() * 1000)
+            try:
+                result = self.source.fetch(job.scope, job.insts, job.since_ms)
+            except VenueError as e:
+                result = TradeFetch([], None, error=e)
+            except Exception as e:  # noqa: BLE001 - a parser bug costs this fetch, not the thread
+                log.exception("%s trades: fetch of %r failed", self.venue, job.scope)
+                result = TradeFetch([], None, error=VenueError(f"{type(e).__name__}: {e}", venue=self.venue))
+            self.out.put(TradesFetched(self.target, job, result))
