@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: install run run-sim run-local test sim bench bench-stream bench-bytes bench-parquet bench-scale bench-api soak lock clean
+.PHONY: install run run-sim run-local test sim bench bench-stream bench-trades bench-bytes bench-parquet bench-scale bench-api soak lock clean
 
 install: $(STAMP)
 
@@ -35,9 +35,10 @@ test: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/collector sim --port 8765
 
-bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; Polymarket batched vs per-instrument, Kalshi batches; then the feeds; then bytes on disk
+bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; Polymarket batched vs per-instrument, Kalshi batches; then the feeds; trades; then bytes on disk
 	$(BIN)/python bench/poller_bench.py
 	$(BIN)/python bench/stream_bench.py
+	$(BIN)/python bench/trades_bench.py
 	$(BIN)/python bench/bytes_bench.py
 	$(BIN)/python bench/parquet_bench.py
 
@@ -46,6 +47,9 @@ bench-bytes: $(STAMP)  ## bytes per instrument-hour: JSONL, JSONL.zst, daily Par
 
 bench-parquet: $(STAMP)  ## the daily Parquet layout: size and DuckDB / collector.read query times per writer option (~15 min)
 	$(BIN)/python bench/parquet_bench.py
+
+bench-trades: $(STAMP)  ## trade capture: trades/s, CPU per trade (feed, REST tape, duplicates), bytes per trade
+	$(BIN)/python bench/trades_bench.py
 
 bench-stream: $(STAMP)  ## stream capture alone: messages/s, CPU per change, receive-to-disk latency, RSS
 	$(BIN)/python bench/stream_bench.py
