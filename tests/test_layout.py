@@ -1,7 +1,7 @@
 """The architecture, enforced: the folders are the layers and dependencies point one way.
 
 Layers, top to bottom (docs/architecture.md): ``flows`` (Prefect) and ``collector.cli``;
-``collector.discovery`` / ``poller`` / ``read`` / ``ops`` / ``sim``; ``collector.store`` /
+``collector.discovery`` / ``poller`` / ``stream`` / ``trades`` / ``read`` / ``ops`` / ``sim``; ``collector.store`` /
 ``venues``; ``collector.model`` / ``config``. A module may import its own layer or a lower one.
 """
 
@@ -21,6 +21,8 @@ LAYER = {  # package -> rank (higher may import lower)
     "collector.venues": 1,
     "collector.discovery": 2,
     "collector.poller": 2,
+    "collector.stream": 2,
+    "collector.trades": 2,
     "collector.read": 2,
     "collector.ops": 2,
     "collector.sim": 2,

@@ -24,6 +24,7 @@ from collector.model.stream_records import (
     BookSnapshotRecord,
     LastTradeRecord,
 )
+from collector.model.trade_records import TradeGapRecord, TradeRecord
 from collector.store.parquet import LEVEL_COLUMNS, book_schema, gap_schema
 from tests.reliability import schema as validator
 
@@ -76,6 +77,12 @@ SAMPLES = {
                         "BUY", "0"),
         LastTradeRecord("polymarket", "polymarket:1", 1_790_000_000_000, None, "c1", 5, "0.5", None, None),
     ],
+    "trade": [
+        TradeRecord("kalshi", "kalshi:KX-1", 1_790_000_000_000, 1_789_999_999_990, "6e92", "0.1", "9.4", "buy",
+                    trade_id="6e92", source="rest"),
+        TradeRecord("polymarket", "polymarket:1", 1_790_000_000_000, None, "~0xab|1|0.5|10", "0.5", "10", None,
+                    tx_hash="0xab", fee_rate_bps="0", fee="0.01"),
+    ],
 }
 VALIDATOR = {
     "orderbook": (validator.ORDERBOOK_REQUIRED, validator.ORDERBOOK_OPTIONAL),
@@ -87,11 +94,12 @@ VALIDATOR = {
     "book_snapshot": (validator.BOOK_SNAPSHOT_REQUIRED, {}),
     "book_change": (validator.BOOK_CHANGE_REQUIRED, validator.BOOK_CHANGE_OPTIONAL),
     "last_trade": (validator.LAST_TRADE_REQUIRED, {}),
+    "trade": (validator.TRADE_REQUIRED, {}),
 }
 DOC_SECTION = {"orderbook": "## `orderbook`", "unchanged": "## `unchanged`", "gap": "## `gap`", "poll_error": "## `poll_error`",
                "poll_stats": "## `poll_stats`", "market": "## Market records (`market`)",
                "book_snapshot": "## `book_snapshot`", "book_change": "## `book_change`",
-               "last_trade": "## `last_trade`"}
+               "last_trade": "## `last_trade`", "trade": "## Trades (`trades/`)"}
 
 
 def _keys(rt: str) -> set[str]:
@@ -130,6 +138,13 @@ def test_a_stream_gap_is_valid_in_book_changes_only():
     assert validator.validate(gap) != []  # in orderbooks/ an instrument gap has failures
     venue_wide = orjson.loads(SAMPLES["gap"][1].to_json())
     assert validator.validate(venue_wide, stream="book_changes") != []
+
+
+def test_a_trades_gap_says_whether_it_was_backfilled_and_is_documented():
+    gap = orjson.loads(TradeGapRecord("kalshi", None, 1_789_999_000_000, 1_790_000_005_000, "restart", True).to_json())
+    assert validator.validate(gap, stream="trades") == []
+    assert validator.validate({k: v for k, v in gap.items() if k != "backfilled"}, stream="trades") != []
+    assert set(gap) - _documented("trade") - {"record_type", "schema_version", "venue"} == set()
 
 
 @pytest.mark.parametrize("rt, schema", [("orderbook", book_schema), ("gap", gap_schema)])

@@ -253,6 +253,7 @@ POLL_STATS_REQUIRED = {
     "writer_error": _opt(_is_str),
     "records_dropped": _nonneg_int,
     "stream": _opt(lambda v: isinstance(v, dict)),
+    "trades": _opt(lambda v: isinstance(v, dict)),
 }
 
 POLL_ERROR_REQUIRED = {
