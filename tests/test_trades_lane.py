@@ -219,3 +219,25 @@ def test_more_trades_than_a_fetch_pages_through_leave_a_backlog_gap(tmp_path):
     (g,) = gaps(tmp_path)
     assert g["reason"] == "trades_backlog" and g["backfilled"] is False and g["instrument_id"] is None
     assert g["to_ts_ms"] == t0 + 7 and g["from_ts_ms"] < t0
+
+
+def test_trades_the_writer_dropped_are_fetched_again_once_it_writes(tmp_path):
+    """A full disk: the writer refuses, the trades of those turns are not taken as recorded."""
+    tape = Tape(per_market=True)
+    run = Run(tmp_path, tape, rest_poll=False).start(["m1"])
+    run.lane.feed_trade(tape.trade("m1", now_ms(), "ok1"))
+    run.pump(0.1)
+    w = run.lane.tape.records
+    real = w._append
+    w._append = lambda line: (setattr(w.stats, "records_dropped", w.stats.records_dropped + 1),
+                              setattr(w.stats, "failing", True))[0] or False  # ENOSPC, as the writer counts it
+    run.lane.feed_trade(tape.trade("m1", now_ms(), "lost1"))
+    run.pump(0.1)
+    w._append = real
+    w.stats.failing = False
+    run.lane.feed_trade(tape.trade("m1", now_ms(), "ok2"))
+    run.pump(0.5)
+    run.close()
+    assert sorted(set(trades(tmp_path))) == ["lost1", "ok1", "ok2"]
+    (g,) = gaps(tmp_path)
+    assert g["reason"] == "write_failed" and g["backfilled"] is True

@@ -70,6 +70,8 @@ class TradesLane:
         self._started = False
         self._closed = False
         self._failing = False
+        self._write_trouble: int | None = None
+        self._last_turn_ms = self._last_drop_ms = self.start_ms
         self._reset_counts()
         if self.recovered or self.prev_alive:
             log.info("%s trades: %d recorded trade keys read back; previous run alive until %s",
@@ -147,6 +149,7 @@ class TradesLane:
 
     # -- the loop's timers -----------------------------------------------------------------------
     def tick(self, now: float) -> None:
+        self._watch_writes(now)
         if self.fetcher is not None:
             for scope, when in list(self.due.items()):
                 if when <= now and scope not in self.busy:
@@ -155,6 +158,29 @@ class TradesLane:
             self._next_save = now + self.save_every_s
             self.tape.forget_older(now_ms())
             self.state.save(self._marks_now())
+
+    def _watch_writes(self, now: float) -> None:
+        """A full or failing disk drops trades: from the turn before the first drop until the writer
+        works again, every tape is owed a backfill (``write_failed``)."""
+        wall = now_ms()
+        if self.tape.settle():
+            self._last_drop_ms = wall
+            if self._write_trouble is None:
+                self._write_trouble = self._last_turn_ms
+                log.warning("%s trades: the writer dropped trades; they are fetched again once it writes", self.venue)
+        # The writer is healthy again, or has dropped nothing for a while (a quiet venue writes
+        # nothing that would clear its failing flag; a backfill into a still-full disk starts over).
+        elif self._write_trouble is not None and (self.tape.writing() or wall - self._last_drop_ms > 10_000):
+            for scope in self.insts:
+                for iid in self._ids(scope):
+                    gap = (iid, self._write_trouble, wall, "write_failed")
+                    if self.fetcher is not None and self.s.backfill:
+                        self.pending.setdefault(scope, []).append(gap)
+                        self.due[scope] = min(self.due.get(scope, math.inf), now)
+                    else:
+                        self.tape.gap(*gap, False)
+            self._write_trouble = None
+        self._last_turn_ms = wall
 
     def _submit(self, scope: str, now: float) -> None:
         gaps = self.pending.get(scope, [])

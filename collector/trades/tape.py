@@ -35,6 +35,11 @@ class TradeTape:
         self._keys: set[int] = set()
         self._order: deque[tuple[int, int]] = deque()  # (venue ms, key hash), oldest first
         self.written = self.duplicates = self.gaps = 0
+        # Keys added in this and the previous loop turn: the writer reports a refused or dropped
+        # write (a full disk) up to a turn later, and those trades must not count as recorded.
+        self._cur: list[int] = []
+        self._prev: list[int] = []
+        self._drops = 0
 
     # -- de-duplication --------------------------------------------------------------------------
     def _remember(self, h: int, when: int) -> None:
@@ -55,10 +60,27 @@ class TradeTape:
             return False
         self.records.write(rec.to_json())
         self.written += 1
+        self._cur.append(h)
         # Out-of-order arrivals (a backfill) sit behind newer keys: forgetting goes by arrival
         # order, so a key lives at least the window after it was recorded.
         self._remember(h, max(rec.ob_ts_ms or rec.ts_ms, now_ms() - self.window_ms // 2))
         return True
+
+    def settle(self) -> bool:
+        """Once per loop turn: True when the writer dropped records since the last call; then the
+        trades of the last two turns are forgotten (a backfill brings them again; one that did
+        reach the file is then written twice, which readers de-duplicate)."""
+        drops = self.records.stats.records_dropped
+        dropped = drops > self._drops
+        self._drops = drops
+        if dropped:
+            for h in self._prev + self._cur:
+                self._keys.discard(h)
+        self._prev, self._cur = self._cur, []
+        return dropped
+
+    def writing(self) -> bool:
+        return not self.records.stats.failing
 
     def gap(self, instrument_id: str | None, from_ms: int, to_ms: int, reason: str, backfilled: bool) -> None:
         self.records.write(TradeGapRecord(self.venue, instrument_id, from_ms, max(from_ms, to_ms), reason,
