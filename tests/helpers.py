@@ -29,7 +29,7 @@ TOP2_RULE = orjson.dumps([{"name": "top2", "min_minutes_to_expiry": 30, "max_mar
 
 
 def sim_env(sim: SimHandle, data_dir: Path, *, venues: str = "polymarket,limitless", streams: bool = False,
-            **extra: Any) -> dict[str, str]:
+            trades: bool = False, **extra: Any) -> dict[str, str]:
     """COLLECTOR_* variables pointing every venue at ``sim`` and writing into ``data_dir``.
 
     Defaults keep runs small and fast: every sim market selected on Polymarket, the two top
@@ -37,6 +37,8 @@ def sim_env(sim: SimHandle, data_dir: Path, *, venues: str = "polymarket,limitle
     quick backoff. ``extra`` keys are the part after ``COLLECTOR_`` (e.g. ``POLLER__SHARD``).
     ``streams``: record the simulator's feeds too; off by default, because most of these tests
     measure REST polling at its full rate (with a live stream REST only reconciles).
+    ``trades``: record trades too (tests/test_trades_e2e.py); off by default, because their
+    requests share the venues' budgets that these tests measure.
     """
     env = dict(sim.env)
     env.update(
@@ -57,6 +59,9 @@ def sim_env(sim: SimHandle, data_dir: Path, *, venues: str = "polymarket,limitle
     )
     if not streams:
         env["COLLECTOR_STREAMS__POLYMARKET__ENABLED"] = env["COLLECTOR_STREAMS__LIMITLESS__ENABLED"] = "false"
+    if not trades:
+        for v in ("POLYMARKET", "LIMITLESS", "KALSHI"):
+            env[f"COLLECTOR_TRADES__{v}__ENABLED"] = "false"
     for k, v in extra.items():
         env[f"COLLECTOR_{k}"] = str(v)
     return env

@@ -241,3 +241,21 @@ def test_trades_the_writer_dropped_are_fetched_again_once_it_writes(tmp_path):
     assert sorted(set(trades(tmp_path))) == ["lost1", "ok1", "ok2"]
     (g,) = gaps(tmp_path)
     assert g["reason"] == "write_failed" and g["backfilled"] is True
+
+
+def test_a_downtime_longer_than_the_look_back_is_a_gap_that_says_not_backfilled(tmp_path):
+    tape = Tape(per_market=False)
+    run = Run(tmp_path, tape, rest_poll=True).start(["a"])
+    run.pump(0.2)
+    run.close()
+    state = next((tmp_path / VENUE / "state").glob("trades.*.json"))
+    old = now_ms() - 7_200_000  # the last run was alive two hours ago
+    state.write_bytes(orjson.dumps({"alive_ms": old, "marks": {"": old}}))
+    tape.trade("", now_ms() - 1000, "recent")
+    run2 = Run(tmp_path, tape, rest_poll=True, max_backfill_s=60).start(["a"])
+    run2.pump(0.3)
+    run2.close()
+    assert trades(tmp_path) == ["recent"]
+    (g,) = gaps(tmp_path)
+    assert (g["reason"], g["backfilled"], g["from_ts_ms"], g["instrument_id"]) == ("restart", False, old, None)
+    assert min(since for _, since in tape.calls[1:]) >= now_ms() - 61_000 - 2_000  # never asked beyond the look-back

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 class FetchJob:
     scope: str
     insts: Mapping[str, Instrument]
-    since_ms: int
+    since_ms: int  # what the fetch asks for (want_ms less the overlap, capped at max_backfill_s)
+    want_ms: int  # from where the tape must be read to be complete (its mark, or its oldest gap)
     started_ms: int = 0  # wall clock when the request went out (the mark a complete answer earns)
     # gaps this fetch decides: (instrument_id or None, from_ms, to_ms, reason)
     gaps: list[tuple[str | None, int, int, str]] = field(default_factory=list)

@@ -191,7 +191,7 @@ class TradesLane:
         since = max(frm - int(self.s.overlap_s * 1000), wall - int(self.s.max_backfill_s * 1000))
         self.busy.add(scope)
         self.due[scope] = math.inf
-        self.fetcher.submit(FetchJob(scope, self.insts.get(scope, {}), since, gaps=list(gaps)))
+        self.fetcher.submit(FetchJob(scope, self.insts.get(scope, {}), since, frm, gaps=list(gaps)))
         self.pending.pop(scope, None)
 
     def on_event(self, ev: TradesFetched, now: float) -> None:
@@ -217,16 +217,13 @@ class TradesLane:
             self._failing = True
             log.log(level, "%s trades: fetch of %r failed (%s: %s), try %d", self.venue, scope or "the tape",
                     res.error.kind, res.error, tries)
-            retry = [g for g in job.gaps if covered is None or covered > g[1]]
-            if tries >= _GAP_TRIES:
-                for g in retry:
-                    self.tape.gap(*g, False)
-                retry = []
-            if retry:
-                self.pending.setdefault(scope, []).extend(retry)
             for g in job.gaps:
-                if g not in retry and tries < _GAP_TRIES:
+                if covered is not None and covered <= g[1]:
                     self.tape.gap(*g, True)  # paged back past it before the error
+                elif tries >= _GAP_TRIES:
+                    self.tape.gap(*g, False)
+                else:
+                    self.pending.setdefault(scope, []).append(g)
             self._reschedule(scope, now, min(_MAX_RETRY_S, self.s.poll_interval_s * 2 ** tries))
             return
         self.tries.pop(scope, None)
@@ -235,9 +232,11 @@ class TradesLane:
             log.info("%s trades: fetching works again", self.venue)
         for g in job.gaps:
             self.tape.gap(*g, covered is not None and covered <= g[1])
-        if covered is None or covered > job.since_ms:  # pages ran out before the window did
+        # A polled tape read back less far than its mark (pages ran out, or the mark is older
+        # than max_backfill_s after a long outage): the rest is a gap.
+        if self.polled and not job.gaps and (covered is None or covered > job.want_ms):  # gaps say it themselves
             for iid in self._ids(scope):
-                self.tape.gap(iid, job.since_ms, covered if covered is not None else job.started_ms,
+                self.tape.gap(iid, job.want_ms, covered if covered is not None else job.started_ms,
                               "trades_backlog", False)
         self.marks[scope] = max(self.marks.get(scope, 0), job.started_ms)
         self._reschedule(scope, now, self.s.poll_interval_s)
