@@ -41,6 +41,7 @@ from collector.store.snapshot import read_snapshot
 from flows.stack.api import DISCOVERY, POLLER, api_client, local_api, runs_of
 from flows.stack.automations import apply_automations, definitions, read_automations
 from flows.stack.procs import PROJECT_DIR, prefect_cli, prefect_env
+from tests.helpers import ALL_RULE, TOP2_RULE
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -381,11 +382,13 @@ def test_sharded_pollers_cover_the_active_set_exactly_once(tmp_path, monkeypatch
     polled by exactly one shard, together they poll all of them, and no file is shared."""
     with run_sim("--markets", "30", "--seed", "9", "--no-rate-limit") as sim:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTOR_", "PREFECT_"))}
-        env.update(sim.env, COLLECTOR_DATA_DIR=str(tmp_path))
+        # Every market with 30 min or more left: the 5-minute ones would expire (and be dropped)
+        # while the shards poll, and at some minutes of the hour they are most of the default set.
+        env.update(sim.env, COLLECTOR_DATA_DIR=str(tmp_path), COLLECTOR_POLYMARKET__RULES=ALL_RULE,
+                   COLLECTOR_LIMITLESS__RULES=TOP2_RULE)
         for k, v in env.items():
             if k.startswith("COLLECTOR_"):
                 monkeypatch.setenv(k, v)
-        # Not the 5-minute markets that may expire (and be dropped) while the shards poll.
         soon = int(time.time() * 1000) + 120_000
         active = {i.instrument_id for r in run_discovery(load_settings()) for i in
                   read_snapshot(snapshot_path(tmp_path, r.venue)).instruments
