@@ -1,6 +1,6 @@
 """collector.read's public API is exactly the names docs/reading-data.md uses (plus ReadStats, the
 type of the readers' ``stats=`` argument, and the types the stream readers return: BookState,
-Comparison, ReconcileReport); everything else in the package is plumbing."""
+Comparison, ReconcileReport, and the trade rows Trade, TradeGap, TradeBook); everything else in the package is plumbing."""
 
 import collector.read as read
 
@@ -10,6 +10,9 @@ PUBLIC = [
     "Comparison",
     "ReadStats",
     "ReconcileReport",
+    "Trade",
+    "TradeBook",
+    "TradeGap",
     "book_at",
     "books_at",
     "catalog_markets",
@@ -18,7 +21,11 @@ PUBLIC = [
     "iter_changes",
     "iter_reconcile",
     "iter_records",
+    "iter_trade_gaps",
+    "iter_trades",
     "load_books",
+    "load_trades",
+    "load_trades_with_books",
     "market_catalog",
     "merge_books",
     "parse_time",
@@ -29,6 +36,7 @@ PUBLIC = [
     "to_arrow",
     "to_pandas",
     "to_polars",
+    "trades_with_books",
 ]
 
 

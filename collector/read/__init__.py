@@ -8,7 +8,9 @@ This is the public API (docs/reading-data.md); the modules of this package are p
 :mod:`~collector.read.changes` (files, order, exact-text lines), :mod:`~collector.read.book`
 (a book and its replay state), :mod:`~collector.read.timeline` (where a replay starts),
 :mod:`~collector.read.replay` (replay, as-of, merge with REST) and
-:mod:`~collector.read.reconcile` (REST samples against the stream).
+:mod:`~collector.read.reconcile` (REST samples against the stream); for trades
+:mod:`~collector.read.trades` (de-duplicated, in venue time) and :mod:`~collector.read.trade_books`
+(each trade with the book before it).
 
 Quick start::
 
@@ -24,6 +26,11 @@ Quick start::
     for b in read.replay("data", "polymarket", ["polymarket:1043..."], start=..., end=...):
         print(b.ts_ms, b.status, b.bids[:3])             # the stream-replayed book, exact text
     rep = read.reconcile("data", "polymarket", start=..., end=...)  # REST samples vs the stream
+
+    for tr in read.iter_trades("data", "polymarket", start=..., end=...):  # de-duplicated, venue time
+        print(tr.t_ms, tr.price, tr.size, tr.side)                          # exact decimal text
+    for tb in read.trades_with_books("data", "polymarket", start=..., end=...):
+        print(tb.trade.price, tb.book and tb.book["best_bid"])           # the book just before it
 
 What it handles for you (see docs/reading-data.md):
 
@@ -72,6 +79,18 @@ from collector.read.records import iter_books, iter_records, load_books
 from collector.read.replay import merge_books, replay, stream_book_at, stream_books_at
 from collector.read.scan import REORDER_MS
 from collector.read.times import parse_time
+from collector.read.trade_books import (
+    TradeBook,
+    load_trades_with_books,
+    trades_with_books,
+)
+from collector.read.trades import (
+    Trade,
+    TradeGap,
+    iter_trade_gaps,
+    iter_trades,
+    load_trades,
+)
 from collector.store.files import gc_paused
 
 __all__ = [
@@ -80,6 +99,9 @@ __all__ = [
     "Comparison",
     "ReadStats",
     "ReconcileReport",
+    "Trade",
+    "TradeBook",
+    "TradeGap",
     "book_at",
     "books_at",
     "catalog_markets",
@@ -88,7 +110,11 @@ __all__ = [
     "iter_changes",
     "iter_reconcile",
     "iter_records",
+    "iter_trade_gaps",
+    "iter_trades",
     "load_books",
+    "load_trades",
+    "load_trades_with_books",
     "market_catalog",
     "merge_books",
     "parse_time",
@@ -99,4 +125,5 @@ __all__ = [
     "to_arrow",
     "to_pandas",
     "to_polars",
+    "trades_with_books",
 ]

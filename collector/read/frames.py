@@ -11,6 +11,7 @@ from typing import Any
 
 from collector.read.book import BookState
 from collector.read.changes import CHANGE_TYPES
+from collector.read.trades import Trade, TradeGap
 
 __all__ = ["to_arrow", "to_pandas", "to_polars"]
 
@@ -27,11 +28,14 @@ def to_arrow(records: Iterable[Any]) -> Any:
 
     ``book_changes`` records (:func:`~collector.read.iter_changes`) and replayed books
     (:class:`~collector.read.BookState`) get the same level columns, one row each, the columns
-    of every record type present (absent fields null). Other records (gaps, stats, markets)
+    of every record type present (absent fields null). Trades (:func:`~collector.read.iter_trades`)
+    get one column per field, numbers as doubles, and ``t_ms``. Other records (gaps, stats, markets)
     become a table of their own fields."""
     import pyarrow as pa
 
     records = list(records)
+    if records and all(type(r) in (Trade, TradeGap) for r in records):
+        return _trade_table(records)
     if records and all(type(r) is BookState for r in records):
         return _columns([_state_row(b) for b in records])
     if records and all(r.get("record_type") == "orderbook" for r in records):
@@ -73,6 +77,23 @@ def _state_row(b: BookState) -> dict:
     _levels(row, b.bids, "bid")
     _levels(row, b.asks, "ask")
     return row
+
+
+def _trade_table(rows: list[Any]) -> Any:
+    """Trades (or trade gaps), one column per field plus ``t_ms`` for trades; prices, sizes and
+    fees as doubles (the Parquet layout of collector/store/compact_trades.py)."""
+    import pyarrow as pa
+
+    if type(rows[0]) is TradeGap:
+        return pa.Table.from_pylist([{f: getattr(g, f) for f in TradeGap.__slots__} for g in rows])
+    from collector.store.parquet import TRADE_FIELDS
+
+    cols = {f: [getattr(t, f) for t in rows] for f in Trade.__slots__}
+    for f in ("price", "size", "fee_rate_bps", "fee"):
+        cols[f] = [_num(v) for v in cols[f]]
+    cols["t_ms"] = [t.t_ms for t in rows]
+    types = dict(TRADE_FIELDS)
+    return pa.table({k: pa.array(v, types.get(k, pa.int64())) for k, v in cols.items()})
 
 
 def _columns(rows: list[dict]) -> Any:

@@ -14,6 +14,8 @@ exist; torn last lines skipped) and writes
   sees the same types and values as before.
 * ``<venue>/gaps_parquet/date=2026-01-10/gaps.parquet``: the ``gap`` records, sorted by
   ``ts_ms`` (only when the day has gaps). A separate file keeps the book file's schema tight.
+* ``<venue>/trades_parquet/date=2026-01-10/trades.parquet``: the day's trades, de-duplicated and
+  verified on their own (collector/store/compact_trades.py; their JSONL is never deleted).
 
 Safety, in this order:
 
@@ -55,6 +57,7 @@ import pyarrow.parquet as pq
 from collector.config.settings import Settings
 from collector.store import layout, verified
 from collector.store.changes import encode_changes, expanded_lines
+from collector.store.compact_trades import TradesReport, compact_trades_day
 from collector.store.durable import (
     clean_stale_tmp,
     fsync_dir,
@@ -112,11 +115,19 @@ class CompactReport:
     keep_reason: str | None = None  # why the JSONL was kept
     duration_s: float = 0.0
     error: str | None = None
+    trades: TradesReport | None = None  # the day's trades (collector/store/compact_trades.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary_line(self) -> str:
+        t = self.trades
+        tail = "" if t is None or t.status == "nothing" else (
+            f"; trades: {t.status}" + (f" {t.trades} trades ({t.duplicates} duplicates dropped), verified"
+                                       if t.status == "compacted" else f": {t.error}" if t.error else ""))
+        return self._books_line() + tail
+
+    def _books_line(self) -> str:
         head = f"compact {self.venue} {self.date}: {self.status}"
         if self.status == "compacted":
             ratio = self.bytes_in / self.parquet_bytes if self.parquet_bytes else 0.0
@@ -160,6 +171,13 @@ def compact_day(
         if isinstance(e, VerificationError):  # say why in the day's manifest (retention reads it)
             with contextlib.suppress(OSError):
                 verified.write_failed(Path(data_dir), venue, date, rep.error)
+    if rep.status != "refused":  # the day is over: its trades too (a day may have trades and no books)
+        try:
+            with gc_paused():
+                rep.trades = compact_trades_day(Path(data_dir), venue, date, compression_level)
+        except (OSError, VerificationError, pa.ArrowException, ValueError, TypeError, OverflowError) as e:
+            rep.trades, rep.ok = TradesReport(status="failed", error=f"{type(e).__name__}: {e}"), False
+            log.warning("compact %s %s trades failed: %s (JSONL untouched)", venue, date, rep.trades.error)
     rep.duration_s = time.monotonic() - t0
     return rep
 

@@ -28,6 +28,8 @@ __all__ = [
     "GAP_ALWAYS",
     "GAP_FIELDS",
     "GAP_FIXED",
+    "TRADE_FIELDS",
+    "TRADE_FIXED",
     "JSON_COLUMNS_KEY",
     "KNOWN_EXTRAS",
     "LEVEL_COLUMNS",
@@ -36,6 +38,7 @@ __all__ = [
     "parquet_rows_to_dicts",
     "records_to_table",
     "schema_json_columns",
+    "trade_schema",
     "writer_options",
 ]
 
@@ -93,9 +96,28 @@ GAP_FIELDS: list[tuple[str, pa.DataType]] = [
     ("reason", pa.string()),
     ("failures", pa.int64()),
 ]
+# Trade files (collector/store/compact_trades.py): the trade record's fields, numbers as doubles
+# like the books' (exact text comes back from the double's shortest repr).
+TRADE_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("record_type", pa.string()),
+    ("schema_version", pa.int64()),
+    ("venue", pa.string()),
+    ("instrument_id", pa.string()),
+    ("ts_ms", pa.int64()),
+    ("ob_ts_ms", pa.int64()),
+    ("key", pa.string()),
+    ("price", _F64),
+    ("size", _F64),
+    ("side", pa.string()),
+    ("trade_id", pa.string()),
+    ("tx_hash", pa.string()),
+    ("fee_rate_bps", _F64),
+    ("fee", _F64),
+    ("source", pa.string()),
+]
 BOOK_FIXED = {n for n, _ in BOOK_FIELDS} | {"bids", "asks"}  # fields whose type is fixed
 GAP_FIXED = {n for n, _ in GAP_FIELDS}
-BOOK_FIXED = {n for n, _ in BOOK_FIELDS} | {"bids", "asks"}
+TRADE_FIXED = {n for n, _ in TRADE_FIELDS}
 
 
 class FieldTypes:
@@ -156,6 +178,11 @@ def gap_schema(extras: dict[str, set[type]] | None = None) -> pa.Schema:
     return _schema(GAP_FIELDS, extras or {}, {})
 
 
+def trade_schema(extras: dict[str, set[type]] | None = None) -> pa.Schema:
+    """:data:`TRADE_FIELDS` then the fields a newer recorder added (typed from the data)."""
+    return _schema(TRADE_FIELDS, extras or {}, {})
+
+
 def schema_json_columns(schema: pa.Schema) -> set[str]:
     """The columns a Parquet schema stores as JSON text (schema metadata :data:`JSON_COLUMNS_KEY`)."""
     raw = (schema.metadata or {}).get(JSON_COLUMNS_KEY)
@@ -197,7 +224,8 @@ def records_to_table(records: list[dict], schema: pa.Schema | None = None, *, ga
     """Book (or gap) records -> an Arrow table in the Parquet layout. Decimals become doubles.
 
     ``schema``: the target schema (default: :func:`book_schema` / :func:`gap_schema` of the fields
-    seen in ``records``). Fields of the records that the schema lacks are dropped.
+    seen in ``records``). Fields of the records that the schema lacks are dropped. ``gaps``: no
+    level columns (gap and trade tables).
     """
     if schema is None:
         tr = FieldTypes(GAP_FIXED if gaps else BOOK_FIXED)

@@ -22,7 +22,10 @@ from collector.store import layout
 from collector.store.durable import atomic_write
 from collector.store.verify import listing
 
-__all__ = ["MANIFEST_VERSION", "check", "clear", "file_digest", "read", "write_failed", "write_verified"]
+__all__ = [
+    "MANIFEST_VERSION", "check", "check_trades", "clear", "clear_trades", "file_digest", "read", "read_trades",
+    "trades_manifest_path", "write_failed", "write_trades_failed", "write_trades_verified", "write_verified",
+]
 
 MANIFEST_VERSION = 1
 
@@ -38,9 +41,10 @@ def file_digest(path: Path) -> dict[str, Any]:
     return {"name": path.name, "size": size, "sha256": h.hexdigest()}
 
 
-def _write(data_dir: Path, venue: str, date: str, body: dict[str, Any]) -> None:
+def _write(data_dir: Path, venue: str, date: str, body: dict[str, Any], path: Path | None = None) -> None:
     doc = {"manifest_version": MANIFEST_VERSION, "venue": venue, "date": date, "written_ms": int(time.time() * 1000), **body}
-    atomic_write(layout.verified_path(data_dir, venue, date), json.dumps(doc, indent=1, sort_keys=True).encode())
+    dst = layout.verified_path(data_dir, venue, date) if path is None else path
+    atomic_write(dst, json.dumps(doc, indent=1, sort_keys=True).encode())
 
 
 def write_verified(
@@ -109,3 +113,55 @@ def check(data_dir: Path, venue: str, date: str) -> str | None:
         if kind == "gone":
             return f"{base} cannot be read"
     return None
+
+
+# Trades (collector/store/compact_trades.py) have a manifest of their own next to their Parquet,
+# ``trades_parquet/date=D/_verified.json``: a day's trades and books are compacted (and may fail)
+# independently, and the book manifest is what retention trusts before it removes book JSONL.
+
+
+def trades_manifest_path(data_dir: Path, venue: str, date: str) -> Path:
+    return layout.trades_parquet_path(data_dir, venue, date).parent / layout.VERIFIED_NAME
+
+
+def write_trades_verified(
+    data_dir: Path, venue: str, date: str, jsonl: dict[str, tuple[str, int]], trades: int, duplicates: int, parquet: Path
+) -> None:
+    _write(data_dir, venue, date, {
+        "status": "verified",
+        "trades": trades,
+        "duplicates": duplicates,
+        "jsonl": {k: list(v) for k, v in sorted(jsonl.items())},
+        "parquet": file_digest(parquet),
+    }, trades_manifest_path(data_dir, venue, date))
+
+
+def write_trades_failed(data_dir: Path, venue: str, date: str, error: str) -> None:
+    _write(data_dir, venue, date, {"status": "failed", "error": error}, trades_manifest_path(data_dir, venue, date))
+
+
+def clear_trades(data_dir: Path, venue: str, date: str) -> None:
+    trades_manifest_path(data_dir, venue, date).unlink(missing_ok=True)
+
+
+def read_trades(data_dir: Path, venue: str, date: str) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(trades_manifest_path(data_dir, venue, date).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def check_trades(data_dir: Path, venue: str, date: str) -> str | None:
+    """None when the day's ``trades.parquet`` is the one that was verified, else why not."""
+    doc = read_trades(data_dir, venue, date)
+    if doc is None:
+        return "no verified trades Parquet (no trades_parquet/date=D/_verified.json)"
+    if doc.get("manifest_version") != MANIFEST_VERSION or doc.get("status") != "verified":
+        return f"the last trades compaction of the day failed: {doc.get('error') or doc.get('status')}"
+    path = layout.trades_parquet_path(data_dir, venue, date)
+    try:
+        got = file_digest(path)
+    except OSError as e:
+        return f"{path.name} cannot be read: {e}"
+    return None if got == doc.get("parquet") else f"{path.name} changed since it was verified"
