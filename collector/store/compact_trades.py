@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from collector.model.versions import check_schema_version
 from collector.store import layout, verified
 from collector.store.durable import clean_stale_tmp, new_tmp_path, replace_durably
 from collector.store.files import jsonl_files, numbered_lines
@@ -81,6 +82,8 @@ def _records(files: list[Path], rep: TradesReport | None) -> Iterator[tuple[int,
             rec = _loads(line)
         except (ValueError, RecursionError):
             rec = None
+        if type(rec) is dict:
+            check_schema_version(rec, f"{files[seq >> 32]} line {(seq & 0xFFFFFFFF) + 1}")  # a newer collector's: refused
         if _usable(rec):
             yield seq, rec
         elif rep is not None:
