@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import re
 import shlex
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from collector.store.compact import compact_day
 from tests.datagen import copy_of, shared
+from tests.datagen_trades import MIDNIGHT_MS, add_trades, long_lived
 from tests.test_read_replay_recording import add_stream_capture
 
+TRADES: dict = {}
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reading-data.md"
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```\s*$", re.S | re.M)
 
@@ -37,8 +40,11 @@ def blocks(lang: str | None = None) -> list[tuple[int, str, str]]:
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     g = copy_of(shared(tmp_path_factory), tmp_path_factory.mktemp("recipes") / "data")
+    # the trades recipes' trades (the Polymarket day is compacted with them)
+    TRADES["truth"] = add_trades(g.data_dir, {"polymarket": long_lived(g, "polymarket", 3),
+                                              "limitless": long_lived(g, "limitless", 2)})
     rep = compact_day(g.data_dir, "polymarket", "2026-01-10", now_ms=g.end_ms + 3 * 86_400_000)
-    assert rep.ok and not rep.kept_jsonl
+    assert rep.ok and not rep.kept_jsonl and rep.trades.status == "compacted"
     add_stream_capture(g.data_dir)  # the stream capture recipes' book_changes
     return g
 
@@ -86,6 +92,49 @@ def test_python_and_sql_recipes_run(recording, monkeypatch, capsys):
 
     pq_rows = pq.ParquetFile(recording.data_dir / "polymarket/orderbooks_parquet/date=2026-01-10/orderbooks.parquet").metadata.num_rows
     assert counts[("polymarket", "2026-01-10")] == pq_rows
+    _check_trade_minutes(ns)
+
+
+def _minutes(recs) -> dict[tuple[str, str, int], tuple[int, Decimal, Decimal]]:
+    """By hand: (venue, instrument, minute) -> (trades, volume, VWAP) of de-duplicated records."""
+    acc: dict = {}
+    for r in recs:
+        t = r.ts_ms if r.ob_ts_ms is None else r.ob_ts_ms
+        a = acc.setdefault((r.venue, r.instrument_id, t // 60_000 * 60_000), [0, Decimal(0), Decimal(0)])
+        a[0] += 1
+        a[1] += Decimal(r.size)
+        a[2] += Decimal(r.price) * Decimal(r.size)
+    return {k: (n, vol, pv / vol) for k, (n, vol, pv) in acc.items()}
+
+
+def _same(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for k, (n, vol, vwap) in want.items():
+        gn, gvol, gvwap = got[k]
+        assert gn == n and abs(gvol - float(vol)) < 1e-6 * float(vol) and abs(gvwap - float(vwap)) < 1e-9, k
+
+
+def _check_trade_minutes(ns: dict) -> None:
+    """The trades recipes' per-minute volume and VWAP (DuckDB and polars) against a hand computation."""
+    import duckdb
+
+    truth = TRADES["truth"]
+    every = [r for v in ("polymarket", "limitless") for r in truth.unique(v)]
+    want = _minutes(every)
+    assert len(want) > 100 and any(n > 1 for n, _v, _p in want.values()), len(want)
+    rows = duckdb.sql("SELECT venue, instrument_id, minute_ms, trades, volume, vwap FROM trade_minutes").fetchall()
+    _same({(v, i, m): (n, vol, p) for v, i, m, n, vol, p in rows}, want)
+    pm = ns["per_minute"]
+    _same({(v, i, m): (n, vol, p) for v, i, m, n, vol, p in pm.select(
+        "venue", "instrument_id", "minute_ms", "trades", "volume", "vwap").iter_rows()}, want)
+    # the Parquet recipe: the compacted Polymarket day (captures before midnight), de-duplicated
+    first: dict = {}
+    for r in sorted(truth.written["polymarket"], key=lambda r: r.ts_ms):
+        if r.ts_ms < MIDNIGHT_MS:
+            first.setdefault(r.key, r)
+    pq_m = ns["pq_minutes"]
+    _same({(v, i, m): (n, vol, p) for v, i, m, n, vol, p in pq_m.select(
+        "venue", "instrument_id", "minute_ms", "trades", "volume", "vwap").iter_rows()}, _minutes(first.values()))
 
 
 def _uses_pandas(code: str) -> bool:
