@@ -170,3 +170,34 @@ def test_generated_recording_against_brute_force(tmp_path_factory):
         assert nones < len(got) // 2
         if v == "polymarket":  # the venue-wide cooldown and the feed outage: some trades without a book
             assert nones >= 1
+
+
+def test_stream_capture_books_against_brute_force(tmp_path_factory):
+    from collector.read.book import GAP, NO_SNAPSHOT, BookState
+    from tests.test_read_replay_recording import add_stream_capture
+
+    g = copy_of(shared(tmp_path_factory), tmp_path_factory.mktemp("tbs") / "data")
+    cap = add_stream_capture(g.data_dir)
+    add_trades(g.data_dir, cap.instruments, mean_gap_s=10)
+    for v, iids in cap.instruments.items():
+        states = list(read.replay(g.data_dir, v, iids))
+        gaps = [r for r in read.iter_records(g.data_dir, v, "book_changes", record_types={"gap"})]
+        got = read.load_trades_with_books(g.data_dir, v, iids, books="book_changes")
+        assert len(got) > 100
+        n_book = 0
+        for tb in got:
+            t = tb.trade.t_ms
+            cand = [(book_time(b), b.ts_ms, i, b) for i, b in enumerate(states)
+                    if b.instrument_id == tb.trade.instrument_id and book_time(b) < t]
+            want = max(cand, key=lambda x: x[:3])[3] if cand else None
+            if want is not None and (want.status in (GAP, NO_SNAPSHOT) or any(
+                    x["instrument_id"] in (None, want.instrument_id) and (x["from_ts_ms"] or -1) < t
+                    and x["to_ts_ms"] > want.ts_ms for x in gaps)):
+                want = None
+            assert (tb.book is None) == (want is None), tb.trade
+            if want is not None:
+                assert type(tb.book) is BookState and tb.book == want
+                n_book += 1
+        assert n_book > 20
+    with pytest.raises(ValueError, match="books must be"):
+        next(read.trades_with_books(g.data_dir, "polymarket", books="trades"))

@@ -12,6 +12,10 @@ A trade gets no book (None) when a book gap of its instrument, or a venue-wide o
 between the book's capture and the trade (``gap.from_ts_ms < trade time`` and
 ``gap.to_ts_ms > book.ts_ms``): the book may have changed unseen, so it is not the one in force.
 Books older than ``lookback`` are not used either.
+
+``books="book_changes"`` joins stream capture's replayed books (:func:`collector.read.replay`,
+:class:`~collector.read.BookState`) instead, by the same rule and with the stream's gap records;
+a replayed book that is unknown (status ``gap`` or ``no_snapshot``) is None too.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from collector.read.book import GAP, NO_SNAPSHOT, BookState
 from collector.read.datafiles import SLACK_MS
 from collector.read.records import iter_books, iter_records
+from collector.read.replay import replay
 from collector.read.scan import expand_instruments
 from collector.read.times import duration_ms, opt_time
 from collector.read.trades import DEFAULT_LAG_MS, Trade, iter_trades
-from collector.store.layout import BOOK_STREAM, DAY_MS
+from collector.store.layout import BOOK_CHANGES_STREAM, BOOK_STREAM, DAY_MS
 
 __all__ = ["TradeBook", "book_time", "load_trades_with_books", "trades_with_books"]
 
@@ -40,13 +46,25 @@ class TradeBook:
     """A trade and the book in force just before it (None: no book, or not a trustworthy one)."""
 
     trade: Trade
-    book: dict | None  # an orderbook record as collector.read.iter_books returns it
+    # an orderbook record as collector.read.iter_books returns it, or with books="book_changes"
+    # the replayed book
+    book: dict | BookState | None
 
 
-def book_time(book: dict) -> int:
+def book_time(book: dict | BookState) -> int:
     """The time a book is ordered by in the join: its venue time, else its capture time."""
+    if type(book) is BookState:
+        return book.ts_ms if book.ob_ts_ms is None else book.ob_ts_ms
     ob = book.get("ob_ts_ms")
     return ob if type(ob) is int else book["ts_ms"]
+
+
+def _ts(book: dict | BookState) -> int:
+    return book.ts_ms if type(book) is BookState else book["ts_ms"]
+
+
+def _iid(book: dict | BookState) -> str:
+    return book.instrument_id if type(book) is BookState else book["instrument_id"]
 
 
 class _Books:
@@ -56,14 +74,14 @@ class _Books:
 
     def __init__(self) -> None:
         self.keys: list[tuple[int, int, int]] = []
-        self.books: list[dict] = []
+        self.books: list[Any] = []
 
-    def add(self, key: tuple[int, int, int], book: dict) -> None:
+    def add(self, key: tuple[int, int, int], book: Any) -> None:
         i = bisect.bisect_right(self.keys, key)
         self.keys.insert(i, key)
         self.books.insert(i, book)
 
-    def before(self, t: int) -> dict | None:
+    def before(self, t: int) -> Any:
         i = bisect.bisect_left(self.keys, (t,)) - 1
         return self.books[i] if i >= 0 else None
 
@@ -75,12 +93,12 @@ class _Books:
             del self.keys[:i], self.books[:i]
 
 
-def _book_gaps(data_dir: Any, venue: str, ids: set[str] | None, lo: int | None, hi: int | None
+def _book_gaps(data_dir: Any, venue: str, stream: str, ids: set[str] | None, lo: int | None, hi: int | None
                ) -> tuple[dict[str, list[tuple[int, int]]], list[tuple[int, int]]]:
     """Book gaps as ``({instrument: [(from, to)]}, [venue-wide (from, to)])``; ``from`` None = -inf."""
     per: dict[str, list[tuple[int, int]]] = {}
     wide: list[tuple[int, int]] = []
-    for g in iter_records(data_dir, venue, BOOK_STREAM, lo, hi, instruments=ids, record_types={"gap"}):
+    for g in iter_records(data_dir, venue, stream, lo, hi, instruments=ids, record_types={"gap"}):
         to, frm = g.get("to_ts_ms"), g.get("from_ts_ms")
         if type(to) is not int:
             continue
@@ -108,36 +126,42 @@ def trades_with_books(
     lag: Any = DEFAULT_LAG_MS,
     floats: bool = False,
     exact: bool = False,
+    books: str = BOOK_STREAM,
 ) -> Iterator[TradeBook]:
     """Every trade of :func:`~collector.read.iter_trades` (same arguments) with its book (module doc).
 
     ``lookback``: how old a book may be (default one day). ``exact``: the books' numbers as
     Decimal (as :func:`~collector.read.iter_books`); ``floats``: the trades' as floats.
+    ``books``: ``"orderbooks"`` (the poller's) or ``"book_changes"`` (stream capture's replay).
     Streams: books are read once, in capture order, alongside the trades.
     """
+    if books not in (BOOK_STREAM, BOOK_CHANGES_STREAM):
+        raise ValueError(f"books must be {BOOK_STREAM!r} or {BOOK_CHANGES_STREAM!r}, got {books!r}")
     start_ms, end_ms = opt_time(start), opt_time(end)
     back = duration_ms(lookback)
     ids = expand_instruments(instruments, [venue])
     b_lo = None if start_ms is None else start_ms - back
     b_hi = None if end_ms is None else end_ms + BOOK_AHEAD_MS
-    gaps, wide = _book_gaps(data_dir, venue, ids, b_lo, None if end_ms is None else end_ms + back)
-    books = iter_books(data_dir, venue, ids, b_lo, b_hi, exact=exact)
-    nxt = next(books, None)
+    gaps, wide = _book_gaps(data_dir, venue, books, ids, b_lo, None if end_ms is None else end_ms + back)
+    src: Iterator[Any] = (iter_books(data_dir, venue, ids, b_lo, b_hi, exact=exact) if books == BOOK_STREAM
+                          else replay(data_dir, venue, ids, b_lo, b_hi, lookback=back))
+    nxt = next(src, None)
     hist: dict[str, _Books] = {}
     n = 0
     for tr in iter_trades(data_dir, venue, ids, start_ms, end_ms, floats=floats, lag=lag):
         t = tr.t_ms
-        while nxt is not None and nxt["ts_ms"] < t + BOOK_AHEAD_MS:
+        while nxt is not None and _ts(nxt) < t + BOOK_AHEAD_MS:
             n += 1
-            h = hist.setdefault(nxt["instrument_id"], _Books())
-            h.add((book_time(nxt), nxt["ts_ms"], n), nxt)
+            h = hist.setdefault(_iid(nxt), _Books())
+            h.add((book_time(nxt), _ts(nxt), n), nxt)
             h.prune(t)  # instruments without trades keep one book, not the day's
-            nxt = next(books, None)
+            nxt = next(src, None)
         h = hist.get(tr.instrument_id)
         book = h.before(t) if h is not None else None
         if book is not None:
-            if book_time(book) < t - back or _gap_between(gaps.get(tr.instrument_id, ()), book["ts_ms"], t) \
-                    or _gap_between(wide, book["ts_ms"], t):
+            bts = _ts(book)
+            if book_time(book) < t - back or _gap_between(gaps.get(tr.instrument_id, ()), bts, t) \
+                    or _gap_between(wide, bts, t) or (type(book) is BookState and book.status in (GAP, NO_SNAPSHOT)):
                 book = None
         yield TradeBook(tr, book)
 
