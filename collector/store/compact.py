@@ -177,6 +177,7 @@ def compact_day(
                 rep.trades = compact_trades_day(Path(data_dir), venue, date, compression_level)
         except (OSError, VerificationError, pa.ArrowException, ValueError, TypeError, OverflowError) as e:
             rep.trades, rep.ok = TradesReport(status="failed", error=f"{type(e).__name__}: {e}"), False
+            rep.error = rep.error or f"trades: {rep.trades.error}"  # what the compact flow reports
             log.warning("compact %s %s trades failed: %s (JSONL untouched)", venue, date, rep.trades.error)
     rep.duration_s = time.monotonic() - t0
     return rep
