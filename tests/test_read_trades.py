@@ -274,3 +274,12 @@ def test_rows_are_typed_and_frames_work(rec):
     gaps = list(read.iter_trade_gaps(tr.data_dir, "polymarket"))
     assert read.to_arrow(gaps).num_rows == 1
     assert orjson.loads(TradeRecord(**{f: getattr(got[0], f) for f in FIELDS}).to_json())["price"] == float(got[0].price)
+
+
+def test_trades_with_books_to_frames(rec):
+    _g, tr = rec
+    got = read.load_trades_with_books(tr.data_dir, "polymarket", start=MIDNIGHT_MS - 600_000, end=MIDNIGHT_MS)
+    df = read.to_polars(got)
+    assert df.height == len(got) and {"book_ts_ms", "book_ob_ts_ms", "best_bid", "best_ask", "price"} <= set(df.columns)
+    assert df["book_ts_ms"].to_list() == [None if tb.book is None else tb.book["ts_ms"] for tb in got]
+    assert df["book_ts_ms"].null_count() < df.height

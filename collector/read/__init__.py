@@ -1,4 +1,5 @@
-"""Reading recorded data: order books, gaps, markets, stats. Plain dicts, or frames on request.
+"""Reading recorded data: order books, gaps, markets, stats, trades. Plain dicts (typed rows for
+trades and replayed books), or frames on request.
 
 This is the public API (docs/reading-data.md); the modules of this package are plumbing:
 :mod:`~collector.read.times`, :mod:`~collector.read.datafiles` (which files),

@@ -11,6 +11,7 @@ from typing import Any
 
 from collector.read.book import BookState
 from collector.read.changes import CHANGE_TYPES
+from collector.read.trade_books import TradeBook
 from collector.read.trades import Trade, TradeGap
 
 __all__ = ["to_arrow", "to_pandas", "to_polars"]
@@ -29,13 +30,17 @@ def to_arrow(records: Iterable[Any]) -> Any:
     ``book_changes`` records (:func:`~collector.read.iter_changes`) and replayed books
     (:class:`~collector.read.BookState`) get the same level columns, one row each, the columns
     of every record type present (absent fields null). Trades (:func:`~collector.read.iter_trades`)
-    get one column per field, numbers as doubles, and ``t_ms``. Other records (gaps, stats, markets)
+    get one column per field, numbers as doubles, and ``t_ms``; trades with books
+    (:func:`~collector.read.trades_with_books`) add ``book_ts_ms``, ``book_ob_ts_ms``,
+    ``best_bid`` and ``best_ask``. Other records (gaps, stats, markets)
     become a table of their own fields."""
     import pyarrow as pa
 
     records = list(records)
     if records and all(type(r) in (Trade, TradeGap) for r in records):
         return _trade_table(records)
+    if records and all(type(r) is TradeBook for r in records):
+        return _trade_book_table(records)
     if records and all(type(r) is BookState for r in records):
         return _columns([_state_row(b) for b in records])
     if records and all(r.get("record_type") == "orderbook" for r in records):
@@ -94,6 +99,25 @@ def _trade_table(rows: list[Any]) -> Any:
     cols["t_ms"] = [t.t_ms for t in rows]
     types = dict(TRADE_FIELDS)
     return pa.table({k: pa.array(v, types.get(k, pa.int64())) for k, v in cols.items()})
+
+
+def _trade_book_table(rows: list[TradeBook]) -> Any:
+    """The trades' columns, then the book's time and top of book (null without a book)."""
+    import pyarrow as pa
+
+    t = _trade_table([r.trade for r in rows])
+    books = [r.book for r in rows]
+
+    def get(b: Any, name: str) -> Any:
+        if b is None:
+            return None
+        return getattr(b, name) if type(b) is BookState else b.get(name)
+
+    for name in ("ts_ms", "ob_ts_ms"):
+        t = t.append_column(f"book_{name}", pa.array([get(b, name) for b in books], pa.int64()))
+    for name in ("best_bid", "best_ask"):
+        t = t.append_column(name, pa.array([_num(get(b, name)) for b in books], pa.float64()))
+    return t
 
 
 def _columns(rows: list[dict]) -> Any:
