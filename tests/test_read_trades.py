@@ -105,11 +105,13 @@ def test_range_instruments_floats(rec):
 def test_gaps_tell_missing_from_quiet(rec):
     _g, tr = rec
     gaps = list(read.iter_trade_gaps(tr.data_dir, "polymarket", start=MIDNIGHT_MS - 3_600_000))
-    assert [(g.instrument_id, g.from_ts_ms, g.to_ts_ms, g.reason) for g in gaps] == [(None, *LOST, "backfill_limit")]
+    assert [(g.instrument_id, g.from_ts_ms, g.to_ts_ms, g.reason, g.missing) for g in gaps] == [
+        (None, *LOST, "trades_backlog", True), (None, LOST[1], OUTAGE[1], "feed_down", False)]
     assert gaps[0].covers(LOST[0] + 1) and not gaps[0].covers(LOST[1] + 1)
     iid = tr.instruments["polymarket"][0]
-    assert len(list(read.iter_trade_gaps(tr.data_dir, "polymarket", [iid]))) == 1  # venue-wide ones are kept
-    assert list(read.iter_trade_gaps(tr.data_dir, "polymarket", start=LOST[1] + 1)) == []
+    assert len(list(read.iter_trade_gaps(tr.data_dir, "polymarket", [iid]))) == 2  # venue-wide ones are kept
+    assert [g.reason for g in read.iter_trade_gaps(tr.data_dir, "polymarket", start=LOST[1] + 1)] == ["feed_down"]
+    assert list(read.iter_trade_gaps(tr.data_dir, "polymarket", start=OUTAGE[1] + 1)) == []
     assert list(read.iter_trade_gaps(tr.data_dir, "limitless")) == []
 
 
@@ -272,7 +274,7 @@ def test_rows_are_typed_and_frames_work(rec):
     assert df.columns[:7] == ["venue", "instrument_id", "ts_ms", "ob_ts_ms", "key", "price", "size"]
     assert df["price"].to_list() == [float(t.price) for t in got] and df["t_ms"].to_list() == [t.t_ms for t in got]
     gaps = list(read.iter_trade_gaps(tr.data_dir, "polymarket"))
-    assert read.to_arrow(gaps).num_rows == 1
+    assert read.to_arrow(gaps).num_rows == 2
     assert orjson.loads(TradeRecord(**{f: getattr(got[0], f) for f in FIELDS}).to_json())["price"] == float(got[0].price)
 
 

@@ -67,15 +67,22 @@ class Trade:
 
 @dataclass(frozen=True, slots=True)
 class TradeGap:
-    """A span where trades may be missing (not recorded), as opposed to a span without trades."""
+    """A span the recorder did not watch live (docs/schema.md, trades ``gap``). ``backfilled``:
+    the venue's trades endpoint was read over the whole span afterwards, so its trades are in the
+    stream; otherwise trades of the span may be missing (not recorded, unlike a quiet span)."""
 
     venue: str
     instrument_id: str | None  # None: every instrument of the venue
     ts_ms: int
     from_ts_ms: int | None  # None: since the start
     to_ts_ms: int
-    reason: str
-    failures: int | None = None
+    reason: str  # feed_down | restart | trades_backlog | write_failed | ...
+    backfilled: bool = False
+
+    @property
+    def missing(self) -> bool:
+        """Trades of the span may be missing."""
+        return not self.backfilled
 
     def covers(self, t_ms: int) -> bool:
         return (self.from_ts_ms is None or self.from_ts_ms <= t_ms) and t_ms <= self.to_ts_ms
@@ -236,7 +243,8 @@ def iter_trade_gaps(
     """The trades stream's gap records overlapping ``[start, end)``, ordered by ``ts_ms``.
 
     With ``instruments``, venue-wide gaps (``instrument_id`` None) are kept too. A gap is written
-    when it ends: records written up to ``lag`` after ``end`` are read.
+    when it ends: records written up to ``lag`` after ``end`` are read. Backfilled gaps are
+    included (``TradeGap.missing`` is False for them).
     """
     start_ms, end_ms = opt_time(start), opt_time(end)
     hi = None if end_ms is None else end_ms + duration_ms(lag)
@@ -251,4 +259,4 @@ def iter_trade_gaps(
         if start_ms is not None and to < start_ms:
             continue
         yield TradeGap(r.get("venue") or "", r.get("instrument_id"), r["ts_ms"], frm, to, str(r.get("reason")),
-                       r.get("failures"))
+                       r.get("backfilled") is True)
