@@ -92,7 +92,8 @@ def test_poller_records_books_in_batches(tmp_path, monkeypatch):
     # Books that never change: what was recorded must equal what the venue serves afterwards.
     with run_sim("--markets", "40", "--seed", "9", "--change-prob", "0") as sim:
         h.apply_env(monkeypatch, {**sim.env, "COLLECTOR_DATA_DIR": str(tmp_path), "COLLECTOR_VENUES": KAL,
-                                  "COLLECTOR_KALSHI__RULES": RULE_6, "COLLECTOR_POLLER__STATS_INTERVAL_S": "1"})
+                                  "COLLECTOR_KALSHI__RULES": RULE_6, "COLLECTOR_POLLER__STATS_INTERVAL_S": "1",
+                                  "COLLECTOR_TRADES__KALSHI__ENABLED": "false"})  # only book requests counted
         settings = load_settings()
         (rep,) = run_discovery(settings)
         assert rep.ok and rep.instruments == 6, rep

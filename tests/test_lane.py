@@ -30,7 +30,7 @@ POLL_STATS_KEYS = [
     "cooldown_remaining_s", "cooldown_reason", "workers", "inflight_cap", "inflight", "target_interval_s",
     "achieved_interval_mean_s", "achieved_interval_p50_s", "achieved_interval_p99_s", "book_age_p50_s",
     "book_age_p99_s", "stale_instruments", "expired_dropped", "hash_mismatch", "snapshot_error", "writer_error",
-    "records_dropped", "stream",
+    "records_dropped", "stream", "trades",
 ]  # fmt: skip
 
 

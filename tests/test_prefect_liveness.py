@@ -31,6 +31,7 @@ from flows.stack.api import (
     deployment_id,
     healthy,
     local_api,
+    read_run,
     runs_named,
     runs_of,
 )
@@ -68,6 +69,8 @@ def _claim(api, run_id: str, within_s: float = 120) -> None:
         reply = r.json()
         if reply["status"] == "ACCEPT":
             return
+        if reply["status"] == "ABORT" and read_run(api, run_id)["state"]["type"] == "PENDING":
+            return  # an earlier proposal went through after all (its answer was lost to a busy server)
         assert reply["status"] in ("REJECT", "WAIT") and time.monotonic() < deadline, reply
         time.sleep(1.0)
 

@@ -223,6 +223,8 @@ ALLOWED = [
     re.compile(r"^(polymarket|limitless)/state/active_instruments\.snapshot\.json$"),
     re.compile(r"^limitless/state/request_spacing$"),
     re.compile(r"^(polymarket|limitless)/state/poller\.shard-\d+of\d+\.json(\.lock)?$"),  # restart state
+    re.compile(r"^(polymarket|limitless)/state/trades\.shard-\d+of\d+\.json$"),  # how far each trade tape is recorded
+    re.compile(r"^(polymarket|limitless)/trades/date=\d{4}-\d{2}-\d{2}/trades\.\d{8}T\d{4}Z\.\d{9}-\d+-[0-9a-f]{6}\.jsonl$"),
 ]
 
 

@@ -60,7 +60,8 @@ class TradesFetcher:
         self._jobs.put(None)
 
     def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:  # never started: a poller closed before its first snapshot
+            self._thread.join(timeout_s)
 
     def _run(self) -> None:
         last = 0.0
