@@ -31,11 +31,12 @@ from typing import Any
 
 import httpx
 
-# The base-URL variables the sim prints; run_sim waits for all of them. The first four are
-# REST, the last three the feeds (collector/config/streams.py).
+# The base-URL variables the sim prints; run_sim waits for all of them. The first five are
+# REST (the fifth Polymarket's data API, for trades), the last three the feeds
+# (collector/config/streams.py).
 ENV_KEYS = ("COLLECTOR_POLYMARKET__GAMMA_URL", "COLLECTOR_POLYMARKET__CLOB_URL", "COLLECTOR_LIMITLESS__API_URL",
-            "COLLECTOR_KALSHI__API_URL", "COLLECTOR_STREAMS__POLYMARKET__URL", "COLLECTOR_STREAMS__LIMITLESS__URL",
-            "COLLECTOR_STREAMS__KALSHI__URL")
+            "COLLECTOR_KALSHI__API_URL", "COLLECTOR_TRADES__POLYMARKET__DATA_URL",
+            "COLLECTOR_STREAMS__POLYMARKET__URL", "COLLECTOR_STREAMS__LIMITLESS__URL", "COLLECTOR_STREAMS__KALSHI__URL")
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
