@@ -83,9 +83,14 @@ def market_trades(kal: KalshiSim, now: int, ticker: str | None = None) -> list[t
     out: list[tuple[Any, tp.Trade]] = []
     for m in ms:
         m.book_bytes(kal.clock, now)  # makes the book and brings it up to now
-        out.extend((m, t) for t in m.book.tape.trades())
+        out.extend((m, t) for t in m.book.tape.trades() if shown(m, t))
     out.sort(key=lambda x: order(x[0].ticker, x[1]))
     return out
+
+
+def shown(m: KalMarket, t: tp.Trade) -> bool:
+    """An illiquid market shows no YES bids, so nobody can have sold into one."""
+    return not (m.illiquid and t.at_bid)
 
 
 def order(ticker: str, t: tp.Trade) -> Key:
