@@ -193,7 +193,7 @@ def test_limitless_events_shape(sim, http):
         assert e["data"]["contracts"].isdigit()
     stamps = [e["timestamp"] for e in d["events"]]
     assert stamps == sorted(stamps, reverse=True)
-    gt = {r["id"]: r for r in truth(http, "limitless", slug)}
+    gt = {r["id"]: r for r in sim.trades("limitless", slug)}
     for e in trades:
         r = gt[e["id"]]
         assert (r["price"], r["size"], r["side"], r["tx_hash"]) == (e["data"]["price"], e["data"]["contracts"],
