@@ -13,6 +13,7 @@ only pays for the changes that happened since the book was last looked at.
 A book somebody subscribed to on a feed has a ``listener``: then ``advance`` reports every
 change, at its own tick time, whoever made the book catch up (a REST read or the feed's timer),
 so each change reaches the feed exactly once and REST shows the same state at the same instant.
+Either way every trade goes on the book's tape (``collector.sim.tape``) at its change's time.
 """
 
 from __future__ import annotations
