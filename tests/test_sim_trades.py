@@ -379,7 +379,7 @@ def test_kalshi_trade_only_subscription_and_unknown_channel(sim):
         _kal_subscribe(ws, tickers, ["trade"])
         msgs = [json.loads(f) for f in read_for(ws, 1.5)]
         _kal_subscribe(ws, tickers, ["ticker_v2"])
-        err = json.loads(ws.recv(timeout=2))
+        err = next(m for m in map(json.loads, read_for(ws, 1.0)) if m["type"] != "trade")
     assert {m["type"] for m in msgs} <= {"subscribed", "trade"} and any(m["type"] == "trade" for m in msgs)
     assert err["type"] == "error" and err["msg"]["code"] == 8
 
@@ -460,6 +460,12 @@ def test_trade_tape_bound_and_ground_truth_filters():
             assert len(get(http, "/kalshi/trade-api/v2/markets/trades", ticker=t, limit=1000)["trades"]) == 5
         every = truth(http)
         assert {r["venue"] for r in every} <= {"polymarket", "limitless", "kalshi"}
+        # each trade once, under its own book: ids and (venue, book, seq) are unique
+        assert len({r["id"] for r in every}) == len(every)
+        for v in ("polymarket", "limitless", "kalshi"):
+            rows = [r for r in every if r["venue"] == v]
+            keys = {(r.get("market", r["key"]), r["seq"]) for r in rows}
+            assert len(keys) == len(rows), v
         assert [r["ts_ms"] for r in every] == sorted((r["ts_ms"] for r in every), reverse=True)
         assert http.get("/_sim/trades", params={"key": "x"}).status_code == 400
         assert http.get("/_sim/trades", params={"venue": "nope"}).status_code == 400

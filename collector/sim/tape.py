@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Iterator
 from typing import NamedTuple
 
 MIN_KEEP = 50
@@ -86,6 +87,12 @@ class Tape:
     def trades(self) -> list[Trade]:
         """Oldest first."""
         return [unpack(v) for v in self.entries]
+
+    def newest(self) -> Iterator[Trade]:
+        """Newest first, decoded as it goes (a page needs only its first few). The tape must not
+        change while this runs: callers consume it before the event loop runs again."""
+        for v in reversed(self.entries):
+            yield unpack(v)
 
     def last(self) -> Trade | None:
         return unpack(self.entries[-1]) if self.entries else None

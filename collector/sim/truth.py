@@ -27,7 +27,7 @@ def trades(state: SimState, now: int, venue: str | None = None, key: str | None 
             ent = state.polymarket.tokens.get(key)
             if ent is None:
                 return []
-            cond = ent[0].condition_id
+            cond = {ent[0].condition_id}
         rows = [pt.truth(m, m.book.tape, t) for m, t in pt.market_trades(state.polymarket, now, cond)]
         out += [r for r in rows if key is None or r["key"] == key]
     if venue in (None, "limitless"):

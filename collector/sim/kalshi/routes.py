@@ -118,7 +118,10 @@ def routes(sim: Sim) -> list[Route]:
             k = kt.order(m.ticker, t)
             if after is not None and k <= after:
                 continue
-            if (min_ts is not None and t.ts_ms < min_ts * 1000) or (max_ts is not None and t.ts_ms > max_ts * 1000):
+            if min_ts is not None and t.ts_ms < min_ts * 1000:
+                last = None
+                break  # newest first: everything after this is older still
+            if max_ts is not None and t.ts_ms > max_ts * 1000:
                 continue
             if len(page) == limit:
                 break

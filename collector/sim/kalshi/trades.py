@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import heapq
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from collector.sim import tape as tp
@@ -72,20 +74,28 @@ def truth(m: KalMarket, tape: tp.Tape, t: tp.Trade) -> dict[str, Any]:
             "size": it["count_fp"], "shares": it["count_fp"], "side": it["taker_outcome_side"], "ts_ms": t.ts_ms}
 
 
-def market_trades(kal: KalshiSim, now: int, ticker: str | None = None) -> list[tuple[Any, tp.Trade]]:
+def market_trades(kal: KalshiSim, now: int, ticker: str | None = None) -> Iterator[tuple[Any, tp.Trade]]:
     """(market, trade) of every trade on the tapes of one market or all trading ones, in the
-    paging order (newest first), after bringing the books up to ``now``."""
+    paging order (newest first), after bringing the books up to ``now``. Lazy: the tapes are
+    merged as far as the caller reads (a page of all markets costs its own length, not theirs)."""
     if ticker is not None:
         m = kal.tickers.get(ticker)
         ms = [m] if m is not None and m.live else []
     else:
         ms = [m for m in kal.tickers.values() if m.live]
-    out: list[tuple[Any, tp.Trade]] = []
+    tapes = []
     for m in ms:
         m.book_bytes(kal.clock, now)  # makes the book and brings it up to now
-        out.extend((m, t) for t in m.book.tape.trades() if shown(m, t))
-    out.sort(key=lambda x: order(x[0].ticker, x[1]))
-    return out
+        tapes.append(_keyed(m))
+    # (ticker, seq) is unique, so the merge never compares two markets
+    return ((m, t) for _, m, t in heapq.merge(*tapes))
+
+
+def _keyed(m: KalMarket) -> Iterator[tuple[Key, Any, tp.Trade]]:
+    # A function, not a generator expression in the loop: that would see the loop's last market.
+    for t in m.book.tape.newest():
+        if shown(m, t):
+            yield order(m.ticker, t), m, t
 
 
 def shown(m: KalMarket, t: tp.Trade) -> bool:

@@ -12,6 +12,8 @@ reader must pick the trades out.
 from __future__ import annotations
 
 import datetime as _dt
+import heapq
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -68,18 +70,24 @@ def truth(m: LimMarket, tape: tp.Tape, t: tp.Trade) -> dict[str, Any]:
             "shares": format(Decimal(raw).scaleb(-6).normalize(), "f"), "side": _side(t), "ts_ms": t.ts_ms}
 
 
-def market_trades(lim: LimitlessSim, now: int, slug: str | None = None) -> list[tuple[Any, tp.Trade]]:
-    """(market, trade) newest first of one market or every one with a book, brought up to ``now``."""
+def market_trades(lim: LimitlessSim, now: int, slug: str | None = None) -> Iterator[tuple[Any, tp.Trade]]:
+    """(market, trade) newest first of one market or every one with a book, brought up to
+    ``now``; lazy, as the other venues'."""
     if slug is not None:
         m = lim.slugs.get(slug)
         ms = [m] if m is not None else []
     else:
         ms = list(lim.slugs.values())
-    out: list[tuple[Any, tp.Trade]] = []
+    tapes = []
     for m in ms:
         if not m.live or m.kind in ("amm", "group"):
             continue
         lim.book(m, now)
-        out.extend((m, t) for t in m.book.tape.trades())
-    out.sort(key=lambda x: (-x[1].ts_ms, x[0].slug, -x[1].seq))
-    return out
+        tapes.append(_keyed(m))
+    return ((m, t) for _, m, t in heapq.merge(*tapes))
+
+
+def _keyed(m: Any) -> Iterator[tuple[tuple[int, str, int], Any, tp.Trade]]:
+    # A function, not a generator expression in the loop: that would see the loop's last market.
+    for t in m.book.tape.newest():
+        yield (-t.ts_ms, m.slug, -t.seq), m, t

@@ -39,16 +39,11 @@ def routes(sim: Sim) -> list[Route]:
             return _bad(f"max historical activity offset of {MAX_OFFSET} exceeded"), 0
         limit = min(limit or DEFAULT_LIMIT, MAX_LIMIT)  # silently capped
         taker_only = (qp.get("takerOnly") or "true").lower() != "false"
-        markets = [c for c in (qp.get("market") or "").split(",") if c] or [None]
+        conds = {c for c in (qp.get("market") or "").split(",") if c} or None
         asset = qp.get("asset") or None
-        now = now_ms()
-        found = []
-        for cond in markets:
-            found += pt.market_trades(poly, now, cond)
-        if len(markets) > 1:
-            found.sort(key=lambda x: (-x[1].ts_ms, x[0].id, -x[1].seq))
-        items = []
-        for m, t in found:
+        items: list[dict] = []
+        want = offset + limit
+        for m, t in pt.market_trades(poly, now_ms(), conds):  # lazy: stops once the page is full
             tape = m.book.tape
             it = pt.data_item(m, tape, t)
             if asset is not None and it["asset"] != asset:
@@ -56,6 +51,8 @@ def routes(sim: Sim) -> list[Route]:
             items.append(it)
             if not taker_only:  # the makers' records of the same fill follow the taker's
                 items.append(pt.data_item(m, tape, t, maker=True))
+            if len(items) >= want:
+                break
         page = faults.trade_page("polymarket", items[offset: offset + limit], MISSING)
         return json_reply(200, page), 0
 

@@ -14,6 +14,8 @@ Data API items: the keys and order of the ccxt capture, with ``size``/``price`` 
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from collector.sim import tape as tp
@@ -75,15 +77,21 @@ def truth(m: PolyMarket, tape: tp.Tape, t: tp.Trade) -> dict[str, Any]:
             "seq": t.seq, "price": price, "size": size, "shares": size, "side": side, "ts_ms": t.ts_ms}
 
 
-def market_trades(poly: PolymarketSim, now: int, condition_id: str | None = None) -> list[tuple[Any, tp.Trade]]:
+def market_trades(poly: PolymarketSim, now: int, conditions: set[str] | None = None) -> Iterator[tuple[Any, tp.Trade]]:
     """(market, trade) of every trade on the tapes, newest first (ties: market id, then the
-    later trade first), after bringing the books up to ``now``. One market (by condition id)
-    or all that have a book; asking makes the book, as a book read does."""
-    ms = [m for m in poly.markets.values() if m.live and (condition_id is None or m.condition_id == condition_id)]
-    out: list[tuple[Any, tp.Trade]] = []
+    later trade first), after bringing the books up to ``now``. The markets of ``conditions``
+    (condition ids) or all that have a book; asking makes the book, as a book read does. Lazy:
+    the tapes are merged as far as the caller reads."""
+    ms = [m for m in poly.markets.values() if m.live and (conditions is None or m.condition_id in conditions)]
+    tapes = []
     for m in ms:
         b = poly.ensure_book(m)
         b.advance(now)
-        out.extend((m, t) for t in b.tape.trades())
-    out.sort(key=lambda x: (-x[1].ts_ms, x[0].id, -x[1].seq))
-    return out
+        tapes.append(_keyed(m, b.tape))
+    return ((m, t) for _, m, t in heapq.merge(*tapes))
+
+
+def _keyed(m: Any, tape: tp.Tape) -> Iterator[tuple[tuple[int, int, int], Any, tp.Trade]]:
+    # A function, not a generator expression in the loop: that would see the loop's last market.
+    for t in tape.newest():
+        yield (-t.ts_ms, m.id, -t.seq), m, t
