@@ -479,3 +479,11 @@ def test_seed_reproduces_the_trades():
 
     assert trades(4, "kal:T") == trades(4, "kal:T") != trades(5, "kal:T")
     assert trades(4, "kal:T") != trades(4, "kal:U")
+
+
+@given(ts=st.integers(0, (1 << 43) - 1), seq=st.integers(1, 1 << 40), ticker=st.text(min_size=1, max_size=40))
+def test_kalshi_cursor_round_trips(ts, seq, ticker):
+    from collector.sim.kalshi import trades as kt
+
+    k = (-ts, ticker, -seq)
+    assert kt.decode_cursor(kt.encode_cursor(k)) == k
