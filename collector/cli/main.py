@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--change-mix", type=_change_mix, default=None, metavar="SHARE:PROB,...",
                     help='per-book change chances instead, e.g. "0.05:1.0,0.95:0.02" (5 %% busy books, 95 %% quiet)')
     sp.add_argument("--log-size", type=int, default=5000, help="recent requests kept for /_sim/requests")
+    sp.add_argument("--trade-tape", type=int, default=2000, help="trades kept per book (REST trade endpoints, /_sim/trades)")
+    sp.add_argument("--trade-budget", type=int, default=500_000,
+                    help="trades kept over all books: with many books each keeps budget/books (at least 50)")
     # Feed faults (both venues' feeds; per venue through POST /_sim/control, docs/simulator.md).
     sp.add_argument("--ws-drop-rate", type=float, default=0.0, help="fraction of feed change messages not sent")
     sp.add_argument("--ws-dup-rate", type=float, default=0.0, help="fraction of feed change messages sent twice")

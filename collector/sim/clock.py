@@ -13,6 +13,7 @@ only pays for the changes that happened since the book was last looked at.
 A book somebody subscribed to on a feed has a ``listener``: then ``advance`` reports every
 change, at its own tick time, whoever made the book catch up (a REST read or the feed's timer),
 so each change reaches the feed exactly once and REST shows the same state at the same instant.
+Either way every trade goes on the book's tape (``collector.sim.tape``) at its change's time.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import random
 import time
 from typing import Any, Callable
 
+from collector.sim.tape import DEFAULT_BUDGET, DEFAULT_PER_BOOK, Tape, TapeBudget
 from collector.sim.walk import Walk
 
 INF_MS = 1 << 62
@@ -59,8 +61,10 @@ class SimClock:
     and that order is part of what a seed reproduces."""
 
     def __init__(self, seed: int, epoch: float | None, tick_s: float, change_prob: float,
-                 t0: float | None, change_mix: ChangeMix | None = None) -> None:
+                 t0: float | None, change_mix: ChangeMix | None = None, tape_per_book: int = DEFAULT_PER_BOOK,
+                 tape_budget: int = DEFAULT_BUDGET) -> None:
         self.seed = seed
+        self.tapes = TapeBudget(seed, tape_per_book, tape_budget)
         self.epoch = float(epoch) if epoch is not None else time.time()
         self.t0_ms = int((t0 if t0 is not None else time.time()) * 1000)
         self.tick_ms = max(1, int(tick_s * 1000))
@@ -109,7 +113,7 @@ class LazyBook:
     """A walk plus its change schedule. Venue subclasses render the wire bytes (and cache
     them until ``dirty``: a book is rebuilt only after it changed)."""
 
-    __slots__ = ("rng", "walk", "ts_ms", "next_ms", "tick_ms", "p", "dirty", "frozen", "listener")
+    __slots__ = ("rng", "walk", "ts_ms", "next_ms", "tick_ms", "p", "dirty", "frozen", "listener", "tape")
 
     def __init__(self, clock: SimClock, key: str, n: int) -> None:
         rng = random.Random(f"{clock.seed}:book:{key}")
@@ -123,6 +127,7 @@ class LazyBook:
         self.dirty = True
         self.frozen = False
         self.listener: Listener | None = None
+        self.tape = Tape(key, clock.tapes)  # every trade of the walk (collector.sim.tape)
 
     def advance(self, now: int) -> None:
         if now < self.next_ms:
@@ -134,12 +139,15 @@ class LazyBook:
         nxt = self.next_ms
         while nxt <= now:
             bids, asks = [lv[:] for lv in walk.bids], [lv[:] for lv in walk.asks]
-            walk.mutate(rng)
+            n = walk.n
+            trade = walk.mutate(rng)
             # A draw can leave the book as it was (a level added where one is): the venue's
             # timestamp moves only with a change, so this one does not count.
             if walk.bids != bids or walk.asks != asks:
                 self.ts_ms = nxt
                 self.dirty = True
+                if trade is not None:
+                    self.tape.add(nxt, trade[0], n, trade[1], trade[2])
             nxt += tick * _geom(rng, p)
         self.next_ms = nxt
 
@@ -149,6 +157,7 @@ class LazyBook:
         rng, walk, p, tick = self.rng, self.walk, self.p, self.tick_ms
         while self.next_ms <= now:
             bids, asks = [lv[:] for lv in walk.bids], [lv[:] for lv in walk.asks]
+            n = walk.n
             trade = walk.mutate(rng)
             due = self.next_ms
             self.next_ms += tick * _geom(rng, p)
@@ -156,6 +165,8 @@ class LazyBook:
                 continue  # nothing changed (see advance)
             self.ts_ms = due
             self.dirty = True
+            if trade is not None:  # on the tape before the listener reports it
+                self.tape.add(due, trade[0], n, trade[1], trade[2])
             listener = self.listener
             if listener is not None:
                 listener(self, trade, bids, asks)

@@ -1,6 +1,7 @@
 """The simulator's own control plane, ``/_sim/*``: health, the fault config (REST and feed
 faults; the one-shot feed actions ``ws_disconnect`` / ``ws_stall`` run at once), the market
-lifecycle (add, close, expire, update, churn), the request log and the feeds' status."""
+lifecycle (add, close, expire, update, churn), the request log, the feeds' status and the
+trades on the books' tapes (``/_sim/trades``, the ground truth for tests)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from collector.model.clock import now_ms
+from collector.sim import truth
 from collector.sim.clock import SimError
 from collector.sim.faults import ControlError
 from collector.sim.pipeline import Sim, jresp
@@ -66,6 +69,15 @@ def routes(sim: Sim) -> list[Route]:
         sim.log.reset()
         return jresp({"status": "ok", "since": sim.log.since})
 
+    async def trades(request: Request) -> Response:
+        qp = request.query_params
+        now = now_ms()
+        try:
+            rows = truth.trades(st, now, qp.get("venue") or None, qp.get("key") or None)
+        except SimError as e:
+            return jresp({"error": str(e)}, 400)
+        return jresp({"now_ms": now, "count": len(rows), "trades": rows})
+
     async def feeds(request: Request) -> Response:
         if sim.feeds is None:
             return jresp({"error": "no feeds"}, 404)
@@ -80,5 +92,6 @@ def routes(sim: Sim) -> list[Route]:
         Route("/_sim/control", control, methods=["GET", "POST"]),
         Route("/_sim/markets", markets, methods=["GET", "POST"]),
         Route("/_sim/requests", requests, methods=["GET"]),
+        Route("/_sim/trades", trades, methods=["GET"]),
         Route("/_sim/requests/reset", requests_reset, methods=["POST"]),
     ]

@@ -28,6 +28,8 @@ POLY_LIMITS = {
     "clob.books": [500, 10.0],
     "clob.book": [1500, 10.0],
     "clob": [9000, 10.0],
+    "data.trades": [200, 10.0],
+    "data": [1000, 10.0],
 }
 # Limitless: at most 2 requests in flight and at least 300 ms between two requests.
 LIM_LIMITS = {"concurrency": 2, "min_spacing_s": 0.3}
@@ -38,7 +40,11 @@ LIMITS = {"polymarket": POLY_LIMITS, "limitless": LIM_LIMITS, "kalshi": KAL_LIMI
 
 # bad_hash_rate: fraction of Polymarket books served with one level changed after hashing, so
 # the body no longer matches its `hash` (what a trimmed or edited book looks like).
-RATE_KEYS = ("error_rate", "timeout_rate", "malformed_rate", "html_rate", "throttle_rate", "bad_hash_rate")
+# Trade pages (data-api /trades, Kalshi /markets/trades, Limitless /events): trade_dup_rate per
+# item (sent twice, next to itself), trade_missing_rate per item (one field left out: its size
+# or its id), trade_shuffle_rate per page (items out of order).
+TRADE_KEYS = ("trade_dup_rate", "trade_shuffle_rate", "trade_missing_rate")
+RATE_KEYS = ("error_rate", "timeout_rate", "malformed_rate", "html_rate", "throttle_rate", "bad_hash_rate") + TRADE_KEYS
 NUM_KEYS = ("latency_ms", "jitter_ms", "timeout_s")
 BOOL_KEYS = ("rate_limit", "down")
 # page_cap: serve at most this many items per discovery page whatever `limit` asks (0 = off);
@@ -59,6 +65,7 @@ def default_config(venue: str, args: Any = None) -> dict[str, Any]:
         "html_rate": float(g("html_rate", 0.0)),
         "throttle_rate": 0.0,
         "bad_hash_rate": float(g("bad_hash_rate", 0.0)),
+        **{k: float(g(k, 0.0) or 0.0) for k in TRADE_KEYS},
         "latency_ms": float(g("latency_ms", 0.0)),
         "jitter_ms": float(g("jitter_ms", 0.0)),
         "timeout_s": 60.0,
@@ -85,6 +92,7 @@ class FaultEngine:
         self.inflight: dict[str, int] = {v: 0 for v in VENUES}
         self.last_start: dict[str, float] = {v: 0.0 for v in VENUES}
         self.bad_hash_served: dict[str, int] = {v: 0 for v in VENUES}
+        self.trade_faults: dict[str, dict[str, int]] = {v: {"duplicated": 0, "shuffled": 0, "missing": 0} for v in VENUES}
         self.buckets: dict[str, list[float]] = {}  # venue -> [tokens, at] (Kalshi's token bucket)
 
     # ---------------- control
@@ -97,6 +105,7 @@ class FaultEngine:
             c["throttle_remaining_s"] = round(max(0.0, self.throttle_until[v] - now), 3)
             c["inflight"] = self.inflight[v]
             c["bad_hash_served"] = self.bad_hash_served[v]
+            c["trade_faults_served"] = dict(self.trade_faults[v])
             out[v] = c
         return out
 
@@ -193,6 +202,33 @@ class FaultEngine:
             d["timestamp"] = str(int(d["timestamp"]) + 1)
         self.bad_hash_served[venue] += 1
         return orjson.dumps(d)
+
+    def trade_page(self, venue: str, items: list[dict[str, Any]], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        """A page of trade items after the trade faults; ``fields`` are the keys a missing-field
+        fault may drop ("data.contracts": a key of the item's ``data``)."""
+        cfg, rng, n = self.cfg[venue], self.rng, self.trade_faults[venue]
+        dup, shuf, miss = cfg["trade_dup_rate"], cfg["trade_shuffle_rate"], cfg["trade_missing_rate"]
+        if dup <= 0 and shuf <= 0 and miss <= 0:
+            return items
+        out = []
+        for it in items:
+            if miss > 0 and rng.random() < miss:
+                it = copy.deepcopy(it)
+                outer, _, inner = rng.choice(fields).rpartition(".")
+                (it[outer] if outer else it).pop(inner, None)
+                n["missing"] += 1
+            out.append(it)
+            if dup > 0 and rng.random() < dup:
+                out.append(it)
+                n["duplicated"] += 1
+        if shuf > 0 and len(out) > 1 and rng.random() < shuf:
+            before = list(out)
+            for _ in range(8):  # a shuffle that left the page as it was is no fault
+                rng.shuffle(out)
+                if out != before:
+                    break
+            n["shuffled"] += 1
+        return out
 
     def page_limit(self, venue: str, limit: int) -> int:
         """``limit`` after the page_cap fault (the server's own cap already applied)."""
@@ -291,7 +327,7 @@ class FaultEngine:
         if app == "kalshi":
             return json_reply(status, {"error": {"code": "internal_server_error", "message": "internal server error",
                                                  "service": "exchange"}})
-        if app == "clob":
+        if app in ("clob", "data"):
             msg = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
             return json_reply(status, {"error": msg[status]})
         msg = {500: "Internal server error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}

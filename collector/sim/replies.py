@@ -32,8 +32,8 @@ CF_403 = """<!DOCTYPE html>
 </div></div></body></html>
 """
 
-HOSTS = {"gamma": "gamma-api.polymarket.com", "clob": "clob.polymarket.com", "limitless": "api.limitless.exchange",
-         "kalshi": "external-api.kalshi.com"}
+HOSTS = {"gamma": "gamma-api.polymarket.com", "clob": "clob.polymarket.com", "data": "data-api.polymarket.com",
+         "limitless": "api.limitless.exchange", "kalshi": "external-api.kalshi.com"}
 
 
 class Reply:

@@ -3,15 +3,17 @@
 Routes (P = the port), each group from its own module:
   /gamma/markets/keyset                  Polymarket Gamma discovery (keyset paging)
   /clob/book, /clob/books, /clob/, /clob/time                (collector.sim.polymarket.routes)
+  /data-api/trades                       Polymarket trades    (collector.sim.polymarket.data_routes)
   /limitless/markets/active, /limitless/markets/active/slugs,
-  /limitless/markets/{slug}, /limitless/markets/{slug}/orderbook  (collector.sim.limitless.routes)
+  /limitless/markets/{slug}, /limitless/markets/{slug}/orderbook,
+  /limitless/markets/{slug}/events (trades)                  (collector.sim.limitless.routes)
   /kalshi/trade-api/v2/events, .../events/multivariate, .../markets/orderbooks,
-  .../markets/{ticker}/orderbook, .../markets/{ticker}          (collector.sim.kalshi.routes)
+  .../markets/trades, .../markets/{ticker}/orderbook, .../markets/{ticker}  (collector.sim.kalshi.routes)
   /_sim/health, /_sim/control, /_sim/markets, /_sim/requests, /_sim/requests/reset,
-  /_sim/feeds, /_sim/feeds/reset                             (collector.sim.control)
+  /_sim/feeds, /_sim/feeds/reset, /_sim/trades (ground truth)  (collector.sim.control)
   ws://.../ws/market                 Polymarket market channel  (collector.sim.feeds.polymarket_ws)
   /socket.io/ namespace /markets     Limitless Socket.IO feed   (collector.sim.feeds.limitless_sio)
-  ws://.../kalshi/trade-api/ws/v2    Kalshi orderbook_delta     (collector.sim.feeds.kalshi_ws)
+  ws://.../kalshi/trade-api/ws/v2    Kalshi orderbook_delta and trade  (collector.sim.feeds.kalshi_ws)
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ from collector.sim.feeds.hub import FeedHub
 from collector.sim.kalshi import routes as kalshi_routes
 from collector.sim.limitless import routes as limitless_routes
 from collector.sim.pipeline import Sim
+from collector.sim.polymarket import data_routes
 from collector.sim.polymarket import routes as polymarket_routes
 from collector.sim.requestlog import RequestLog
 from collector.sim.state import SimState
+from collector.sim.tape import DEFAULT_BUDGET, DEFAULT_PER_BOOK
 
 # Route groups in matching order (the venues first, then the control plane).
-ROUTES = (polymarket_routes.routes, limitless_routes.routes, kalshi_routes.routes, control.routes)
+ROUTES = (polymarket_routes.routes, data_routes.routes, limitless_routes.routes, kalshi_routes.routes, control.routes)
 
 
 def app(sim: Sim) -> Any:
@@ -81,6 +85,8 @@ def build(args: Any) -> Sim:
         tick_s=float(g("tick_s", 1.0)),
         change_prob=float(g("change_prob", 0.3)),
         change_mix=parse_change_mix(g("change_mix", None)),
+        tape_per_book=int(g("trade_tape", DEFAULT_PER_BOOK)),
+        tape_budget=int(g("trade_budget", DEFAULT_BUDGET)),
     )
     faults = FaultEngine(seed, args)
     sim = Sim(state, faults, RequestLog(int(g("log_size", 5000))), float(g("churn_s", 0.0) or 0.0))
@@ -96,6 +102,7 @@ def env_lines(port: int) -> list[str]:
         f"COLLECTOR_POLYMARKET__CLOB_URL={base}/clob",
         f"COLLECTOR_LIMITLESS__API_URL={base}/limitless",
         f"COLLECTOR_KALSHI__API_URL={base}/kalshi/trade-api/v2",
+        f"COLLECTOR_TRADES__POLYMARKET__DATA_URL={base}/data-api",
         f"COLLECTOR_STREAMS__POLYMARKET__URL=ws://127.0.0.1:{port}/ws/market",
         # Socket.IO host; clients connect to it (http scheme) with namespace /markets.
         f"COLLECTOR_STREAMS__LIMITLESS__URL=ws://127.0.0.1:{port}",

@@ -14,6 +14,7 @@ from collector.sim.clock import ChangeMix, SimClock, SimError
 from collector.sim.kalshi.venue import KalshiSim
 from collector.sim.limitless.venue import LimitlessSim
 from collector.sim.polymarket.venue import PolymarketSim
+from collector.sim.tape import DEFAULT_BUDGET, DEFAULT_PER_BOOK
 from collector.sim.venue import VenueSim
 
 
@@ -27,8 +28,10 @@ class SimState:
         change_prob: float = 0.3,
         t0: float | None = None,
         change_mix: ChangeMix | None = None,
+        tape_per_book: int = DEFAULT_PER_BOOK,
+        tape_budget: int = DEFAULT_BUDGET,
     ) -> None:
-        self.clock = SimClock(seed, epoch, tick_s, change_prob, t0, change_mix)
+        self.clock = SimClock(seed, epoch, tick_s, change_prob, t0, change_mix, tape_per_book, tape_budget)
         self.seed = seed
         n = max(1, markets)
         self.polymarket = PolymarketSim(self.clock, n)

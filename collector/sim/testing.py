@@ -9,6 +9,7 @@
         sim.markets("add", venue="polymarket", kind="crypto")
         assert sim.requests()["counts"]["limitless"] == 1
 
+Trades: ``sim.trades(venue, key)`` is the ground truth (every trade REST and the feeds report).
 Feeds (docs/simulator.md): ``sim.poly_ws_url`` for ``websockets.sync.client.connect``,
 ``sim.limitless_sio_url`` for ``socketio.Client().connect(url, namespaces=["/markets"],
 transports=["websocket"])``, ``sim.feeds()`` for the feeds' counters and
@@ -31,11 +32,12 @@ from typing import Any
 
 import httpx
 
-# The base-URL variables the sim prints; run_sim waits for all of them. The first four are
-# REST, the last three the feeds (collector/config/streams.py).
+# The base-URL variables the sim prints; run_sim waits for all of them. The first five are
+# REST (the fifth Polymarket's data API, for trades), the last three the feeds
+# (collector/config/streams.py).
 ENV_KEYS = ("COLLECTOR_POLYMARKET__GAMMA_URL", "COLLECTOR_POLYMARKET__CLOB_URL", "COLLECTOR_LIMITLESS__API_URL",
-            "COLLECTOR_KALSHI__API_URL", "COLLECTOR_STREAMS__POLYMARKET__URL", "COLLECTOR_STREAMS__LIMITLESS__URL",
-            "COLLECTOR_STREAMS__KALSHI__URL")
+            "COLLECTOR_KALSHI__API_URL", "COLLECTOR_TRADES__POLYMARKET__DATA_URL",
+            "COLLECTOR_STREAMS__POLYMARKET__URL", "COLLECTOR_STREAMS__LIMITLESS__URL", "COLLECTOR_STREAMS__KALSHI__URL")
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -77,10 +79,12 @@ class SimHandle:
         latency_ms, jitter_ms, timeout_s, rate_limit, down, retry_after_s (number, "auto" or None),
         throttle_for_s, limits ({bucket: [n, window_s]} / {"concurrency": n, "min_spacing_s": s}),
         page_cap (discovery pages hold at most N items whatever limit asks; 0 = off),
+        trade_dup_rate, trade_shuffle_rate, trade_missing_rate (REST trade pages),
         reset (back to the start-up flags).
         Feeds: ws_drop_rate, ws_dup_rate, ws_reorder_rate, ws_bad_hash_rate (fractions),
         ws_disconnect_every_s, ws_send_queue_max, ws_snapshot_on_subscribe (Limitless),
-        ws_stall_ids (tokens / slugs), and the one-shot ws_disconnect / ws_stall (True = every
+        ws_stall_ids (tokens / slugs), ws_trade_dup_rate, ws_trade_reorder_rate,
+        ws_trade_missing_rate (trade messages), and the one-shot ws_disconnect / ws_stall (True = every
         open connection, N = that many)."""
         if venue is None and not kw:
             return self._ok(self._http.get("/_sim/control"))
@@ -128,6 +132,13 @@ class SimHandle:
         if endpoint:
             params["endpoint"] = endpoint
         return self._ok(self._http.get("/_sim/requests", params=params))
+
+    def trades(self, venue: str | None = None, key: str | None = None) -> list[dict[str, Any]]:
+        """GET /_sim/trades: the ground truth, every trade on the books' tapes, newest first:
+        venue, key (token / slug / ticker), id (tx hash / trade_id / event id), price and size
+        as the venue writes them, shares, side, ts_ms (docs/simulator.md, "Trades")."""
+        params = {k: v for k, v in (("venue", venue), ("key", key)) if v}
+        return self._ok(self._http.get("/_sim/trades", params=params))["trades"]
 
     def reset_requests(self) -> dict[str, Any]:
         return self._ok(self._http.post("/_sim/requests/reset"))

@@ -61,8 +61,10 @@ class Walk:
             side.append([p, _rand_size(rng)])
 
     def mutate(self, rng: random.Random) -> tuple[int, int, bool] | None:
-        """One change; for a trade, (price ticks, size taken in cents, at the bid) so the feed
-        can report it, else None. The return value draws nothing: the path stays the seed's."""
+        """One change; for a trade, (price ticks, size taken in cents, at the bid) so the tape and
+        the feeds can report it, else None. The size is what the hit level lost (all of it when
+        the level went), so REST books before and after a trade differ by exactly the trade. The
+        return value draws nothing: the path stays the seed's."""
         trade = None
         r = rng.random()
         is_bid = rng.random() < 0.5
@@ -75,11 +77,12 @@ class Walk:
             lvl = side[0]
             self.last, self.last_n = lvl[0], self.n
             take = rng.randint(1, lvl[1])
-            trade = (lvl[0], take, is_bid)
             if take >= lvl[1] - 100 or rng.random() < 0.3:
                 del side[0]
+                take = lvl[1]  # the whole level went: that is what traded (the level lost it all)
             else:
                 lvl[1] -= take
+            trade = (lvl[0], take, is_bid)
         elif r < 0.8:  # a level appears or disappears
             if rng.random() < 0.5 and len(side) > 5:
                 del side[rng.randrange(len(side))]

@@ -16,12 +16,14 @@ import random
 from collections import deque
 from typing import Any
 
+import orjson
+
 # How long a message held back for a swap waits for the one that should overtake it.
 HOLD_S = 0.25
 # Messages handed to the transport at once (one socket write when the transport allows it).
 BATCH = 256
 FAULTS = ("dropped", "duplicated", "reordered", "bad_hash", "stall_suppressed", "stalled_connections",
-          "disconnects", "slow_consumers")
+          "disconnects", "slow_consumers", "trade_duplicated", "trade_reordered", "trade_missing")
 
 
 class FeedStats:
@@ -109,6 +111,7 @@ class Conn:
         self.q: deque[tuple[str, Any]] = deque()
         self.wake = asyncio.Event()
         self.held: tuple[str, Any] | None = None
+        self.held_trade: tuple[str, Any] | None = None  # a trade message waiting for the next one
         self.stalled = False
         self.closed = False
         self.task: asyncio.Task | None = None
@@ -163,6 +166,35 @@ class Conn:
         for _ in range(copies):
             self._enqueue(tag, payload)
 
+    def push_trade(self, tag: str, payload: str, fields: tuple[str, ...] = ()) -> None:
+        """A trade message, through the trade faults (ws_trade_*): one of ``fields`` left out,
+        sent twice, or held back until this connection's next trade message (or HOLD_S)."""
+        if self.closed:
+            return
+        if self.stalled:
+            self.stats.faults["stall_suppressed"] += 1
+            return
+        cfg, rng, faults = self.feed.cfg, self.rng, self.stats.faults
+        miss, dup, swap = cfg["ws_trade_missing_rate"], cfg["ws_trade_dup_rate"], cfg["ws_trade_reorder_rate"]
+        if miss > 0 and fields and rng.random() < miss:
+            payload = drop_field(payload, rng.choice(fields))
+            faults["trade_missing"] += 1
+        copies = 1
+        if dup > 0 and rng.random() < dup:
+            faults["trade_duplicated"] += 1
+            copies = 2
+        if swap > 0 and self.held_trade is None and rng.random() < swap:
+            faults["trade_reordered"] += 1
+            self.held_trade = (tag, payload)
+            if copies == 2:
+                self._enqueue(tag, payload)
+            return
+        held, self.held_trade = self.held_trade, None
+        for _ in range(copies):
+            self._enqueue(tag, payload)
+        if held is not None:
+            self._enqueue(*held)
+
     def _enqueue(self, tag: str, payload: Any) -> None:
         q = self.q
         q.append((tag, payload))
@@ -180,7 +212,7 @@ class Conn:
             self.stalled = True
             self.stats.faults["stalled_connections"] += 1
             self.q.clear()
-            self.held = None
+            self.held = self.held_trade = None
             self.on_stall()
 
     def kill(self) -> None:
@@ -205,15 +237,17 @@ class Conn:
             while not self.closed:
                 if not q:
                     self.wake.clear()
-                    if self.held is None:
+                    if self.held is None and self.held_trade is None:
                         await self.wake.wait()
                         continue
                     try:
                         await asyncio.wait_for(self.wake.wait(), HOLD_S)
                     except asyncio.TimeoutError:
-                        if self.held is not None and not q:  # nothing overtook it: let it go
-                            q.append(self.held)
-                            self.held = None
+                        if not q:  # nothing overtook what was held back: let it go
+                            for h in (self.held, self.held_trade):
+                                if h is not None:
+                                    q.append(h)
+                            self.held = self.held_trade = None
                     continue
                 batch = [q.popleft() for _ in range(min(len(q), BATCH))]
                 await self.send_many([payload for _, payload in batch])
@@ -223,3 +257,11 @@ class Conn:
             pass
         except Exception:  # noqa: BLE001 - a failed send means the client is gone
             self.kill()
+
+
+def drop_field(payload: str, key: str) -> str:
+    """``payload`` (a JSON object, or an envelope whose ``msg`` is one) without ``key``."""
+    d = orjson.loads(payload)
+    inner = d.get("msg") if isinstance(d.get("msg"), dict) else d
+    inner.pop(key, None)
+    return orjson.dumps(d).decode()

@@ -14,13 +14,13 @@ captured frame.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from typing import Any
 
 import orjson
 
-from collector.sim.polymarket.books import PolyBooks, price_bytes, size_str
+from collector.sim.polymarket.books import PolyBooks, price_bytes
+from collector.sim.polymarket.trades import ws_fields
 from collector.sim.walk import Walk
 
 Change = tuple[bool, int, int]  # (bid side, price on the common grid, size in cents; 0 = gone)
@@ -122,17 +122,19 @@ def trade_book(book: PolyBooks, side: int) -> str:
                                        spaced_levels(asks[side]), book.hashes[side].encode(), ts)).decode()
 
 
-def last_trade(book: PolyBooks, trade: tuple[int, int, bool]) -> str:
-    """``last_trade_price`` of a trade at the YES touch: the taker sold into a bid or bought an
-    ask. The transaction hash is made up (stable per market and time)."""
-    m = book.market
-    price, take, at_bid = trade
-    ts = book.parts[2]
-    tx = hashlib.sha256(m.condition_id.encode() + b":" + ts).hexdigest().encode()
-    return (b'{"market":"%b", "asset_id":"%b", "price":"%b", "size":"%b", "fee_rate_bps":"0", "side":"%b", '
-            b'"timestamp":"%b", "event_type":"last_trade_price", "transaction_hash":"0x%b"}' % (
-                m.condition_id.encode(), m.tokens[0].encode(), price_bytes(book.walk.n)[price],
-                size_str(take).encode(), b"SELL" if at_bid else b"BUY", ts, tx)).decode()
+_LAST_TRADE = (b'{"market":"%b", "asset_id":"%b", "price":"%b", "size":"%b", "fee_rate_bps":"%b", "side":"%b", '
+               b'"timestamp":"%b", "event_type":"last_trade_price", "transaction_hash":"%b"}')
+_LT_KEYS = ("market", "asset_id", "price", "size", "fee_rate_bps", "side", "timestamp", "transaction_hash")
+
+
+def last_trade(book: PolyBooks) -> tuple[str, str]:
+    """The token and the ``last_trade_price`` frame of the trade just put on the book's tape:
+    token, price, side and transaction hash as the data API serves that trade
+    (collector.sim.polymarket.trades)."""
+    t = book.tape.last()
+    assert t is not None
+    f = ws_fields(book.market, book.tape, t)
+    return f["asset_id"], (_LAST_TRADE % tuple(f[k].encode() for k in _LT_KEYS)).decode()
 
 
 def best_bid_ask(book: PolyBooks, side: int) -> str:

@@ -243,10 +243,10 @@ class PolyFeed(Feed):
                     frame = pm.trade_book(book, side)
                     for c in s:
                         c.push("book", frame)
-            if yes not in stalled:
-                frame = pm.last_trade(book, trade)
+            tok, frame = pm.last_trade(book)
+            if tok not in stalled:
                 for c in everyone:
-                    c.push("last_trade_price", frame)
+                    c.push_trade("last_trade_price", frame, ("size", "transaction_hash"))
 
     # ---------------- lifecycle (PolymarketSim.notify)
 

@@ -1,5 +1,6 @@
 """Kalshi's HTTP surface under ``/kalshi/trade-api/v2``: ``/events`` and ``/events/multivariate``
-(cursor paging, nested markets), ``/markets/orderbooks`` (batch, repeated ``tickers``),
+(cursor paging, nested markets), ``/markets/trades`` (keyset cursor, newest first),
+``/markets/orderbooks`` (batch, repeated ``tickers``),
 ``/markets/{ticker}/orderbook`` and ``/markets/{ticker}``, with the venue's nested error bodies."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from collector.model.clock import now_ms
+from collector.sim.kalshi import trades as kt
 from collector.sim.kalshi.market import render_batch
 from collector.sim.kalshi.venue import STATUS_FILTER
 from collector.sim.pipeline import Sim
@@ -97,6 +99,40 @@ def routes(sim: Sim) -> list[Route]:
             return NOT_FOUND, 0
         return Reply(200, b'{"orderbook_fp":' + b + b"}"), 1
 
+    async def _trades(request: Request) -> tuple[Reply, int]:
+        qp = request.query_params
+        try:
+            limit = int(qp.get("limit") or kt.DEFAULT_LIMIT)
+            after = kt.decode_cursor(qp["cursor"]) if qp.get("cursor") else None
+            min_ts = int(qp["min_ts"]) if qp.get("min_ts") else None
+            max_ts = int(qp["max_ts"]) if qp.get("max_ts") else None
+            if limit < 1:
+                raise ValueError
+        except ValueError:
+            return kal_error(400, "invalid_parameters", "invalid limit, cursor, min_ts or max_ts"), 0
+        limit = min(limit, kt.MAX_LIMIT)  # above the maximum: clamped
+        ticker = qp.get("ticker") or None
+        found = kt.market_trades(kal, now_ms(), ticker)
+        page, last = [], None
+        for m, t in found:
+            k = kt.order(m.ticker, t)
+            if after is not None and k <= after:
+                continue
+            if min_ts is not None and t.ts_ms < min_ts * 1000:
+                last = None
+                break  # newest first: everything after this is older still
+            if max_ts is not None and t.ts_ms > max_ts * 1000:
+                continue
+            if len(page) == limit:
+                break
+            page.append(kt.item(m, m.book.tape, t))
+            last = k
+        else:
+            last = None  # nothing after this page
+        # The end is "" for one market's trades and null for all markets' (a quirk clients must take).
+        cursor = kt.encode_cursor(last) if last is not None else ("" if ticker else None)
+        return json_reply(200, {"cursor": cursor, "trades": faults.trade_page("kalshi", page, kt.MISSING)}), 0
+
     async def _market(request: Request) -> tuple[Reply, int]:
         m = kal.tickers.get(request.path_params["ticker"])
         if m is None:
@@ -108,6 +144,7 @@ def routes(sim: Sim) -> list[Route]:
         r(BASE + "/events", "GET", "kalshi", "kalshi", "kalshi.events", (), _events(False)),
         r(BASE + "/events/multivariate", "GET", "kalshi", "kalshi", "kalshi.events_multivariate", (), _events(True)),
         r(BASE + "/markets/orderbooks", "GET", "kalshi", "kalshi", "kalshi.orderbooks", (), _books),
+        r(BASE + "/markets/trades", "GET", "kalshi", "kalshi", "kalshi.trades", (), _trades),
         r(BASE + "/markets/{ticker}/orderbook", "GET", "kalshi", "kalshi", "kalshi.orderbook", (), _book),
         r(BASE + "/markets/{ticker}", "GET", "kalshi", "kalshi", "kalshi.market", (), _market),
     ]

@@ -1,5 +1,6 @@
 """Limitless's HTTP surface: ``/limitless/markets/active`` (paged), ``.../active/slugs``,
-``/limitless/markets/{slug}`` and ``.../{slug}/orderbook``, with NestJS-style error bodies."""
+``/limitless/markets/{slug}``, ``.../{slug}/orderbook`` and ``.../{slug}/events`` (trades and
+other market events, newest first, paged), with NestJS-style error bodies."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from collector.model.clock import now_ms
+from collector.sim.limitless import trades as lt
 from collector.sim.pipeline import Sim
 from collector.sim.replies import Reply, json_reply
 
@@ -77,6 +79,23 @@ def routes(sim: Sim) -> list[Route]:
             return LIM_NOT_FOUND, 0
         return Reply(200, lim.book(m, now_ms())), 1
 
+    async def _events(request: Request) -> tuple[Reply, int]:
+        slug = request.path_params["slug"]
+        if slug not in lim.slugs:
+            return LIM_NOT_FOUND, 0
+        qp = request.query_params
+        try:
+            page = int(qp.get("page") or 1)
+            limit = int(qp.get("limit") or lt.DEFAULT_LIMIT)
+            if page < 1 or limit < 1:
+                raise ValueError
+        except ValueError:
+            return _nest_400("page and limit must be positive numbers"), 0
+        limit = min(limit, lt.MAX_LIMIT)
+        evs = [e for m, t in lt.market_trades(lim, now_ms(), slug) for e in lt.events_of(m.book.tape, t)]
+        sl = faults.trade_page("limitless", evs[(page - 1) * limit: page * limit], lt.MISSING)
+        return json_reply(200, {"events": sl, "totalPages": -(-len(evs) // limit)}), 0
+
     # Limitless has no per-endpoint buckets: its limiter counts concurrency and spacing.
     r = sim.route
     return [
@@ -84,5 +103,6 @@ def routes(sim: Sim) -> list[Route]:
         r("/limitless/markets/active/slugs", "GET", "limitless", "limitless", "limitless.active_slugs", (), _slugs),
         r("/limitless/markets/{slug}/orderbook", "GET", "limitless", "limitless", "limitless.orderbook", (),
           _orderbook),
+        r("/limitless/markets/{slug}/events", "GET", "limitless", "limitless", "limitless.events", (), _events),
         r("/limitless/markets/{slug}", "GET", "limitless", "limitless", "limitless.market", (), _market),
     ]

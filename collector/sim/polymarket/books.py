@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from collector.sim import tape as tp
 from collector.sim.clock import LazyBook, SimClock
 
 if TYPE_CHECKING:
@@ -56,6 +57,31 @@ def size_str(cents: int) -> str:
 
 
 _LEVEL = b'{"price":"%b","size":"%b"}'
+
+
+# How a walk trade is printed (collector.sim.polymarket.trades renders the rest of it).
+def token_side(tape: tp.Tape, t: tp.Trade) -> int:
+    """0: printed under the YES token, 1: under NO."""
+    return tp.bit(tape, t.seq, "token") & 1
+
+
+def printed(tape: tp.Tape, t: tp.Trade) -> tuple[int, str, str]:
+    """(token index, price text, side) of trade ``t`` as the venue prints it."""
+    i = token_side(tape, t)
+    p = t.price if i == 0 else t.n - t.price
+    buy = (not t.at_bid) if i == 0 else t.at_bid
+    return i, price_strs(t.n)[p], "BUY" if buy else "SELL"
+
+
+def last_price_text(tape: tp.Tape, last: int | None, last_n: int) -> str:
+    """The book's ``last_trade_price``: "" before any trade, else the last trade as printed
+    (the walk's own start value when the tape has no trade yet)."""
+    if last is None:
+        return ""
+    t = tape.last()
+    if t is not None and t.price == last and t.n == last_n:
+        return printed(tape, t)[1]
+    return price_strs(last_n)[last]
 
 
 class PolyBooks(LazyBook):
@@ -137,7 +163,7 @@ class PolyBooks(LazyBook):
         ts = str(self.ts_ms).encode()
         # last_trade_price is market-wide, as on the venue: both tokens' books carry the same
         # text (SOURCES.md, "Polymarket book hash").
-        ltp = _dumps("" if w.last is None else price_strs(w.last_n)[w.last])
+        ltp = _dumps(last_price_text(self.tape, w.last, w.last_n))
         meta = (b'],"min_order_size":' + _dumps(m.min_size_s) + b',"tick_size":' + _dumps(m.tick_s)
                 + b',"neg_risk":' + (b"true" if m.neg_risk else b"false") + b',"last_trade_price":' + ltp + b"}")
         cond = _dumps(m.condition_id)

@@ -92,10 +92,14 @@ class PolymarketSim(VenueSim):
         m, side = ent
         if not m.live:
             return None
+        return self.ensure_book(m).get(side, now)
+
+    def ensure_book(self, m: PolyMarket) -> PolyBooks:
+        """The market's book, made on first use (a book read or a trades read)."""
         b = m.book
         if b is None:
             b = m.book = PolyBooks(self.clock, m)
-        return b.get(side, now)
+        return b
 
     # ---------------- lifecycle
 
