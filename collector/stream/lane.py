@@ -36,6 +36,10 @@ from collector.stream.stats import StreamCounters
 log = logging.getLogger(__name__)
 
 WAITING, LIVE, RESYNC = "waiting", "live", "resync"
+
+
+def _price(level: Any) -> float:
+    return float(level[0])  # canonical decimal text; distinct ticks stay distinct as floats
 _TICK_S = 0.25
 
 
@@ -208,6 +212,12 @@ class StreamLane:
                hash_ok: bool | None, tick_size: str | None = None) -> None:
         bb, ba = t.book.best()
         synced = t.status == LIVE
+        # Best-first, as every record's levels (a venue message lists them in its own order; a
+        # stable sort keeps two sets of one price in message order, so the last still wins).
+        if len(bids) > 1:
+            bids = sorted(bids, key=_price, reverse=True)
+        if len(asks) > 1:
+            asks = sorted(asks, key=_price)
         rec = BookChangeRecord(self.venue, t.inst.instrument_id, msg.ts_ms, t.book.ob_ts_ms, msg.conn, msg.seq,
                                bids, asks, bb, ba, hash_, hash_ok, tick_size, synced)
         self.records.write(rec.to_json())
