@@ -30,7 +30,7 @@ run-local: $(STAMP)  ## discovery loop + poller in one process, no Prefect
 	$(BIN)/collector run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 sim: $(STAMP)
 	$(BIN)/collector sim --port 8765

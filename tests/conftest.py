@@ -21,18 +21,3 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
-
-
-# `make test` runs two pytest-xdist workers (--dist loadgroup). Everything that starts a Prefect
-# server is one group, so one worker runs those one after another while the other worker takes
-# the rest: at most one Prefect server at a time, and the suite's waiting (real servers, feeds,
-# clocks) overlaps. Without xdist the marker does nothing.
-_PREFECT_FILES = {"test_systemd_unit.py", "test_security.py", "test_kalshi_prefect.py", "test_poller_flow.py"}
-
-
-def pytest_collection_modifyitems(config, items):
-    group = pytest.mark.xdist_group("prefect")
-    for item in items:
-        name = item.path.name
-        if name.startswith("test_prefect") or name in _PREFECT_FILES or "prefect_harness" in getattr(item, "fixturenames", ()):
-            item.add_marker(group)
