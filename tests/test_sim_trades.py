@@ -224,8 +224,13 @@ def test_data_api_offset_paging_walks_a_frozen_market(sim, http):
 
 def test_kalshi_cursor_and_time_window(sim, http):
     busy(http, "kalshi", sim.live_tickers(), 3)
-    max_ts = int(time.time()) - 1  # a closed window: nothing more can land in it
-    every = [r for r in truth(http, "kalshi") if r["ts_ms"] <= max_ts * 1000]
+    end = time.monotonic() + 10
+    while True:  # more than one page of trades before a closed window (nothing more can land in it)
+        max_ts = int(time.time()) - 1
+        every = [r for r in truth(http, "kalshi") if r["ts_ms"] <= max_ts * 1000]
+        if len(every) > 5 or time.monotonic() > end:
+            break
+        time.sleep(0.3)
     got, cursor, pages = [], None, 0
     while True:
         params: dict[str, Any] = {"limit": 5, "max_ts": max_ts}

@@ -20,8 +20,10 @@ from tests import helpers as h
 from tests.reliability import schema
 
 PM, LIM, KAL = "polymarket", "limitless", "kalshi"
+# Two Kalshi markets with a few minutes left (the hourly ones have under 30 min left half the hour).
+KALSHI_RULE = '[{"name": "two", "min_minutes_to_expiry": 3, "max_markets": 2}]'
 FAST = {"TRADES__KALSHI__POLL_INTERVAL_S": "1", "TRADES__LIMITLESS__POLL_INTERVAL_S": "2",
-        "TRADES__POLYMARKET__OVERLAP_S": "2", "KALSHI__RULES": h.TOP2_RULE}
+        "TRADES__POLYMARKET__OVERLAP_S": "2", "KALSHI__RULES": KALSHI_RULE}
 
 
 def _tracked(data, venue) -> dict[str, str]:
