@@ -83,6 +83,9 @@ def poller_env(sim, data: Path, record: str, venues: list[str]) -> dict[str, str
         "COLLECTOR_DATA_DIR": str(data),
         "COLLECTOR_LOG_LEVEL": "WARNING",
         "COLLECTOR_STREAMS__POLYMARKET__ENABLED": "false",
+        # books only: trade capture has its own bench (make bench-trades)
+        "COLLECTOR_TRADES__POLYMARKET__ENABLED": "false", "COLLECTOR_TRADES__LIMITLESS__ENABLED": "false",
+        "COLLECTOR_TRADES__KALSHI__ENABLED": "false",
         "COLLECTOR_STREAMS__LIMITLESS__ENABLED": "false",
         "COLLECTOR_WRITER__RECORD": record,
         "COLLECTOR_WRITER__COMPRESS_CLOSED": "false",  # compressed below, file for file

@@ -152,6 +152,9 @@ def run_mode(name: str, sim, insts: list[Instrument], extra_env: dict[str, str],
         "COLLECTOR_LOG_LEVEL": "WARNING",
         # REST polling at 1 Hz is what this measures (bench/stream_bench.py measures the feeds)
         "COLLECTOR_STREAMS__POLYMARKET__ENABLED": "false",
+        # books only: trade capture has its own bench (make bench-trades)
+        "COLLECTOR_TRADES__POLYMARKET__ENABLED": "false", "COLLECTOR_TRADES__LIMITLESS__ENABLED": "false",
+        "COLLECTOR_TRADES__KALSHI__ENABLED": "false",
         "PYTHONPATH": str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
     }
     env |= extra_env

@@ -209,6 +209,9 @@ def stack_env(sim, data: Path, batch: int) -> dict[str, str]:
         "COLLECTOR_DATA_DIR": str(data),
         "COLLECTOR_LOG_LEVEL": "WARNING",
         "COLLECTOR_STREAMS__POLYMARKET__ENABLED": "false",
+        # books only: trade capture has its own bench (make bench-trades)
+        "COLLECTOR_TRADES__POLYMARKET__ENABLED": "false", "COLLECTOR_TRADES__LIMITLESS__ENABLED": "false",
+        "COLLECTOR_TRADES__KALSHI__ENABLED": "false",
         "COLLECTOR_POLYMARKET__BOOKS_BATCH_SIZE": str(batch),
         # a request holds its slot for latency + parse + normalize (~200 ms for 250 books here):
         # 20 requests/s need more than the default 4 in flight (AIMD adds 1 per 15 stable minutes)

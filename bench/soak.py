@@ -308,6 +308,8 @@ def main() -> int:
             COLLECTOR_LIMITLESS__INTERVAL_S=str(lim_interval),
             # the soak measures REST polling under faults; streams have their own suite
             COLLECTOR_STREAMS__POLYMARKET__ENABLED="false", COLLECTOR_STREAMS__LIMITLESS__ENABLED="false",
+            COLLECTOR_TRADES__POLYMARKET__ENABLED="false", COLLECTOR_TRADES__LIMITLESS__ENABLED="false",
+            COLLECTOR_TRADES__KALSHI__ENABLED="false",
             PYTHONPATH=str(ROOT),
         )
         faults = {"error_rate": err / 2, "malformed_rate": err / 4, "html_rate": err / 4}

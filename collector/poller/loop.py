@@ -102,7 +102,8 @@ class Poller:
             stream = make_stream(name, settings, lane, self.writers, self._done)
             if stream is not None:
                 lane.stream = self.streams[name] = stream
-            trades = make_trades(name, settings, lane.client, self.writers, self._done, shard_slug(shard))
+            trades = make_trades(name, settings, lane.client, self.writers, self._done, shard_slug(shard),
+                                 feed=stream is not None)
             if trades is not None:
                 lane.trades = self.trades[name] = trades
                 if stream is not None:

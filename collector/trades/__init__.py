@@ -17,7 +17,8 @@ from collector.trades.lane import TradesLane
 __all__ = ["TradesLane", "make_trades"]
 
 
-def make_trades(name: str, settings: Settings, client: Any, writers: Any, out: Any, shard_slug: str) -> TradesLane | None:
+def make_trades(name: str, settings: Settings, client: Any, writers: Any, out: Any, shard_slug: str,
+                feed: bool = False) -> TradesLane | None:
     """The venue's trade capture, or None when it is switched off (``shard_slug`` names its state file)."""
     ts = settings.trades.venue(name)
     if ts is None or not ts.enabled:
@@ -27,4 +28,4 @@ def make_trades(name: str, settings: Settings, client: Any, writers: Any, out: A
     # A mark saved just before a crash may be ahead of what reached the disk by up to the fsync
     # interval plus one state save: read back that much more.
     safety = settings.writer.fsync_interval_s + 5.0
-    return TradesLane(name, ts, source, writers, out, Path(settings.data_dir), shard_slug, safety)
+    return TradesLane(name, ts, source, writers, out, Path(settings.data_dir), shard_slug, safety, feed)

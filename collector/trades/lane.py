@@ -43,7 +43,9 @@ _GAP_TRIES = 4  # a gap's backfill is tried this many times before it is written
 
 class TradesLane:
     def __init__(self, venue: str, ts: VenueTradesSettings, source: TradesSource | None, writers: WriterSet,
-                 out: Any, data_dir: Path, shard_slug: str, safety_s: float) -> None:
+                 out: Any, data_dir: Path, shard_slug: str, safety_s: float, feed: bool = False) -> None:
+        """``feed``: the venue's stream capture is on (a venue whose feed carries its trades polls
+        its tape only without it)."""
         self.venue = venue
         self.s = ts
         self.source = source
@@ -53,9 +55,12 @@ class TradesLane:
         self.prev_alive, self.prev_marks = self.state.load()
         self.recovered = self.tape.recover(data_dir, self.start_ms)
         self.safety_ms = int(safety_s * 1000)  # marks read back from the state may be this far ahead of the disk
-        self.polled = bool(source is not None and ts.rest_poll)
+        self.polled = bool(source is not None and (ts.rest_poll or (getattr(source, "from_feed", False) and not feed)))
+        if self.polled and not ts.rest_poll:
+            log.warning("%s trades: the stream is off, so trades come from polling the trades endpoint per market "
+                        "every %.0f s (paced; later and coarser than the feed's)", venue, ts.poll_interval_s)
         self.fetcher = None
-        if source is not None and (ts.rest_poll or ts.backfill):
+        if source is not None and (self.polled or ts.backfill):
             self.fetcher = TradesFetcher(venue, source, out, self, 0.0)
         self.insts: dict[str, dict[str, Instrument]] = {}  # scope -> poll key -> instrument
         self.scope_of: dict[str, str] = {}  # instrument_id -> scope
@@ -65,7 +70,7 @@ class TradesLane:
         self.pending: dict[str, list[Gap]] = {}  # gaps waiting for their scope's next fetch
         self.tries: dict[str, int] = {}
         self.down: dict[str, int] = {}  # instrument_id -> when its feed went down
-        self._next_save = 0.0
+        self._next_save = self._next_scan = 0.0
         self.save_every_s = _SAVE_S
         self._started = False
         self._closed = False
@@ -150,7 +155,8 @@ class TradesLane:
     # -- the loop's timers -----------------------------------------------------------------------
     def tick(self, now: float) -> None:
         self._watch_writes(now)
-        if self.fetcher is not None:
+        if self.fetcher is not None and now >= self._next_scan:
+            self._next_scan = now + 0.05  # the loop turns far more often than fetches fall due
             for scope, when in list(self.due.items()):
                 if when <= now and scope not in self.busy:
                     self._submit(scope, now)

@@ -76,6 +76,7 @@ class PolymarketTrades:
     """The data API tape of one market (scope = condition id) through ``get(url, params)``."""
 
     per_market = True
+    from_feed = True  # the market channel carries the trades: the tape is polled only without it
 
     def __init__(self, get: Callable[[str, dict[str, str]], Any], data_url: str, page_limit: int, max_pages: int) -> None:
         self._get = get
