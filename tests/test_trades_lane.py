@@ -142,8 +142,8 @@ def test_a_restart_backfills_the_downtime_as_a_gap_and_repeats_nothing(tmp_path,
     for i in range(5):  # the feed brings these
         run.lane.feed_trade(tape.trade("m1", now_ms() - 50, f"live{i}"))
     run.pump(0.5)  # state saves
-    down_from = now_ms()
     getattr(run, stop)()
+    down_from = now_ms()  # it was not alive after this
     for i in range(4):  # while nothing runs
         tape.trade("m1" if i % 2 else "m2", now_ms(), f"missed{i}")
         time.sleep(0.01)
@@ -155,7 +155,7 @@ def test_a_restart_backfills_the_downtime_as_a_gap_and_repeats_nothing(tmp_path,
     g = gaps(tmp_path)
     assert {x["instrument_id"] for x in g} == {f"{VENUE}:tok-m1", f"{VENUE}:tok-m2"}
     assert all(x["reason"] == "restart" and x["backfilled"] is True for x in g)
-    # the gap starts no later than the last moment the first run was known alive
+    # the gap starts no later than the first run stopped, and ends after it
     assert all(x["from_ts_ms"] <= down_from and x["to_ts_ms"] >= down_from for x in g)
 
 
