@@ -261,15 +261,15 @@ def test_a_downtime_longer_than_the_look_back_is_a_gap_that_says_not_backfilled(
     assert min(since for _, since in tape.calls[1:]) >= now_ms() - 61_000 - 2_000  # never asked beyond the look-back
 
 
-def test_a_feed_venue_without_its_feed_polls_its_tape(tmp_path):
-    """Polymarket's trades come from its feed; with the stream off the data API is the source."""
+def test_a_feed_venue_polls_its_tape_only_when_asked(tmp_path):
+    """Polymarket's trades come from its feed; with the stream off, rest_poll makes the data API the source."""
     tape = Tape(per_market=True)
     tape.from_feed = True
-    run = Run(tmp_path, tape, rest_poll=False).start(["m1"])  # no feed (the stream is off)
+    run = Run(tmp_path, tape, rest_poll=True).start(["m1"])  # no feed (the stream is off)
     tape.trade("m1", now_ms(), "t1")
     run.pump(0.3)
     run.close()
     assert trades(tmp_path) == ["t1"] and len(tape.calls) >= 2
     fed = TradesLane(VENUE, VenueTradesSettings(), tape, WriterSet(tmp_path / "b"), queue.SimpleQueue(),
-                     tmp_path / "b", "0of1", 0.5, feed=True)
-    assert fed.polled is False  # with its feed it only backfills
+                     tmp_path / "b", "0of1", 0.5, feed=False)
+    assert fed.polled is False  # not asked: it only backfills (and warns that nothing arrives)

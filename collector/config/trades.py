@@ -31,7 +31,7 @@ class VenueTradesSettings(_Strict):
 class PolymarketTradesSettings(VenueTradesSettings):
     data_url: str = Field(default="https://data-api.polymarket.com", description="data API (GET /trades?market=<condition id>): backfill only, the feed's last_trade_price events are the trades")
     page_limit: int = Field(default=500, ge=1, le=1000, description="trades per page (data API cap UNCONFIRMED)")
-    poll_interval_s: float = Field(default=30.0, gt=0, description="per market, only when the venue's stream is off (streams.polymarket.enabled = false): the data API is then the source")
+    poll_interval_s: float = Field(default=30.0, gt=0, description="per market, when rest_poll is set (e.g. with streams.polymarket.enabled = false, whose feed brings the trades otherwise)")
 
     @field_validator("data_url")
     @classmethod

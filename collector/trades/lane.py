@@ -55,10 +55,10 @@ class TradesLane:
         self.prev_alive, self.prev_marks = self.state.load()
         self.recovered = self.tape.recover(data_dir, self.start_ms)
         self.safety_ms = int(safety_s * 1000)  # marks read back from the state may be this far ahead of the disk
-        self.polled = bool(source is not None and (ts.rest_poll or (getattr(source, "from_feed", False) and not feed)))
-        if self.polled and not ts.rest_poll:
-            log.warning("%s trades: the stream is off, so trades come from polling the trades endpoint per market "
-                        "every %.0f s (paced; later and coarser than the feed's)", venue, ts.poll_interval_s)
+        self.polled = bool(source is not None and ts.rest_poll)
+        if source is not None and getattr(source, "from_feed", False) and not feed and not ts.rest_poll:
+            log.warning("%s trades: the stream is off, so no trades arrive; set trades.%s.rest_poll = true to "
+                        "poll the trades endpoint per market instead", venue, venue)
         self.fetcher = None
         if source is not None and (self.polled or ts.backfill):
             self.fetcher = TradesFetcher(venue, source, out, self, 0.0)
