@@ -208,7 +208,7 @@ class _Rec:
 
 
 def test_rest_agreement_and_disagreement(tmp_path):
-    h = H(tmp_path)
+    h = H(tmp_path, rest_grace_s=0.5)
     h.track(T)
     h.up()
     h.feed_(_snap(1))
@@ -216,11 +216,26 @@ def test_rest_agreement_and_disagreement(tmp_path):
     sent = time.monotonic() + 1  # sent after the last message
     h.lane.on_rest_book(T, _Rec([("0.4", "10")], [("0.5", "7.5")]), None, sent, sent)
     assert h.lane.c.rest_agreed == 1 and t.status == LIVE
+    # REST ahead of changes still on their way: the book stays live and the changes catch up
     h.lane.on_rest_book(T, _Rec([("0.41", "10")], [("0.5", "7.5")]), None, sent, sent)
+    assert t.status == LIVE and t.suspect is not None
+    h.feed_(_delta(2, "0.4100", "10.00", "yes"))
+    h.feed_(_delta(3, "0.4000", "-10.00", "yes"))
+    assert t.status == LIVE and t.suspect is None and h.lane.c.rest_agreed == 2
+    good = h.records("book_change")[-1]["ts_ms"]
+    # a book that never reaches the REST one within rest_grace_s is asked for again
+    sent = time.monotonic() + 1
+    h.lane.on_rest_book(T, _Rec([("0.42", "10")], [("0.5", "7.5")]), None, sent, sent)
+    h.feed_(_delta(4, "0.3900", "5.00", "yes"))
+    h.lane.tick(sent + 0.4)
+    assert t.status == LIVE
+    h.lane.tick(sent + 0.7)  # (the tick runs every 0.25 s)
     assert t.status == RESYNC and h.lane.conns[0].asked[-2:] == [("unsub", (T,)), ("sub", (T,))]
-    h.feed_(_snap(2, yes=(("0.4100", "10.00"),)))  # the venue's fresh snapshot ends the resync
+    assert h.lane.c.mismatches == {"rest_differs": 1}
+    h.feed_(_snap(5, yes=(("0.4200", "10.00"),)))  # the venue's fresh snapshot ends the resync
     assert t.status == LIVE and h.records("book_snapshot")[-1]["reason"] == "resync"
-    assert [g["reason"] for g in h.records("gap")] == ["resync:rest_differs"]
+    (gap,) = h.records("gap")
+    assert gap["reason"] == "resync:rest_differs" and gap["from_ts_ms"] == good  # from before the disagreement
 
 
 def _pem() -> str:

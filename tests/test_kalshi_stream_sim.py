@@ -60,11 +60,12 @@ def test_stream_recorded_and_agrees_with_rest(running):
     snaps = [r for r in recs if r["record_type"] == "book_snapshot"]
     changes = [r for r in recs if r["record_type"] == "book_change"]
     assert {s["instrument_id"] for s in snaps} == {i.instrument_id for i in _ids(data)}
-    assert changes and all(c["synced"] for c in changes) and all(c["ob_ts_ms"] for c in changes)
+    st = h.stats(data, KAL)
+    why = [s["stream"]["mismatches"] for s in st if s.get("stream") and s["stream"]["mismatches"]]
+    assert changes and all(c["synced"] for c in changes) and all(c["ob_ts_ms"] for c in changes), why[-1:]
     assert feeds["sent"]["orderbook_delta"] >= len(changes)
     rep = read.reconcile(data, KAL)
     assert rep.compared > 0 and rep.disagreed == 0, rep.disagreements[:2]
-    st = h.stats(data, KAL)
     assert sum(s["stream"]["connects"] for s in st if s.get("stream")) == 1
     assert not any(s["stream"]["mismatches"] for s in st if s.get("stream"))
 

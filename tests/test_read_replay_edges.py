@@ -158,14 +158,36 @@ def test_depth_and_receive_time_matching(tmp_path):
         cs(change(L, T0 + 20, [("0.4", "0")], [], venue=LL), T0 + 20, LL),
         rest(L, T0 + 15, [("0.3", "1")], [("0.6", "1")], venue=LL),  # before the change arrived
     ])
-    full = list(read.iter_reconcile(tmp_path, LL))
-    assert [(c.clock, c.outcome, c.diff) for c in full] == [
+    exact = list(read.iter_reconcile(tmp_path, LL, tolerance=0))
+    assert [(c.clock, c.outcome, c.diff) for c in exact] == [
         ("ts_ms", "disagree", "bids[1]: stream 0.3 x 1, rest 0.3 x 2"),
         ("ts_ms", "disagree", "bids[0]: stream 0.4 x 1, rest 0.3 x 1")]
-    top = read.reconcile(tmp_path, LL, depth=1)
+    # by default a receive-time sample may meet its stream book up to 2 s away: the second REST
+    # book is the one the change 5 ms later made (its stream record is then the one compared)
+    full = list(read.iter_reconcile(tmp_path, LL))
+    assert [(c.outcome, c.stream.ts_ms) for c in full] == [("disagree", T0), ("agree", T0 + 20)]
+    assert [c.outcome for c in read.iter_reconcile(tmp_path, LL, tolerance="4ms")] == ["disagree", "disagree"]
+    top = read.reconcile(tmp_path, LL, depth=1, tolerance=0)
     assert (top.agreed, top.disagreed) == (1, 1)
     with pytest.raises(ValueError):
+        read.reconcile(tmp_path, LL, tolerance=-1)
+    with pytest.raises(ValueError):
         read.stream_book_at(tmp_path, LL, L, T0, clock="wall")
+
+
+def test_receive_time_tolerance_looks_both_ways_and_only_at_trusted_books(tmp_path):
+    L = f"{LL}:btc"
+    one, two = [("0.4", "1")], [("0.4", "2")]
+    write(tmp_path, [
+        cs(snap(L, T0, one, [], venue=LL), T0, LL),
+        cs(change(L, T0 + 1000, two, [], venue=LL), T0 + 1000, LL),
+        rest(L, T0 + 1500, one, [], venue=LL),  # the stream moved on before this one was received
+        rest(L, T0 + 1600, [("0.4", "3")], [], venue=LL),  # no stream book was ever this
+        cs(change(L, T0 + 5000, one, [], venue=LL, synced=False), T0 + 5000, LL),
+        rest(L, T0 + 7500, one, [], venue=LL),  # equal only to an untrusted book
+    ])
+    got = [(c.outcome, c.stream.ts_ms) for c in read.iter_reconcile(tmp_path, LL)]
+    assert got == [("agree", T0), ("disagree", T0 + 1000), ("untrusted", T0 + 5000)]
 
 
 def test_a_corrupt_line_is_skipped_and_the_rest_replays(tmp_path):

@@ -168,7 +168,8 @@ def test_duplicated_changes_arrive_twice_in_a_row(sim, live):
     sim.control(venue="polymarket", ws_dup_rate=1.0)
     with open_ws(sim, live[5]["tokens"]) as ws:
         got = [f for f in read_for(ws, 0.6) if '"price_change"' in f]
-    assert len(got) >= 6 and len(got) % 2 == 0
+    got = got[: len(got) // 2 * 2]  # the reading may stop between a frame and its copy
+    assert len(got) >= 6
     assert all(got[i] == got[i + 1] for i in range(0, len(got), 2))
     assert faults(sim)["duplicated"] >= 3
 

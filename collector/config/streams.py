@@ -60,6 +60,7 @@ class KalshiStreamSettings(StreamSettings):
     use_yes_price: bool = Field(default=False, description="sent explicitly: false = NO levels in NO-leg prices, as on REST (YES ask = 1 - price); the venue's default is to flip")
     ping_interval_s: float = Field(default=10.0, gt=0, description="WebSocket ping cadence (the venue pings every 10 s too)")
     cross_grace_s: float = Field(default=2.0, gt=0, description="a book crossed this long is asked for again (between the level messages of one change it may cross for a moment)")
+    rest_grace_s: float = Field(default=3.0, gt=0, description="a book that differs from a REST book is asked for again unless it reaches that book within this long (REST can be ahead of changes still on their way)")
 
 
 class StreamsSettings(_Strict):

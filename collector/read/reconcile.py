@@ -5,7 +5,10 @@ The moment (``clock="auto"``): a sample with a venue time (``ob_ts_ms``, Polymar
 on venue time: the replayed book after the last stream record with ``ob_ts_ms <= `` the sample's
 (so the record of that very venue book when the stream has it); a sample without one
 (Limitless) is matched on receive time: the replayed book in force at the sample's ``ts_ms``.
-``clock="ts_ms"`` matches every sample on receive time.
+``clock="ts_ms"`` matches every sample on receive time. The REST and stream paths race by their
+latencies (a REST book carries no sequence number), so a receive-time sample also agrees when a
+trusted stream book within ``tolerance`` of its receive time equals it (that book is then the
+comparison's ``stream``); venue-time matching is exact.
 
 Outcomes: ``agree`` (levels equal, and hashes equal when both have one), ``disagree`` (with the
 first difference), or not comparable: ``gap`` (the stream book is unknown after a gap),
@@ -20,7 +23,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from collector.read.book import GAP, NO_SNAPSHOT, UNTRUSTED, BookState, Level, LiveBook
+from collector.read.book import (
+    GAP,
+    NO_SNAPSHOT,
+    TRUSTED,
+    UNTRUSTED,
+    BookState,
+    Level,
+    LiveBook,
+)
 from collector.read.changes import change_files
 from collector.read.datafiles import SLACK_MS, DataFile
 from collector.read.replay import records, rest_books, stream_books_at
@@ -140,6 +151,34 @@ def _entries(files: Sequence[DataFile], first: int, upto: int, ids: set[str]) ->
     return entries
 
 
+class _Open:
+    """A sample the replay has reached: its comparison at its moment (``exact``) and, for a
+    receive-time one, a trusted book within its window that equals it (``match``)."""
+
+    __slots__ = ("n", "s", "c", "pos", "hi", "exact", "match")
+
+    def __init__(self, n: int, s: BookState, c: str, pos: int, hi: int) -> None:
+        self.n, self.s, self.c, self.pos, self.hi = n, s, c, pos, hi
+        self.exact: Comparison | None = None
+        self.match: BookState | None = None
+
+    def meet(self, book: LiveBook | None, depth: int | None) -> None:
+        if self.match is not None or book is None or book.status != TRUSTED:
+            return
+        if depth is None and (len(book.bids.lv) != len(self.s.bids) or len(book.asks.lv) != len(self.s.asks)):
+            return  # cheap: most books met in a window differ in length
+        st = book.state()
+        if first_difference(st, self.s, depth) is None:
+            self.match = st
+
+    def result(self) -> Comparison:
+        ex = self.exact
+        assert ex is not None
+        if ex.outcome == DISAGREE and self.match is not None:
+            return Comparison(self.s, self.match, self.c, AGREE)
+        return ex
+
+
 def _window(
     data_dir: str | os.PathLike[str],
     venue: str,
@@ -149,16 +188,19 @@ def _window(
     clock: str,
     depth: int | None,
     lookback: int,
+    tol: int,
 ) -> list[Comparison]:
     """The comparisons of the REST samples of one window ``[w0, w1)``."""
     ids = {s.instrument_id for s in samples}
     # stream records of a sample's venue moment may arrive up to SLACK_MS after its receive time
-    lo, hi = w0 - SLACK_MS, w1 + SLACK_MS
+    lo, hi = w0 - SLACK_MS - tol, w1 + SLACK_MS + tol
     files = change_files(data_dir, venue, lo - lookback, hi + lookback)
     upto = max((i for i, f in enumerate(files) if f.lo_ms < hi), default=-1)
     plan = locate(files, ids, start=lo, upto=upto)
     entries = _entries(files, plan.first_file, upto, ids)
-    pending: dict[str, list[tuple[int, int, BookState, str]]] = {}  # iid -> (pos, n, sample, clock)
+    # iid -> (first position of its window, sample), largest first; a receive-time sample's
+    # window is [ts_ms - tol, ts_ms + tol], a venue-time sample's its moment alone
+    pending: dict[str, list[tuple[int, _Open]]] = {}
     out: list[tuple[int, Comparison]] = []
     by_iid: dict[str, list[tuple[int, BookState]]] = {}
     for n, s in enumerate(samples):
@@ -172,40 +214,59 @@ def _window(
             if not chosen:
                 continue
             times = [s.ob_ts_ms if c == "ob_ts_ms" else s.ts_ms for _, s in chosen]
-            for (n, s), pos in zip(chosen, at_positions(es, c, times)):  # type: ignore[arg-type]
+            w = tol if c == "ts_ms" else 0
+            at = at_positions(es, c, times)
+            firsts = at_positions(es, c, [t - w for t in times]) if w else at
+            lasts = at_positions(es, c, [t + w for t in times]) if w else at
+            for (n, s), pos, p0, p1 in zip(chosen, at, firsts, lasts):  # type: ignore[arg-type]
                 if pos is None:
                     out.append((n, _compare(s, None, c, depth)))
                 elif pos < begin:
                     late.append((n, s, c))
                 else:
-                    pending.setdefault(iid, []).append((pos, n, s, c))
+                    p0 = max(es[0][0] if p0 is None else p0, begin)  # None: the window starts before the first
+                    pending.setdefault(iid, []).append((p0, _Open(n, s, c, pos, p1)))  # type: ignore[arg-type]
     for q in pending.values():
         q.sort(key=lambda x: x[0], reverse=True)  # pop() gives the smallest position
     books: dict[str, LiveBook] = {}
+    opened: dict[str, list[_Open]] = {}
 
-    def flush(iid: str, before: int | None) -> None:
-        """Compare the samples whose record in force lies before ``before`` with the book now."""
-        q = pending[iid]
-        st = None
+    def meet(iid: str, before: int | None) -> None:
+        """Before the record at ``before`` changes the book: the samples whose window has begun
+        meet the book in force now; those whose window it ends are compared."""
+        q, now = pending[iid], opened.setdefault(iid, [])
         while q and (before is None or q[-1][0] < before):
-            _pos, n, s, c = q.pop()
-            if st is None and iid in books:
-                st = books[iid].state()  # made only when a sample needs it
-            out.append((n, _compare(s, st, c, depth)))
+            now.append(q.pop()[1])
+        if not now:
+            return
+        b = books.get(iid)
+        st = None
+        keep = []
+        for o in now:
+            if o.exact is None and (before is None or o.pos < before):
+                if st is None and b is not None:
+                    st = b.state()
+                o.exact = _compare(o.s, st, o.c, depth)
+            if o.c == "ts_ms" and tol:
+                o.meet(b, depth)
+            if before is None or o.hi < before:
+                out.append((o.n, o.result()))
+            else:
+                keep.append(o)
+        opened[iid] = keep
 
     if pending:
-        last = max(p for q in pending.values() for p, *_ in q) >> 32
+        last = max(o.hi for q in pending.values() for _, o in q) >> 32
         for pos, iid, rec in records(files, plan, set(pending), last_file=last):
             for who in (iid,) if iid is not None else list(pending):
-                q = pending.get(who)
-                if q and q[-1][0] < pos:
-                    flush(who, pos)  # before the record at pos changes the book
+                if (pending.get(who) and pending[who][-1][0] < pos) or opened.get(who):
+                    meet(who, pos)
                 b = books.get(who)
                 if b is None:
                     b = books[who] = LiveBook(venue, who)
                 b.apply(rec)
     for iid in pending:
-        flush(iid, None)
+        meet(iid, None)
     for n, s, c in late:
         st = stream_books_at(data_dir, venue, [s.instrument_id], s.ob_ts_ms if c == "ob_ts_ms" else s.ts_ms,
                              clock=c, lookback=lookback)
@@ -232,6 +293,7 @@ def iter_reconcile(
     depth: int | None = None,
     lookback: Any = DAY_MS,
     window: Any = "1h",
+    tolerance: Any = "2s",
 ) -> Iterator[Comparison]:
     """A :class:`Comparison` for each REST sample with ``start <= ts_ms < end``, in REST order.
 
@@ -239,27 +301,30 @@ def iter_reconcile(
     The samples are taken ``window`` at a time (one window's samples are held in memory), each
     window's stream replay starting at the last snapshot before it (within ``lookback``).
     ``clock``: ``"auto"`` (venue time when the sample has one) or ``"ts_ms"`` (receive time).
+    ``tolerance``: how far from its receive time a receive-time sample may meet its stream book.
     """
     if clock not in ("auto", "ts_ms"):
         raise ValueError(f"clock must be 'auto' or 'ts_ms', got {clock!r}")
     start_ms, end_ms = opt_time(start), opt_time(end)
-    step, back = duration_ms(window), duration_ms(lookback)
+    step, back, tol = duration_ms(window), duration_ms(lookback), duration_ms(tolerance)
     if step <= 0:
         raise ValueError("window must be positive")
+    if tol < 0:
+        raise ValueError("tolerance must not be negative")
     ids = expand_instruments(instruments, [venue])
     # one pass over the REST samples (ordered by ts_ms); windows without a sample are skipped
     w0: int | None = None
     batch: list[BookState] = []
     for s in rest_books(data_dir, venue, ids, start_ms, end_ms):
         if w0 is not None and s.ts_ms >= w0 + step:
-            yield from _window(data_dir, venue, batch, w0, w0 + step, clock, depth, back)
+            yield from _window(data_dir, venue, batch, w0, w0 + step, clock, depth, back, tol)
             batch = []
             w0 = None
         if w0 is None:
             w0 = s.ts_ms if start_ms is None else start_ms + (s.ts_ms - start_ms) // step * step
         batch.append(s)
     if batch:
-        yield from _window(data_dir, venue, batch, w0, w0 + step, clock, depth, back)  # type: ignore[arg-type]
+        yield from _window(data_dir, venue, batch, w0, w0 + step, clock, depth, back, tol)  # type: ignore[arg-type]
 
 
 def reconcile(
@@ -273,12 +338,13 @@ def reconcile(
     depth: int | None = None,
     lookback: Any = DAY_MS,
     window: Any = "1h",
+    tolerance: Any = "2s",
     max_disagreements: int = 1000,
 ) -> ReconcileReport:
     """:func:`iter_reconcile` summed up: counts per outcome (overall and per instrument) and the
     first ``max_disagreements`` disagreements."""
     rep = ReconcileReport()
     for c in iter_reconcile(data_dir, venue, instruments, start, end, clock=clock, depth=depth,
-                            lookback=lookback, window=window):
+                            lookback=lookback, window=window, tolerance=tolerance):
         rep.add(c, max_disagreements)
     return rep

@@ -51,6 +51,7 @@ class KalshiFeed:
         self._path = urlsplit(settings.url).path or _WS_PATH
         self._seq: dict[tuple[str, Any], int] = {}  # (connection id, sid) -> last seq
         self._lost: set[str] = set()  # connections whose sequence broke (until they are replaced)
+        self._venue_book: dict[str, tuple[list, list]] = {}  # ticker -> the REST levels a suspect book must reach
 
     def configure(self, settings: Any) -> None:
         """The REST key signs the upgrade (collector.venues.kalshi_auth)."""
@@ -175,6 +176,10 @@ class KalshiFeed:
         ts = m.get("ts_ms")
         t.book.ob_ts_ms = ts if type(ts) is int else None
         lane.change(t, msg, [(p, s)] if is_bid else [], [] if is_bid else [(p, s)], None, None)
+        if t.suspect is not None and self._venue_book.get(t.key) == t.book.levels():
+            t.suspect = None  # the REST book it differed from was one this change was on its way to
+            del self._venue_book[t.key]
+            lane.c.rest_agreed += 1
         if not t.book.crossed():
             t.params = None
         elif t.params is None:
@@ -190,8 +195,18 @@ class KalshiFeed:
             return  # a change arrived while the request was out: the two cannot be ordered
         if (rec.bids, rec.asks) == t.book.levels():
             lane.c.rest_agreed += 1
+            t.suspect = None
+            self._venue_book.pop(t.key, None)
             return
-        self._ask_again(lane, t, "rest_differs", now)
+        if t.suspect is None:
+            # The REST book can be ahead of changes still on their way (it carries no seq): ours
+            # is wrong only if it does not reach it within rest_grace_s (the lane's tick decides).
+            t.suspect = (now, "", None, "rest_differs", t.last_good_ts_ms)
+            self._venue_book[t.key] = (rec.bids, rec.asks)
+
+    def suspect_expired(self, lane: StreamLane, t: Tracked, now: float) -> None:
+        self._venue_book.pop(t.key, None)
+        self._ask_again(lane, t, t.suspect[3] if t.suspect else "rest_differs", now)
 
     @staticmethod
     def _ask_again(lane: StreamLane, t: Tracked, reason: str, now: float) -> None:

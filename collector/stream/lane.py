@@ -314,14 +314,19 @@ class StreamLane:
         if now < self._next_tick:
             return
         self._next_tick = now + _TICK_S
-        grace = getattr(self.s, "hash_grace_s", 2.0)
+        # Polymarket's failed hash checks, Kalshi's REST disagreements
+        grace = getattr(self.s, "hash_grace_s", None) or getattr(self.s, "rest_grace_s", 2.0)
+        expired = getattr(self.feed, "suspect_expired", None)  # the venue's own repair, when it has one
         for t in self.tracked.values():
             if t.status == RESYNC and t.resync_asked is not None and now - t.resync_asked > self.s.resync_timeout_s:
                 t.resync_asked = now
                 self.c.resync_retries += 1
                 self.rest.expedite(t.key, now)
             elif t.suspect is not None and now - t.suspect[0] > grace:
-                self.resync(t, t.suspect[3], now)
+                if expired is not None:
+                    expired(self, t, now)
+                else:
+                    self.resync(t, t.suspect[3], now)
 
     def stats(self, now: float) -> dict[str, Any]:
         """The ``stream`` object of this period's poll_stats record (counters restart)."""
