@@ -232,6 +232,15 @@ def test_membership_changes_via_set_instruments_and_prune_expired():
     lane.set_instruments([_inst("late", expires_at_ms=WALL - 1)], WALL, 1.0)
     lane.prune_expired(WALL)
     assert set(lane.state) == {"late"} and lane.c.expired_dropped == 1
+    # each goes once the clock passes its own expiry (the earliest one is remembered per snapshot)
+    lane.set_instruments([_inst("x", expires_at_ms=WALL + 100), _inst("y", expires_at_ms=WALL + 200), _inst("z")],
+                         WALL, 2.0)
+    lane.prune_expired(WALL + 50)
+    assert set(lane.state) == {"x", "y", "z"}
+    lane.prune_expired(WALL + 150)
+    assert set(lane.state) == {"y", "z"}
+    lane.prune_expired(WALL + 250)
+    assert set(lane.state) == {"z"} and lane.c.expired_dropped == 3
 
 
 def test_poll_stats_typed_counters_and_totals():

@@ -104,6 +104,7 @@ class Lane:
         self.intervals = IntervalTracker(window_s=ps.stats_interval_s)
         self.inflight = 0
         self.snapshot_asof_ms: int | None = None
+        self._next_expiry: float | None = None
         self.snapshot_error: str | None = None
         self.books = writers.get(name, layout.BOOK_STREAM)
         self.log = BookLog(self.books, name, every_poll=writers.settings.record == "every_poll")
@@ -118,7 +119,7 @@ class Lane:
 
     # -- membership -------------------------------------------------------------------------
     def set_instruments(self, insts: Sequence[Instrument], asof_ms: int, now: float) -> None:
-        self.snapshot_asof_ms = asof_ms
+        self.snapshot_asof_ms, self._next_expiry = asof_ms, None
         new = {i.poll_key: i for i in insts}
         for key in [k for k in self.state if k not in new]:
             self._drop(key)
@@ -141,13 +142,15 @@ class Lane:
     def prune_expired(self, wall_ms: int) -> None:
         """Drop instruments past expiry, unless a snapshot written after it still lists them."""
         asof = self.snapshot_asof_ms or 0
-        for key in [
-            k
-            for k, st in self.state.items()
-            if st.inst.expires_at_ms is not None and st.inst.expires_at_ms < wall_ms and asof <= st.inst.expires_at_ms
-        ]:
+        if self._next_expiry is None:  # the earliest expiry that can drop one (once per snapshot)
+            self._next_expiry = min((e for st in self.state.values() if (e := st.inst.expires_at_ms) is not None
+                                     and asof <= e), default=float("inf"))
+        if wall_ms <= self._next_expiry:
+            return
+        for key in [k for k, st in self.state.items() if (e := st.inst.expires_at_ms) is not None and asof <= e < wall_ms]:
             self._drop(key)
             self.c.expired_dropped += 1
+        self._next_expiry = None
 
     def _drop(self, key: str) -> None:
         st = self.state.pop(key, None)
