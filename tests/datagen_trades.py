@@ -27,7 +27,8 @@ from pathlib import Path
 
 from collector.config.settings import WriterSettings
 from collector.model.decimals import fmt
-from collector.model.trade_records import TradeGapRecord, TradeRecord, trade_key
+from collector.model.records import GapRecord
+from collector.model.trade_records import TradeRecord, trade_key
 from collector.store.writer_set import WriterSet
 
 MIDNIGHT_MS = calendar.timegm((2026, 1, 11, 0, 0, 0)) * 1000
@@ -41,7 +42,7 @@ OVERLAP_MS = 30_000  # the backfill re-reads this much before the outage (repeat
 class TradesTruth:
     data_dir: Path
     written: dict[str, list[TradeRecord]] = field(default_factory=dict)  # write order, duplicates included
-    gaps: dict[str, list[TradeGapRecord]] = field(default_factory=dict)
+    gaps: dict[str, list[GapRecord]] = field(default_factory=dict)
     instruments: dict[str, list[str]] = field(default_factory=dict)
 
     def unique(self, venue: str) -> list[TradeRecord]:
@@ -91,7 +92,7 @@ def add_trades(
     truth = TradesTruth(data_dir, instruments={v: list(i) for v, i in instruments.items()})
     events: list[tuple[int, int, str, bytes]] = []  # (write_ms, order, venue, line)
 
-    def put(v: str, at: int, rec: TradeRecord | TradeGapRecord) -> None:
+    def put(v: str, at: int, rec: TradeRecord | GapRecord) -> None:
         events.append((at, len(events), v, rec))
 
     for v, ids in instruments.items():
@@ -136,8 +137,8 @@ def add_trades(
                 t += max(1, int(rng.expovariate(1 / mean_gap_s) * 1000))
         if v == "polymarket":
             # the outage: its first part could not be fetched, the rest was backfilled
-            put(v, BACKFILL_AT, TradeGapRecord(v, None, LOST[0], LOST[1], "trades_backlog"))
-            put(v, BACKFILL_AT, TradeGapRecord(v, None, LOST[1], OUTAGE[1], "feed_down", backfilled=True))
+            put(v, BACKFILL_AT, GapRecord(v, None, LOST[0], LOST[1], "trades_backlog", backfilled=False))
+            put(v, BACKFILL_AT, GapRecord(v, None, LOST[1], OUTAGE[1], "feed_down", backfilled=True))
 
     clock, mono = _Clock(start_ms / 1000), _Clock(0.0)
     writers = {v: WriterSet(data_dir, WriterSettings(rotate_minutes=10, fsync_interval_s=1e6,
@@ -148,7 +149,7 @@ def add_trades(
         mono.t = clock.t - start_ms / 1000
         writers[v].tick()
         writers[v].write(v, "trades", rec.to_json())
-        (truth.gaps if type(rec) is TradeGapRecord else truth.written)[v].append(rec)
+        (truth.gaps if type(rec) is GapRecord else truth.written)[v].append(rec)
     clock.t = max(clock.t, end_ms / 1000 + 120)
     for ws in writers.values():
         ws.close()

@@ -24,7 +24,7 @@ from collector.model.stream_records import (
     BookSnapshotRecord,
     LastTradeRecord,
 )
-from collector.model.trade_records import TradeGapRecord, TradeRecord
+from collector.model.trade_records import TradeRecord
 from collector.store.parquet import LEVEL_COLUMNS, book_schema, gap_schema
 from tests.reliability import schema as validator
 
@@ -141,7 +141,7 @@ def test_a_stream_gap_is_valid_in_book_changes_only():
 
 
 def test_a_trades_gap_says_whether_it_was_backfilled_and_is_documented():
-    gap = orjson.loads(TradeGapRecord("kalshi", None, 1_789_999_000_000, 1_790_000_005_000, "restart", True).to_json())
+    gap = orjson.loads(GapRecord("kalshi", None, 1_789_999_000_000, 1_790_000_005_000, "restart", backfilled=True).to_json())
     assert validator.validate(gap, stream="trades") == []
     assert validator.validate({k: v for k, v in gap.items() if k != "backfilled"}, stream="trades") != []
     assert set(gap) - _documented("trade") - {"record_type", "schema_version", "venue"} == set()

@@ -48,11 +48,9 @@ class Instrument(BaseModel):
     starts_at_ms: int | None = None
     # Limitless sizes are integers in 10^-size_decimals units; None when sizes are in shares.
     size_decimals: int | None = None
-    # Venue ids and flags (collector.model.details.PolymarketMeta / LimitlessMeta); a plain dict only
-    # for another venue or when none was given. Left to right: a dict stays a dict.
+    # Venue ids and flags (collector.model.details); a plain dict (kept as is) for other venues.
     meta: dict[str, Any] | PolymarketMeta | LimitlessMeta = Field(default={}, union_mode="left_to_right")
-    # Typed venue metadata (strike, series, fees...; collector.model.details). None for instruments
-    # read from snapshots written before it existed.
+    # Typed venue metadata (collector.model.details); None in snapshots written before it existed.
     details: PolymarketDetails | LimitlessDetails | None = None
 
     @model_validator(mode="before")
@@ -62,8 +60,7 @@ class Instrument(BaseModel):
             data = {**data, "instrument_id": f"{data.get('venue')}:{data.get('poll_key')}"}
         d = data.get("details") if isinstance(data, dict) else None
         if isinstance(d, dict) and data.get("venue") in DETAILS_BY_VENUE:
-            # The venue decides the class: both have only optional fields, so a dict alone
-            # would validate as either.
+            # The venue decides the class (all fields optional: a dict alone would fit either).
             data = {**data, "details": DETAILS_BY_VENUE[data["venue"]].model_validate(d)}
         m = data.get("meta") if isinstance(data, dict) else None
         if isinstance(m, dict) and data.get("venue") in META_BY_VENUE:
@@ -252,8 +249,8 @@ class GapRecord:
     An instrument gap (``instrument_id`` set, ``failures`` counted) spans its last good book to the
     first good one after a run of failures; a venue gap (``instrument_id`` None, ``failures`` None,
     reason ``cooldown:<reason>``) spans a cooldown. ``failures`` is written only when it is set,
-    which is how readers tell the two apart.
-    """
+    which is how readers tell the two apart. In the ``trades`` stream ``backfilled`` is always set:
+    whether the venue's trades endpoint was read over the whole span afterwards."""
 
     venue: str
     instrument_id: str | None
@@ -261,6 +258,7 @@ class GapRecord:
     to_ts_ms: int
     reason: str
     failures: int | None = None
+    backfilled: bool | None = None
 
     def to_json(self) -> bytes:
         rec: dict[str, Any] = {
@@ -275,6 +273,8 @@ class GapRecord:
         }
         if self.failures is not None:
             rec["failures"] = self.failures
+        if self.backfilled is not None:
+            rec["backfilled"] = self.backfilled
         return orjson.dumps(rec)
 
 

@@ -66,34 +66,3 @@ def trade_key(trade_id: str | None, *parts: str | None) -> str:
     if trade_id:
         return trade_id
     return "~" + "|".join(p or "" for p in parts)
-
-
-@dataclass(slots=True)
-class TradeGapRecord:
-    """A span of the ``trades`` stream in which trades may be missing: the feed was down, the
-    recorder was not running (``restart``), or a fetch could not page back far enough.
-    ``backfilled`` says whether the venue's trades endpoint was read over the whole span
-    afterwards (then every trade it lists for the span is in the stream). ``instrument_id`` None:
-    the whole venue (a venue-wide tape)."""
-
-    venue: str
-    instrument_id: str | None
-    from_ts_ms: int
-    to_ts_ms: int
-    reason: str
-    backfilled: bool = False
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "record_type": "gap",
-                "schema_version": SCHEMA_VERSION,
-                "venue": self.venue,
-                "instrument_id": self.instrument_id,
-                "ts_ms": self.to_ts_ms,
-                "from_ts_ms": self.from_ts_ms,
-                "to_ts_ms": self.to_ts_ms,
-                "reason": self.reason,
-                "backfilled": self.backfilled,
-            }
-        )

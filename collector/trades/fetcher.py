@@ -39,12 +39,13 @@ class TradesFetched:
 
 
 class TradesFetcher:
-    def __init__(self, venue: str, source: TradesSource, out: Any, target: Any, min_spacing_s: float) -> None:
+    """One thread per venue running its trade fetches in order (the venue client paces them)."""
+
+    def __init__(self, venue: str, source: TradesSource, out: Any, target: Any) -> None:
         self.venue = venue
         self.source = source
         self.out = out
         self.target = target
-        self.min_spacing_s = min_spacing_s
         self._jobs: queue.SimpleQueue[FetchJob | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"trades-{venue}", daemon=True)
         self._stop = threading.Event()
@@ -64,15 +65,10 @@ class TradesFetcher:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        last = 0.0
         while not self._stop.is_set():
             job = self._jobs.get()
             if job is None or self._stop.is_set():
                 return
-            wait = last + self.min_spacing_s - time.monotonic()
-            if wait > 0 and self._stop.wait(wait):
-                return
-            last = time.monotonic()
             job.started_ms = int(time.time() * 1000)
             try:
                 result = self.source.fetch(job.scope, job.insts, job.since_ms)

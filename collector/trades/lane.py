@@ -61,7 +61,7 @@ class TradesLane:
                         "poll the trades endpoint per market instead", venue, venue)
         self.fetcher = None
         if source is not None and (self.polled or ts.backfill):
-            self.fetcher = TradesFetcher(venue, source, out, self, 0.0)
+            self.fetcher = TradesFetcher(venue, source, out, self)
         self.insts: dict[str, dict[str, Instrument]] = {}  # scope -> poll key -> instrument
         self.scope_of: dict[str, str] = {}  # instrument_id -> scope
         self.marks: dict[str, int] = {}

@@ -11,14 +11,14 @@ venue time, and forgotten once older than the window.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from pathlib import Path
 
 import orjson
 
 from collector.model.clock import now_ms
-from collector.model.trade_records import TradeGapRecord, TradeRecord
+from collector.model.records import GapRecord
+from collector.model.trade_records import TradeRecord
 from collector.store import layout
 from collector.store.durable import atomic_write
 from collector.store.files import file_lines, jsonl_files
@@ -83,8 +83,8 @@ class TradeTape:
         return not self.records.stats.failing
 
     def gap(self, instrument_id: str | None, from_ms: int, to_ms: int, reason: str, backfilled: bool) -> None:
-        self.records.write(TradeGapRecord(self.venue, instrument_id, from_ms, max(from_ms, to_ms), reason,
-                                          backfilled).to_json())
+        self.records.write(GapRecord(self.venue, instrument_id, from_ms, max(from_ms, to_ms), reason,
+                                     backfilled=backfilled).to_json())
         self.gaps += 1
 
     def recover(self, data_dir: Path, now: int) -> int:
@@ -137,7 +137,7 @@ class TapeState:
 
     def save(self, marks: dict[str, int], *, durable: bool = False) -> None:
         try:
-            atomic_write(self.path, orjson.dumps({"alive_ms": now_ms(), "saved": time.time(), "marks": marks}),
+            atomic_write(self.path, orjson.dumps({"alive_ms": now_ms(), "marks": marks}),
                          durable=durable)
         except OSError as e:
             log.warning("trades state %s not written: %s", self.path, e)
