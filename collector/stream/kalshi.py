@@ -205,8 +205,9 @@ class KalshiFeed:
             self._venue_book[t.key] = (rec.bids, rec.asks)
 
     def suspect_expired(self, lane: StreamLane, t: Tracked, now: float) -> None:
+        """The lane's tick: a suspect book (``t.suspect`` set) that never reached the REST one."""
         self._venue_book.pop(t.key, None)
-        self._ask_again(lane, t, t.suspect[3] if t.suspect else "rest_differs", now)
+        self._ask_again(lane, t, t.suspect[3], now)
 
     @staticmethod
     def _ask_again(lane: StreamLane, t: Tracked, reason: str, now: float) -> None:
