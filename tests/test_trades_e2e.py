@@ -63,7 +63,7 @@ def run_in_thread(sim, data, mp, venues, seconds, during=None, **extra):
         if during is not None:
             during()
         time.sleep(max(0.0, seconds - (time.time() - t0)))
-        lo, hi = int(t0 * 1000) + 3000, int(time.time() * 1000) - 3000
+        lo, hi = int(t0 * 1000), int(time.time() * 1000) - 3000
         time.sleep(3.0)  # the last polls and backfills land
     return lo, hi
 
@@ -71,16 +71,24 @@ def run_in_thread(sim, data, mp, venues, seconds, during=None, **extra):
 @pytest.mark.slow
 def test_every_trade_of_three_venues_is_recorded_once(tmp_path, monkeypatch):
     with run_sim("--markets", "6", "--seed", "41", "--tick-s", "0.2", "--change-prob", "0.6") as sim:
+        # from the moment the poller started: before an instrument's feed is subscribed, its
+        # trades are fetched (Polymarket), and the polled tapes start there
         lo, hi = run_in_thread(sim, tmp_path, monkeypatch, f"{PM},{LIM},{KAL}", 14)
         n = {v: check_exactly_once(sim, tmp_path, v, lo, hi) for v in (PM, LIM, KAL)}
         assert all(x > 0 for x in n.values()), n
         assert [p for p in schema.scan(tmp_path).problems if "/trades/" in p] == []
-        for v in (PM, LIM, KAL):
+        for v in (LIM, KAL):
             assert h.records(tmp_path, v, "trades", "gap") == []
+        # one feed_start gap per Polymarket instrument: from the start to its first snapshot, filled
+        gaps = h.records(tmp_path, PM, "trades", "gap")
+        assert sorted(g["instrument_id"] for g in gaps) == sorted(_tracked(tmp_path, PM).values())
+        assert all(g["reason"] == "feed_start" and g["backfilled"] is True and g["to_ts_ms"] - g["from_ts_ms"] < 10_000
+                   for g in gaps), gaps
+        for v in (PM, LIM, KAL):
             st = [s["trades"] for s in h.stats(tmp_path, v) if s.get("trades")]
             assert sum(s["recorded"] for s in st) == len(h.records(tmp_path, v, "trades", "trade"))
         pm = h.records(tmp_path, PM, "trades", "trade")
-        assert {r["source"] for r in pm} == {"ws"}  # the feed brings them; nothing to backfill
+        assert "ws" in {r["source"] for r in pm}  # the feed brings them, once subscribed
         assert {r["source"] for r in h.records(tmp_path, KAL, "trades", "trade")} == {"rest"}
 
 
@@ -97,7 +105,8 @@ def test_a_feed_disconnect_is_backfilled_from_the_data_api(tmp_path, monkeypatch
                                STREAMS__POLYMARKET__RECONNECT_MIN_S="1.5")
         assert check_exactly_once(sim, tmp_path, PM, lo, hi) > 0
         gaps = h.records(tmp_path, PM, "trades", "gap")
-        assert gaps and all(g["reason"] == "feed_down" and g["backfilled"] is True for g in gaps), gaps
+        assert {g["reason"] for g in gaps} == {"feed_start", "feed_down"}, gaps
+        assert all(g["backfilled"] is True for g in gaps), gaps
         recs = h.records(tmp_path, PM, "trades", "trade")
         assert any(r["source"] == "rest" for r in recs), "the outage's trades come from the data API"
         # Every REST trade came from the backfill of a gap: fetched once the gap had closed, and no
@@ -106,7 +115,7 @@ def test_a_feed_disconnect_is_backfilled_from_the_data_api(tmp_path, monkeypatch
         # seconds). It reads up to when its page arrives, so on a loaded machine it may also hold
         # trades of the first seconds after the feed came back; their feed copies are then
         # duplicates (exactly-once above).
-        start_ms = lo - 3000
+        start_ms = lo
         spans = [(g["instrument_id"], min(g["from_ts_ms"], start_ms) - 3000, g["to_ts_ms"]) for g in gaps]
         for r in recs:
             if r["source"] == "rest":
@@ -133,6 +142,8 @@ def test_sigterm_then_restart_neither_loses_nor_repeats_a_trade(tmp_path, monkey
         for v in (PM, KAL):
             assert check_exactly_once(sim, tmp_path, v, int(t0 * 1000) + 4000, hi) > 0
             gaps = h.records(tmp_path, v, "trades", "gap")
-            assert gaps and {g["reason"] for g in gaps} == {"restart"} and all(g["backfilled"] for g in gaps), gaps
+            # Polymarket: the first run's start to each feed's first snapshot, then the downtime
+            want = {"feed_start", "restart"} if v == PM else {"restart"}
+            assert gaps and {g["reason"] for g in gaps} == want and all(g["backfilled"] for g in gaps), gaps
         # every trade record valid, no torn line after SIGTERM
         assert [p for p in schema.scan(tmp_path).problems if "/trades/" in p] == []

@@ -64,11 +64,11 @@ def _inst(scope: str) -> Instrument:
 class Run:
     """One recorder run: a lane on a data directory, driven like the poller's loop drives it."""
 
-    def __init__(self, tmp, tape: Tape, **settings) -> None:
+    def __init__(self, tmp, tape: Tape, feed: bool = False, **settings) -> None:
         self.ws = WriterSet(tmp, background_sync=False)
         self.out: queue.SimpleQueue = queue.SimpleQueue()
         ts = VenueTradesSettings(**{"overlap_s": 1.0, "poll_interval_s": 0.05, **settings})
-        self.lane = TradesLane(VENUE, ts, tape, self.ws, self.out, tmp, "0of1", safety_s=0.5)
+        self.lane = TradesLane(VENUE, ts, tape, self.ws, self.out, tmp, "0of1", safety_s=0.5, feed=feed)
         self.lane.save_every_s = 0.2
 
     def start(self, scopes: list[str]) -> Run:
@@ -176,6 +176,75 @@ def test_a_feed_outage_is_a_gap_filled_from_the_tape_with_the_duplicates_dropped
     assert sorted(trades(tmp_path)) == ["before", "during1", "during2"]
     (g,) = gaps(tmp_path)
     assert g["reason"] == "feed_down" and g["backfilled"] is True and g["from_ts_ms"] == down
+
+
+class FedTape(Tape):
+    from_feed = True  # the venue's feed carries its trades (Polymarket)
+
+
+def test_a_fed_instrument_is_owed_its_trades_from_the_start_to_its_first_snapshot(tmp_path):
+    """The feed carries an instrument's trades only once it is subscribed: what traded between the
+    recorder starting and that first book snapshot is fetched, and said in a feed_start gap."""
+    tape = FedTape(per_market=True)
+    run = Run(tmp_path, tape, feed=True, rest_poll=False).start(["m1", "m2"])
+    start = run.lane.start_ms
+    tape.trade("m1", now_ms(), "before-subscribed")  # the feed never brings it
+    time.sleep(0.02)
+    snap = now_ms()
+    for m in ("m1", "m2"):
+        run.lane.feed_up(f"{VENUE}:tok-{m}", snap, time.monotonic())
+    run.lane.feed_trade(tape.trade("m1", now_ms(), "live"))
+    run.pump(0.4)
+    run.lane.feed_up(f"{VENUE}:tok-m1", now_ms(), time.monotonic())  # a later snapshot owes nothing
+    run.pump(0.2)
+    run.close()
+    assert sorted(trades(tmp_path)) == ["before-subscribed", "live"]
+    g = gaps(tmp_path)
+    assert sorted((x["instrument_id"], x["reason"], x["from_ts_ms"], x["to_ts_ms"], x["backfilled"]) for x in g) == [
+        (f"{VENUE}:tok-{m}", "feed_start", start, snap, True) for m in ("m1", "m2")]
+    assert [s["feeds_down"] for s in [run.lane.stats(time.monotonic())]] == [0]
+
+
+def test_a_fed_restart_is_owed_from_the_last_run_to_the_first_snapshot(tmp_path):
+    tape = FedTape(per_market=True)
+    run = Run(tmp_path, tape, feed=True, rest_poll=False).start(["m1"])
+    iid = f"{VENUE}:tok-m1"
+    run.lane.feed_up(iid, now_ms(), time.monotonic())
+    run.pump(0.5)  # state saves
+    run.close()
+    stopped = now_ms()
+    tape.calls.clear()
+    tape.trade("m1", now_ms(), "while-down")
+    run2 = Run(tmp_path, tape, feed=True, rest_poll=False).start(["m1"])
+    run2.pump(0.2)
+    assert tape.calls == []  # nothing fetched before the feed is up: the fetch then covers up to it
+    tape.trade("m1", now_ms(), "before-subscribed")
+    snap = now_ms()
+    run2.lane.feed_up(iid, snap, time.monotonic())
+    run2.pump(0.4)
+    run2.close()
+    assert sorted(trades(tmp_path)) == ["before-subscribed", "while-down"]
+    first, g = gaps(tmp_path)
+    assert first["reason"] == "feed_start"  # the first run's own start
+    assert g["reason"] == "restart" and g["backfilled"] is True and g["from_ts_ms"] <= stopped and g["to_ts_ms"] == snap
+    assert len(tape.calls) == 1
+
+
+def test_a_fed_instrument_whose_feed_never_came_up_is_owed_by_the_next_start(tmp_path):
+    tape = FedTape(per_market=True)
+    run = Run(tmp_path, tape, feed=True, rest_poll=False).start(["m1"])
+    start = run.lane.start_ms
+    run.pump(0.3)
+    assert run.lane.stats(time.monotonic())["feeds_down"] == 1
+    run.close()
+    tape.trade("m1", start + 1, "never-seen")
+    run2 = Run(tmp_path, tape, feed=True, rest_poll=False).start(["m1"])
+    run2.lane.feed_up(f"{VENUE}:tok-m1", now_ms(), time.monotonic())
+    run2.pump(0.4)
+    run2.close()
+    assert trades(tmp_path) == ["never-seen"]
+    (g,) = gaps(tmp_path)
+    assert g["reason"] == "restart" and g["from_ts_ms"] <= start and g["backfilled"] is True
 
 
 def test_a_fetch_that_keeps_failing_leaves_a_gap_that_says_not_backfilled(tmp_path):

@@ -76,7 +76,7 @@ class TradeGap:
     ts_ms: int
     from_ts_ms: int | None  # None: since the start
     to_ts_ms: int
-    reason: str  # feed_down | restart | trades_backlog | write_failed | ...
+    reason: str  # feed_start | feed_down | restart | trades_backlog | write_failed | ...
     backfilled: bool = False
 
     @property

@@ -6,11 +6,13 @@ venue (Kalshi). Its *mark* is the wall time up to which the tape is known record
 
 * a polled tape (``rest_poll``) is read every ``poll_interval_s`` from its mark minus
   ``overlap_s``; a complete answer moves the mark to when the request went out;
-* a tape the feed carries (Polymarket) is complete while the feed is up; when an instrument's
-  feed goes down and comes back, the span is fetched (``backfill``) and written as a gap record
-  saying whether the fetch covered it;
+* a tape the feed carries (Polymarket) is complete while the feed is up; from when an
+  instrument is tracked to its feed's first snapshot (``feed_start``), and when its feed goes
+  down and comes back (``feed_down``), the span is fetched (``backfill``) and written as a gap
+  record saying whether the fetch covered it;
 * at start, the previous run's marks and last-alive time (``state/trades.shard-*.json``) say
-  what the downtime was: every tape is read back over it and the span is a ``restart`` gap.
+  what the downtime was: every tape is read back over it and the span is a ``restart`` gap (on a
+  fed tape, running on to the feed's first snapshot, in place of ``feed_start``).
 
 Duplicates (a trade the feed and a backfill both brought, a re-read overlap) are dropped by key
 (collector.trades.tape). Nothing here blocks: fetches run on the venue's trades thread.
@@ -56,6 +58,9 @@ class TradesLane:
         self.recovered = self.tape.recover(data_dir, self.start_ms)
         self.safety_ms = int(safety_s * 1000)  # marks read back from the state may be this far ahead of the disk
         self.polled = bool(source is not None and ts.rest_poll)
+        # The feed carries this venue's trades: an instrument's are recorded from its feed's
+        # first book snapshot on, and what happened before that is fetched (see feed_up).
+        self.fed = bool(source is not None and getattr(source, "from_feed", False) and feed and not ts.rest_poll)
         if source is not None and getattr(source, "from_feed", False) and not feed and not ts.rest_poll:
             log.warning("%s trades: the stream is off, so no trades arrive; set trades.%s.rest_poll = true to "
                         "poll the trades endpoint per market instead", venue, venue)
@@ -69,7 +74,8 @@ class TradesLane:
         self.busy: set[str] = set()
         self.pending: dict[str, list[Gap]] = {}  # gaps waiting for their scope's next fetch
         self.tries: dict[str, int] = {}
-        self.down: dict[str, int] = {}  # instrument_id -> when its feed went down
+        # instrument_id -> (since when its feed has not carried its trades, the gap's reason)
+        self.down: dict[str, tuple[int, str]] = {}
         self._next_save = self._next_scan = 0.0
         self.save_every_s = _SAVE_S
         self._started = False
@@ -99,6 +105,17 @@ class TradesLane:
         self._started = True
         wall = now_ms()
         for scope, members in scopes.items():
+            if self.fed:  # until its feed's first snapshot, an instrument's trades are owed from here
+                since = (self.start_ms if first else wall) - int(self.s.first_lookback_s * 1000)
+                why = "feed_start"
+                if first and self.prev_alive is not None:
+                    prev = self.prev_marks.get(scope)
+                    since, why = min(prev if prev is not None else self.prev_alive, self.prev_alive), "restart"
+                for i in members.values():
+                    if i.instrument_id not in self.scope_of:
+                        self.down.setdefault(i.instrument_id, (since, why))
+                self.marks.setdefault(scope, since - (self.safety_ms if why == "restart" else 0))
+                continue
             if scope in self.insts:
                 continue
             prev = self.prev_marks.get(scope)
@@ -138,13 +155,13 @@ class TradesLane:
 
     def feed_down(self, instrument_id: str, ts_ms: int) -> None:
         if instrument_id in self.scope_of:
-            self.down.setdefault(instrument_id, ts_ms)
+            self.down.setdefault(instrument_id, (ts_ms, "feed_down"))
 
     def feed_up(self, instrument_id: str, ts_ms: int, now: float) -> None:
-        since = self.down.pop(instrument_id, None)
-        if since is None:
+        down = self.down.pop(instrument_id, None)
+        if down is None:
             return
-        gap = (instrument_id, since, ts_ms, "feed_down")
+        gap = (instrument_id, down[0], ts_ms, down[1])
         scope = self.scope_of.get(instrument_id)
         if self.fetcher is None or not self.s.backfill or scope is None:
             self.tape.gap(*gap, False)
@@ -269,7 +286,7 @@ class TradesLane:
             if owed:
                 m = min(m, *owed)
             out[scope] = m
-        for iid, since in self.down.items():
+        for iid, (since, _) in self.down.items():
             scope = self.scope_of.get(iid)
             if scope is not None and scope in out:
                 out[scope] = min(out[scope], since)
