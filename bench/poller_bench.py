@@ -24,7 +24,9 @@ window / those records; p50/p99_age_s = age of each instrument's latest record, 
 1 s with a per-instrument phase (instruments fetched in one batch share a phase on the 1 s grid,
 so sampling all at the same instant would alias; the poll_stats book_age_* fields, computed at
 stats time, are shown as stats_age_* for comparison and do alias); rss_mb = max RSS over the
-whole run (rss_first/mid/last_mb and the trend line: samples inside the window).
+whole run (rss_first/mid/last_mb and the trend line: samples inside the window);
+machine_ref_us = this machine's time for a fixed pure-Python workload (see machine_ref_us), so
+figures from two machines can be put side by side.
 
 Environment (all optional):
   BENCH_SECONDS=30        steady-state window per mode (600 for a long RSS-flatness run)
@@ -58,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +307,21 @@ def analyse(data: Path, insts: list[Instrument], spawn_wall: float, win0: float,
 # --------------------------------------------------------------------------- main
 
 
+def machine_ref_us() -> float:
+    """This machine's speed at the poller's kind of work, to compare figures across machines: the
+    best of 7 runs of a fixed pure-Python workload (dict lookups, tuples, a sort, orjson), in µs;
+    lower is faster. CPU per book scales with it (two VMs of the same kind differed 1.4x)."""
+    d = {str(i): (str(i * 7), i) for i in range(200)}
+    keys = list(d)
+
+    def work() -> bytes:
+        out = [(d[k][0], k) for k in keys]
+        out.sort()
+        return b",".join([orjson.dumps(x) for x in out[:50]])
+
+    return round(min(timeit.repeat(work, number=200, repeat=7)) / 200 * 1e6, 1)
+
+
 def table(cols: dict[str, dict[str, Any]]) -> str:
     rows = list(KEYS) + [k for k in next(iter(cols.values())) if k not in KEYS]
     w = max(map(len, rows))
@@ -342,6 +360,7 @@ def main() -> int:
         modes["kalshi"] = {f"COLLECTOR_KALSHI__{k}": v for k, v in (
             ("RATE_REQUESTS", "500"), ("MIN_SPACING_S", "0"), ("SHARE_SPACING", "false"), ("MAX_WORKERS", "16"),
             ("INFLIGHT_START", "4"), ("INFLIGHT_CEILING", "16"))}
+    ref = machine_ref_us()  # before anything else runs
     run_s = (warmup + seconds + 15) * len(modes) + 120
     workdir = Path(tempfile.mkdtemp(prefix="poller-bench-"))
     results: dict[str, dict[str, Any]] = {}
@@ -373,6 +392,7 @@ def main() -> int:
               "kalshi": "kalshi GET /markets/orderbooks"}
     trends = {k: v.pop("_rss_trend") for k, v in results.items()}
     print(table({labels[k]: v for k, v in results.items()}))
+    print(f"machine_ref_us {ref} (a fixed pure-Python workload on this machine, lower is faster: CPU figures scale with it)")
     for k, tr in trends.items():
         print(f"rss_mb over the window ({labels[k]}): {' '.join(map(str, tr))}")
     if "batch" not in results:
@@ -387,6 +407,7 @@ def main() -> int:
         ok = v is not None and (v >= lim if op == ">=" else v <= lim)
         print(f"target {k} {op} {lim:g}: {v} {'ok' if ok else 'MISSED'}")
     out = {k: main_r[k] for k in KEYS}
+    out["machine_ref_us"] = ref
     out["baseline"] = {k: results["single"][k] for k in KEYS} if "single" in results else {k: None for k in KEYS}
     if "kalshi" in results:
         out["kalshi"] = {k: results["kalshi"][k] for k in KEYS}

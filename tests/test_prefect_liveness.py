@@ -236,7 +236,7 @@ def test_a_run_stuck_pending_is_crashed_alerted_and_its_slot_freed(stack):
     msg = api.get(f"/flow_runs/{stuck['id']}").json()["state"]["message"]
     assert "Stuck in Pending" in msg
     text = wait_for("the discovery-failed webhook naming the run",
-                    lambda: [t for t in stack.receiver.texts() if stuck["name"] in t], 60)
+                    lambda: [t for t in stack.receiver.texts() if stuck["name"] in t], 120)
     assert "is Crashed" in text[0] and "Stuck in Pending" in text[0]
     t1 = time.time()
     dep = deployment_id(api, DISCOVERY)

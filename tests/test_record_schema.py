@@ -140,6 +140,18 @@ def test_a_stream_gap_is_valid_in_book_changes_only():
     assert validator.validate(venue_wide, stream="book_changes") != []
 
 
+def test_seq_0_is_only_a_rest_snapshot_taken_before_the_connections_first_message():
+    rest = BookSnapshotRecord("limitless", "limitless:m", 1_790_000_000_000, None, "c1", 0, "subscribe",
+                              [("0.4", "10")], [("0.6", "5")], source="rest")
+    assert validator.validate(orjson.loads(rest.to_json())) == []
+    ws = BookSnapshotRecord("limitless", "limitless:m", 1_790_000_000_000, None, "c1", 0, "subscribe",
+                            [("0.4", "10")], [("0.6", "5")])
+    change = BookChangeRecord("polymarket", "polymarket:1", 1_790_000_000_000, None, "c1", 0, [("0.4", "1")], [],
+                              "0.4", None)
+    for r in (ws, change):
+        assert any("seq 0" in p for p in validator.validate(orjson.loads(r.to_json()))), r
+
+
 def test_a_trades_gap_says_whether_it_was_backfilled_and_is_documented():
     gap = orjson.loads(GapRecord("kalshi", None, 1_789_999_000_000, 1_790_000_005_000, "restart", backfilled=True).to_json())
     assert validator.validate(gap, stream="trades") == []

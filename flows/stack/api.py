@@ -20,10 +20,12 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 # -- REST API -------------------------------------------------------------------------------------
 class ApiClient(httpx.Client):
     """httpx against the Prefect API, retrying like Prefect's own client: a busy SQLite database
-    answers 503 ("database is locked") or nothing for a while under load. A timeout or dropped
-    connection is retried only where repeating is harmless: reads, filters, PATCH/PUT/DELETE."""
+    answers 503 ("database is locked") or nothing for a while under load, on a slow machine for
+    well over 6 s. 429 / 503 are retried for up to ~30 s (Retry-After honoured, as Prefect's
+    client does); a timeout or dropped connection only where repeating is harmless: reads,
+    filters, PATCH/PUT/DELETE."""
 
-    retries = 6
+    retries = 8  # waits 0.25, 0.5, 1, 2, 4, 8, 8 s: ~24 s, like Prefect's client
 
     def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> httpx.Response:
         again = _idempotent(method, str(url))
@@ -37,8 +39,19 @@ class ApiClient(httpx.Client):
             else:
                 if r.status_code not in (429, 503) or last:
                     return r
-            time.sleep(0.2 * 2**attempt)
+                after = _retry_after(r)
+                if after is not None:
+                    time.sleep(after)
+                    continue
+            time.sleep(min(8.0, 0.25 * 2**attempt))
         raise AssertionError("unreachable")
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    try:
+        return min(10.0, max(0.0, float(r.headers["Retry-After"])))
+    except (KeyError, ValueError):
+        return None
 
 
 def _idempotent(method: str, url: str) -> bool:

@@ -160,7 +160,7 @@ STREAM_ENVELOPE = {
     "ts_ms": _ts,
     "ob_ts_ms": _opt(_nonneg_int),
     "conn": lambda v: _is_str(v) and v != "",
-    "seq": lambda v: _is_int(v) and v >= 1,
+    "seq": lambda v: _is_int(v) and v >= 0,  # 0 only in a rest snapshot (checked below)
 }
 BOOK_SNAPSHOT_REQUIRED = {
     **STREAM_ENVELOPE,
@@ -444,6 +444,8 @@ def validate(rec: Any, *, check_gap_order: bool = True, stream: str | None = Non
             return out
         if not rec["instrument_id"].startswith(rec["venue"] + ":"):
             out.append(f"instrument_id {rec['instrument_id']!r} of another venue")
+        if rec["seq"] == 0 and not (rt == "book_snapshot" and rec["source"] == "rest"):
+            out.append(f"{rt} with seq 0: only a REST snapshot can come before a connection's first message")
         if rt != "last_trade":
             _level_order(rec, out)
         if rt == "book_snapshot":
