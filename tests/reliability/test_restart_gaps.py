@@ -74,7 +74,7 @@ def test_sigkill_mid_run_and_during_start_up_leaves_restart_gaps(tmp_path, monke
         env = H.env_for(sim, tmp_path)
         log = tmp_path / "poll.log"
         kills = []
-        _, t = _run_for(env, log, 3.0)  # A: killed mid-run
+        _, t = _run_for(env, log, 6.0)  # A: killed mid-run (long enough that a gap from its start fails the lag bound)
         kills.append(t)
         time.sleep(2.0)
         proc = h.start_poll_process(env, log)  # B: killed during start-up, before any book
@@ -121,8 +121,9 @@ def test_sigkill_mid_run_and_during_start_up_leaves_restart_gaps(tmp_path, monke
         assert n_holes >= len({g["instrument_id"] for g in gaps}), (v, n_holes)
         lag = [max(a for a, _ in holes[g["instrument_id"]] if a >= (g["from_ts_ms"] or 0)) - g["from_ts_ms"]
                for g in gaps if g["from_ts_ms"] is not None and holes.get(g["instrument_id"])]
-        # from_ts_ms is the last book listed at the last mark: at most a stats interval before the hole
-        assert lag and max(lag) <= (STATS_S + 1.5) * 1000, (v, max(lag))
+        # from_ts_ms is the last book listed at the last mark: at most a stats interval and a poll
+        # before the hole, plus 2 s for a loop starved on a loaded machine (4.3 s seen on 2 cores)
+        assert lag and max(lag) <= (STATS_S + 1.5 + 2.0) * 1000, (v, max(lag))
         figures[v] = {"restart_gaps": len(gaps), "holes": n_holes, "max_from_lag_ms": max(lag)}
     H.report("restart_gaps", **figures)
 
