@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -48,3 +50,16 @@ def test_503_gives_up_with_the_last_answer_and_a_down_server_fails_at_once():
     with client(closed_port_url()) as api:
         with pytest.raises(httpx.ConnectError):
             api.get("/health")
+
+
+def test_a_busy_server_is_waited_out_as_long_as_its_retry_after_says():
+    """A 503 / 429 with Retry-After waits that long (capped), also for a POST that creates: the
+    server did not take it."""
+    with http_stub() as stub, client(stub.url) as api:
+        busy = Reply(503, b"database is locked", {"Retry-After": "0.6"})
+        stub.route("POST", "/deployments/d/create_flow_run", _flaky([busy, Reply(429, b"", {"Retry-After": "0"})],
+                                                                    Reply.json({"id": "r"}, 201)))
+        t0 = time.monotonic()
+        assert api.post("/deployments/d/create_flow_run", json={}).json() == {"id": "r"}
+        assert len(stub.called("POST", "/deployments/d/create_flow_run")) == 3
+        assert 0.6 <= time.monotonic() - t0 < 5.0
