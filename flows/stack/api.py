@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from collector.venues.http import parse_retry_after
+
 POOL = "local"
 POLLER = "poller/poller"
 DISCOVERY = "discovery/discovery"
@@ -21,8 +23,8 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 class ApiClient(httpx.Client):
     """httpx against the Prefect API, retrying like Prefect's own client: a busy SQLite database
     answers 503 ("database is locked") or nothing for a while under load, on a slow machine for
-    well over 6 s. 429 / 503 are retried for up to ~30 s (Retry-After honoured, as Prefect's
-    client does); a timeout or dropped connection only where repeating is harmless: reads,
+    well over 6 s. 429 / 503 are retried for ~24 s (Retry-After honoured, up to 10 s a wait, as
+    Prefect's client does); a timeout or dropped connection only where repeating is harmless: reads,
     filters, PATCH/PUT/DELETE."""
 
     retries = 8  # waits 0.25, 0.5, 1, 2, 4, 8, 8 s: ~24 s, like Prefect's client
@@ -39,19 +41,12 @@ class ApiClient(httpx.Client):
             else:
                 if r.status_code not in (429, 503) or last:
                     return r
-                after = _retry_after(r)
+                after = parse_retry_after(r.headers.get("retry-after"))
                 if after is not None:
-                    time.sleep(after)
+                    time.sleep(min(10.0, after))
                     continue
             time.sleep(min(8.0, 0.25 * 2**attempt))
         raise AssertionError("unreachable")
-
-
-def _retry_after(r: httpx.Response) -> float | None:
-    try:
-        return min(10.0, max(0.0, float(r.headers["Retry-After"])))
-    except (KeyError, ValueError):
-        return None
 
 
 def _idempotent(method: str, url: str) -> bool:
