@@ -58,10 +58,11 @@ class TradesLane:
         self.recovered = self.tape.recover(data_dir, self.start_ms)
         self.safety_ms = int(safety_s * 1000)  # marks read back from the state may be this far ahead of the disk
         self.polled = bool(source is not None and ts.rest_poll)
+        from_feed = bool(source is not None and getattr(source, "from_feed", False) and not ts.rest_poll)
         # The feed carries this venue's trades: an instrument's are recorded from its feed's
         # first book snapshot on, and what happened before that is fetched (see feed_up).
-        self.fed = bool(source is not None and getattr(source, "from_feed", False) and feed and not ts.rest_poll)
-        if source is not None and getattr(source, "from_feed", False) and not feed and not ts.rest_poll:
+        self.fed = from_feed and feed
+        if from_feed and not feed:
             log.warning("%s trades: the stream is off, so no trades arrive; set trades.%s.rest_poll = true to "
                         "poll the trades endpoint per market instead", venue, venue)
         self.fetcher = None
@@ -103,24 +104,20 @@ class TradesLane:
             scopes.setdefault(self.source.scope_of(i), {})[i.poll_key] = i
         first = not self._started
         self._started = True
-        wall = now_ms()
+        restart = first and self.prev_alive is not None  # the downtime is owed
+        fresh_ms = (self.start_ms if first else now_ms()) - int(self.s.first_lookback_s * 1000)
         for scope, members in scopes.items():
+            frm = self._restart_from(scope) if restart else None
             if self.fed:  # until its feed's first snapshot, an instrument's trades are owed from here
-                since = (self.start_ms if first else wall) - int(self.s.first_lookback_s * 1000)
-                why = "feed_start"
-                if first and self.prev_alive is not None:
-                    prev = self.prev_marks.get(scope)
-                    since, why = min(prev if prev is not None else self.prev_alive, self.prev_alive), "restart"
+                since, why = (frm, "restart") if frm is not None else (fresh_ms, "feed_start")
                 for i in members.values():
                     if i.instrument_id not in self.scope_of:
                         self.down.setdefault(i.instrument_id, (since, why))
-                self.marks.setdefault(scope, since - (self.safety_ms if why == "restart" else 0))
+                self.marks.setdefault(scope, since - (self.safety_ms if frm is not None else 0))
                 continue
             if scope in self.insts:
                 continue
-            prev = self.prev_marks.get(scope)
-            if first and self.prev_alive is not None:  # a restart: the downtime is owed
-                frm = min(prev if prev is not None else self.prev_alive, self.prev_alive)
+            if frm is not None:
                 ids = [None] if not self.source.per_market else [i.instrument_id for i in members.values()]
                 gaps = [(iid, frm, self.start_ms, "restart") for iid in ids]
                 self.marks[scope] = frm - self.safety_ms
@@ -131,7 +128,7 @@ class TradesLane:
                     for g in gaps:
                         self.tape.gap(*g, False)
             else:
-                self.marks[scope] = (self.start_ms if first else wall) - int(self.s.first_lookback_s * 1000)
+                self.marks[scope] = fresh_ms
                 if self.polled:
                     self.due[scope] = now
         for scope in [s for s in self.insts if s not in scopes]:
@@ -143,6 +140,11 @@ class TradesLane:
             del self.down[iid]
         if self.fetcher is not None and not self._closed and first:
             self.fetcher.start()
+
+    def _restart_from(self, scope: str) -> int:
+        """Where a restart reads ``scope`` back from: its saved mark, never after the last-alive time."""
+        prev = self.prev_marks.get(scope)
+        return min(prev if prev is not None else self.prev_alive, self.prev_alive)
 
     # -- what the feeds call ---------------------------------------------------------------------
     def feed_trade(self, rec: TradeRecord) -> None:
