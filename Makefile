@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: install run run-sim run-local test sim bench bench-stream bench-trades bench-bytes bench-parquet bench-scale bench-api soak lock clean
+.PHONY: install run run-sim run-local test sim bench bench-stream bench-trades bench-bytes bench-parquet bench-scale bench-api bench-hotpath soak lock clean
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ bench: $(STAMP)  ## poller throughput, CPU per book, book age, RSS; Polymarket b
 	$(BIN)/python bench/trades_bench.py
 	$(BIN)/python bench/bytes_bench.py
 	$(BIN)/python bench/parquet_bench.py
+
+bench-hotpath: $(STAMP)  ## the REST hot path replayed on one thread: CPU per book without HTTP or thread noise (A/B of code changes)
+	$(BIN)/python bench/hotpath_bench.py
 
 bench-bytes: $(STAMP)  ## bytes per instrument-hour: JSONL, JSONL.zst, daily Parquet; every_poll vs changes; two change regimes (~5 min)
 	$(BIN)/python bench/bytes_bench.py

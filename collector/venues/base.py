@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import msgspec
+
 from collector.model.errors import VenueError
 from collector.model.records import BookRecord, Instrument
 
@@ -28,8 +30,7 @@ class FetchResult:
     latency_ms: float  # request round trip
 
 
-@dataclass(slots=True)
-class PolledBook:
+class PolledBook(msgspec.Struct, gc=False):  # one per polled book: built in C, never scanned by the GC
     """A raw book plus what the fetch thread learnt of it, for venues that can (optional).
 
     ``content`` compares equal for two polls of one instrument only when both normalize to the
