@@ -50,11 +50,11 @@ from collector.poller.lane import Done, Lane  # noqa: E402
 from collector.poller.loop import quiet_gc  # noqa: E402
 from collector.sim.testing import run_sim  # noqa: E402
 from collector.store.writer_set import WriterSet  # noqa: E402
+from collector.venues import polymarket_reply as reply  # noqa: E402
 from collector.venues.polymarket import PolymarketClient  # noqa: E402
 
 WARM_ROUNDS = 2
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
-_AID = msgspec.json.Decoder(dict[str, object])
 
 
 def capture(clob_url: str, keys: list[str], rounds: int, batch: int) -> list[dict[str, bytes]]:
@@ -69,7 +69,7 @@ def capture(clob_url: str, keys: list[str], rounds: int, batch: int) -> list[dic
             resp = http.request("POST", f"{clob_url}/books", body=body, headers={"Content-Type": "application/json"})
             for item in _ITEMS.decode(resp.data):
                 raw = bytes(item)
-                got[_AID.decode(raw)["asset_id"]] = raw
+                got[reply.head(raw).asset_id] = raw
         out.append(got)
         time.sleep(max(0.0, t0 + r + 1 - time.monotonic()))
     return out
@@ -85,9 +85,6 @@ class _Replayed:
         got = self.rounds[self.r]
         keys = [t["token_id"] for t in orjson.loads(body)]
         return b"[" + b",".join(got[k] for k in keys if k in got) + b"]", now_ms(), 50.0
-
-    def close(self) -> None:
-        pass
 
 
 class _Inline:
@@ -168,7 +165,7 @@ def main() -> int:
     print(f"hot-path bench: {len(insts)} polymarket instruments, {len(rounds)} rounds of POST /books "
           f"({batch} per request), {repeats} replays", file=sys.stderr, flush=True)
     figures = []
-    for k in range(repeats):
+    for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="hotpath-") as d:
             figures.append(replay(rounds, insts, Path(d)))
     if os.environ.get("BENCH_PROFILE") == "1":
